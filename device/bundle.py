@@ -1,0 +1,298 @@
+"""The bundle contract: the only module that reads, writes and validates ``manifest.json``.
+
+Host and board both import this module and nothing else of each other. The manifest is plain
+JSON (never pickle), versioned by ``"format": "keras-edge/1"``. Every variant records its file's
+sha256 and size; the board refuses a mismatching checksum and any path that leaves the bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import BundleError
+from .preprocess import PreprocessSpec
+
+FORMAT = "keras-edge/1"
+MANIFEST = "manifest.json"
+REFERENCE = "reference.npz"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+class VariantStatus(StrEnum):
+    OK = "ok"
+    VALIDATION_FAILED = "validation_failed"
+    CONVERSION_FAILED = "conversion_failed"
+
+
+class Task(StrEnum):
+    CLASSIFICATION = "classification"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor of a model (shape uses -1 for a dynamic dimension)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and self.dtype in ("int8", "uint8", "int16")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(name=str(d["name"]), shape=tuple(d["shape"]), dtype=str(d["dtype"]),
+                   scale=float(d.get("scale", 0.0)), zero_point=int(d.get("zero_point", 0)))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a variant's outputs must stay to the Keras reference outputs in ``verify``."""
+
+    max_abs: float
+    min_agreement: float = 1.0  # top-1 agreement with the reference, classifiers only
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Tolerance":
+        return cls(max_abs=float(d["max_abs"]), min_agreement=float(d.get("min_agreement", 1.0)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One converted model file in the bundle and what is known about it."""
+
+    name: str
+    mode: str
+    status: VariantStatus
+    file: str | None = None
+    sha256: str | None = None
+    bytes: int = 0
+    reason: str = ""
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    tolerance: Tolerance | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", VariantStatus(self.status))
+        if self.status is not VariantStatus.CONVERSION_FAILED and not self.file:
+            raise BundleError(f"variant {self.name!r} has no file",
+                              "reconvert the bundle with `keras-edge convert`")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Variant":
+        tol = d.get("tolerance")
+        return cls(name=str(d["name"]), mode=str(d["mode"]), status=VariantStatus(d["status"]),
+                   file=d.get("file"), sha256=d.get("sha256"), bytes=int(d.get("bytes", 0)),
+                   reason=str(d.get("reason", "")),
+                   inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
+                   outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
+                   tolerance=Tolerance.from_dict(tol) if tol else None,
+                   metrics=dict(d.get("metrics", {})))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contract between workstation and board."""
+
+    name: str
+    preprocess: PreprocessSpec
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    variants: tuple[Variant, ...]
+    task: Task = Task.CLASSIFICATION
+    labels: str | None = None
+    default: str | None = None
+    default_reason: str = ""
+    reference: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", Task(self.task))
+        if self.format != FORMAT:
+            raise BundleError(f"manifest format {self.format!r} is not supported (this keras-edge reads {FORMAT!r})",
+                              "reconvert the model with this version of keras-edge, or upgrade keras-edge")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise BundleError(f"manifest lists a variant twice: {names}", "reconvert the bundle")
+        if self.default is not None and self.default not in names:
+            raise BundleError(f"default variant {self.default!r} is not in the manifest", "reconvert the bundle")
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise BundleError(f"bundle {self.name!r} has no variant {name!r}",
+                          f"choose one of: {', '.join(v.name for v in self.variants)}")
+
+    @property
+    def usable(self) -> tuple[Variant, ...]:
+        """Variants that converted and have a file (validation failures are still runnable)."""
+        return tuple(v for v in self.variants if v.status is not VariantStatus.CONVERSION_FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        if not isinstance(d, dict) or "format" not in d:
+            raise BundleError("manifest.json has no \"format\" field: this is not a keras-edge bundle",
+                              "point at a directory written by `keras-edge convert`")
+        if d["format"] != FORMAT:
+            raise BundleError(f"manifest format {d['format']!r} is not supported (this keras-edge reads {FORMAT!r})",
+                              "reconvert the model with this version of keras-edge, or upgrade keras-edge")
+        try:
+            return cls(name=str(d["name"]), preprocess=PreprocessSpec.from_dict(d["preprocess"]),
+                       inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+                       outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+                       variants=tuple(Variant.from_dict(v) for v in d["variants"]),
+                       task=Task(d.get("task", "classification")), labels=d.get("labels"),
+                       default=d.get("default"), default_reason=str(d.get("default_reason", "")),
+                       reference=d.get("reference"), source=dict(d.get("source", {})),
+                       tools=dict(d.get("tools", {})), created=str(d.get("created", "")), format=d["format"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"manifest.json is malformed ({type(e).__name__}: {e})",
+                              "reconvert the bundle with `keras-edge convert`") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, StrEnum):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def inside(bundle_dir: str | os.PathLike, relpath: str) -> Path:
+    """Resolve ``relpath`` inside ``bundle_dir``, refusing anything that leaves it."""
+    root = Path(bundle_dir).resolve()
+    if not relpath or os.path.isabs(relpath):
+        raise BundleError(f"bundle path {relpath!r} is absolute or empty", "bundle paths must be relative to the bundle")
+    target = (root / relpath).resolve()
+    if target != root and root not in target.parents:
+        raise BundleError(f"bundle path {relpath!r} leaves the bundle directory",
+                          "refusing to read it; the manifest may have been tampered with")
+    return target
+
+
+def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
+    """Read and validate ``manifest.json`` (format, structure, paths); checksums via :func:`check_variant`."""
+    path = Path(bundle_dir) / MANIFEST
+    if not Path(bundle_dir).is_dir():
+        raise BundleError(f"{bundle_dir} is not a directory", "give a bundle directory written by `keras-edge convert`")
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} has no {MANIFEST}", "give a bundle directory written by `keras-edge convert`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON ({e})", "reconvert the bundle") from None
+    manifest = Manifest.from_dict(data)
+    for rel in [v.file for v in manifest.usable] + [manifest.labels, manifest.reference]:
+        if rel:
+            inside(bundle_dir, rel)
+    return manifest
+
+
+def check_variant(bundle_dir: str | os.PathLike, variant: Variant) -> Path:
+    """Return the variant's file path after checking that it exists and matches its sha256."""
+    if variant.status is VariantStatus.CONVERSION_FAILED or not variant.file:
+        raise BundleError(f"variant {variant.name!r} failed to convert ({variant.reason or 'no reason recorded'})",
+                          "choose another variant")
+    path = inside(bundle_dir, variant.file)
+    if not path.is_file():
+        raise BundleError(f"variant {variant.name!r}: file {variant.file} is missing from the bundle",
+                          "copy the whole bundle again")
+    digest = sha256_file(path)
+    if variant.sha256 and digest != variant.sha256:
+        raise BundleError(f"variant {variant.name!r}: {variant.file} does not match its checksum "
+                          f"(sha256 {digest[:12]}… expected {variant.sha256[:12]}…)",
+                          "the file was changed or damaged; copy the bundle again")
+    return path
+
+
+def read_labels(bundle_dir: str | os.PathLike, manifest: Manifest) -> list[str] | None:
+    if not manifest.labels:
+        return None
+    path = inside(bundle_dir, manifest.labels)
+    if not path.is_file():
+        raise BundleError(f"labels file {manifest.labels} is missing from the bundle", "copy the whole bundle again")
+    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Path:
+    """Write ``manifest.json`` into a directory that is being built (not an atomic bundle swap)."""
+    path = Path(directory) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def content_hash(bundle_dir: str | os.PathLike) -> str:
+    """A short version id for a bundle: sha256 of its manifest (which pins every variant's sha256)."""
+    return sha256_file(Path(bundle_dir) / MANIFEST)[:12]
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and rename it into place only on success.
+
+    An interrupted or failed build leaves the previous ``target`` intact and removes the partial one.
+    """
+    target = Path(target).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, target)
+
+
+def replace_dir(src: Path, target: Path) -> None:
+    """Move ``src`` to ``target``, swapping out an existing ``target`` with two renames."""
+    old = None
+    if target.exists():
+        if not target.is_dir():
+            shutil.rmtree(src, ignore_errors=True)
+            raise BundleError(f"{target} exists and is not a directory", "choose another output path")
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.rmdir(old)
+        os.rename(target, old)
+    os.rename(src, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

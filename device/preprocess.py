@@ -1,0 +1,237 @@
+"""The preprocessing spec and its one implementation (OpenCV + NumPy).
+
+The spec is written once, at convert time, into the manifest. Calibration on the host and the
+runner on the board both call :func:`preprocess` below, so what calibration sees is exactly what
+the board feeds the model.
+
+Normalisation is ``(pixel * scale - mean) / std`` per channel, applied after colour conversion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import DataError
+
+
+class ResizeMode(StrEnum):
+    STRETCH = "stretch"      # resize to the target size, ignoring aspect ratio
+    CROP = "crop"            # centre-crop to the target aspect ratio, then resize
+    LETTERBOX = "letterbox"  # resize to fit inside the target, pad the rest
+
+
+class Interpolation(StrEnum):
+    NEAREST = "nearest"
+    BILINEAR = "bilinear"
+    AREA = "area"
+    BICUBIC = "bicubic"
+
+
+class ColorOrder(StrEnum):
+    RGB = "rgb"
+    BGR = "bgr"
+    GRAY = "gray"
+
+
+@dataclass(frozen=True)
+class Normalization:
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _norm(scale: float, mean=(0.0,), std=(1.0,)) -> Normalization:
+    return Normalization(float(scale), tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
+# Named like keras.applications' preprocessing modes; the CLI's choices come from these keys.
+PRESETS: dict[str, Callable[[], tuple[Normalization, ColorOrder | None]]] = {
+    "tf": lambda: (_norm(1 / 127.5, (1.0,), (1.0,)), None),                           # [-1, 1]
+    "torch": lambda: (_norm(1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ColorOrder.RGB),
+    "caffe": lambda: (_norm(1.0, (103.939, 116.779, 123.68), (1.0,)), ColorOrder.BGR),
+    "unit": lambda: (_norm(1 / 255), None),                                            # [0, 1]
+    "raw": lambda: (_norm(1.0), None),                                                 # 0..255
+}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """What turns a decoded image into the model's input tensor (before quantisation)."""
+
+    height: int
+    width: int
+    channels: int = 3
+    color: ColorOrder = ColorOrder.RGB
+    resize: ResizeMode = ResizeMode.STRETCH
+    interpolation: Interpolation = Interpolation.BILINEAR
+    scale: float = 1.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    preset: str = "raw"
+    baked: bool = False          # normalisation folded into the graph: the model takes raw pixels
+    pad_value: int = 0
+    reason: str = ""             # why this spec was chosen (shown to the user, kept in the manifest)
+    tolerance: float = field(default=1e-5, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("color", "resize", "interpolation"):
+            enum = {"color": ColorOrder, "resize": ResizeMode, "interpolation": Interpolation}[name]
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                raise DataError(f"unknown {name} {getattr(self, name)!r}",
+                                f"use one of: {', '.join(e.value for e in enum)}") from None
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.height <= 0 or self.width <= 0:
+            raise DataError(f"input size {self.height}x{self.width} is not positive", "pass --input-shape H,W,C")
+        if self.channels not in (1, 3):
+            raise DataError(f"{self.channels}-channel image input is not supported", "image models take 1 or 3 channels")
+        if self.channels == 1 and self.color is not ColorOrder.GRAY:
+            object.__setattr__(self, "color", ColorOrder.GRAY)
+        for vec, what in ((self.mean, "mean"), (self.std, "std")):
+            if len(vec) not in (1, self.channels):
+                raise DataError(f"--{what} has {len(vec)} values for a {self.channels}-channel input",
+                                f"give 1 or {self.channels} values")
+        if any(s == 0 for s in self.std):
+            raise DataError("--std contains 0", "every std value must be non-zero")
+
+    @classmethod
+    def from_preset(cls, preset: str, height: int, width: int, channels: int = 3, **kw: Any) -> "PreprocessSpec":
+        if preset not in PRESETS:
+            raise DataError(f"unknown preprocessing preset {preset!r}", f"use one of: {', '.join(PRESETS)}")
+        norm, color = PRESETS[preset]()
+        if color is not None and channels == 3:
+            kw.setdefault("color", color)
+        if channels == 1:
+            mean, std = norm.mean[:1], norm.std[:1]
+        else:
+            mean, std = norm.mean, norm.std
+        return cls(height=height, width=width, channels=channels, scale=norm.scale, mean=mean, std=std,
+                   preset=preset, **kw)
+
+    @property
+    def identity_normalization(self) -> bool:
+        return self.scale == 1.0 and all(m == 0 for m in self.mean) and all(s == 1 for s in self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"height": self.height, "width": self.width, "channels": self.channels,
+                "color": str(self.color), "resize": str(self.resize), "interpolation": str(self.interpolation),
+                "scale": self.scale, "mean": list(self.mean), "std": list(self.std), "preset": self.preset,
+                "baked": self.baked, "pad_value": self.pad_value, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        return cls(height=int(d["height"]), width=int(d["width"]), channels=int(d.get("channels", 3)),
+                   color=d.get("color", "rgb"), resize=d.get("resize", "stretch"),
+                   interpolation=d.get("interpolation", "bilinear"), scale=float(d.get("scale", 1.0)),
+                   mean=tuple(d.get("mean", (0.0,))), std=tuple(d.get("std", (1.0,))),
+                   preset=str(d.get("preset", "raw")), baked=bool(d.get("baked", False)),
+                   pad_value=int(d.get("pad_value", 0)), reason=str(d.get("reason", "")))
+
+
+def _cv2():
+    import cv2  # imported lazily: `keras-edge --help` should not pay for OpenCV
+
+    return cv2
+
+
+_CV_INTERP = {Interpolation.NEAREST: "INTER_NEAREST", Interpolation.BILINEAR: "INTER_LINEAR",
+              Interpolation.AREA: "INTER_AREA", Interpolation.BICUBIC: "INTER_CUBIC"}
+
+
+def to_uint8_color(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Bring a decoded OpenCV image (gray, BGR, BGRA; 8 or 16 bit) to uint8 in the spec's colour order."""
+    cv2 = _cv2()
+    if img.dtype == np.uint16:
+        img = (img.astype(np.uint32) * 255 + 32767) // 65535
+        img = img.astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise DataError(f"unsupported pixel type {img.dtype}", "convert the image to 8 or 16 bit")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        if spec.color is ColorOrder.GRAY:
+            return img
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)  # gray→3 channels: order does not matter
+    if img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if spec.color is ColorOrder.GRAY:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if spec.color is ColorOrder.RGB:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img)
+
+
+def resize(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Resize per the spec's mode and interpolation; output is (H, W) or (H, W, C) uint8."""
+    cv2 = _cv2()
+    interp = getattr(cv2, _CV_INTERP[spec.interpolation])
+    h, w = img.shape[:2]
+    th, tw = spec.height, spec.width
+    if spec.resize is ResizeMode.CROP:
+        # centre-crop to the target aspect ratio (as keras' crop_to_aspect_ratio), then resize
+        ch, cw = (h, round(h * tw / th)) if w * th > h * tw else (round(w * th / tw), w)
+        ch, cw = max(1, min(ch, h)), max(1, min(cw, w))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        img = img[y0:y0 + ch, x0:x0 + cw]
+        h, w = ch, cw
+    if spec.resize is ResizeMode.LETTERBOX:
+        r = min(th / h, tw / w)
+        nh, nw = max(1, round(h * r)), max(1, round(w * r))
+        inner = img if (nh, nw) == (h, w) else cv2.resize(img, (nw, nh), interpolation=interp)
+        out = np.full((th, tw) + img.shape[2:], spec.pad_value, dtype=img.dtype)
+        y0, x0 = (th - nh) // 2, (tw - nw) // 2
+        out[y0:y0 + nh, x0:x0 + nw] = inner
+        return out
+    if (h, w) == (th, tw):
+        return img
+    return cv2.resize(img, (tw, th), interpolation=interp)
+
+
+def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 pixels (H, W[, C]) → float32 (H, W, C) per the spec (identity when baked into the graph)."""
+    x = pixels.astype(np.float32)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if spec.baked or spec.identity_normalization:
+        return x
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    return (x * np.float32(spec.scale) - mean) / std
+
+
+def preprocess_pixels(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Decoded image → uint8 (H, W, C) in the model's size and colour order (no normalisation)."""
+    out = resize(to_uint8_color(img, spec), spec)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def preprocess(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Decoded image → float32 (H, W, C) model input, before quantisation. The single implementation."""
+    return normalize(preprocess_pixels(img, spec), spec)
+
+
+def quantize(x: np.ndarray, dtype: np.dtype | str, scale: float, zero_point: int) -> np.ndarray:
+    """Float input → the input tensor's dtype using its scale and zero-point (round half to even)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    if scale == 0.0:
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.rint(x / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    if scale == 0.0 or q.dtype.kind == "f":
+        return q.astype(np.float32, copy=False)
+    return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)

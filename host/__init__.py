@@ -1,0 +1,1 @@
+"""keras-edge workstation side: convert, prune, distill, evaluate, report, deploy (needs TensorFlow)."""
