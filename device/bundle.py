@@ -114,7 +114,7 @@ class Manifest:
     """The contract between workstation and board."""
 
     name: str
-    preprocess: PreprocessSpec
+    preprocess: PreprocessSpec | None   # None for non-image models fed from arrays
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     variants: tuple[Variant, ...]
@@ -152,7 +152,9 @@ class Manifest:
         return tuple(v for v in self.variants if v.status is not VariantStatus.CONVERSION_FAILED)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        d = _jsonable(dataclasses.asdict(self))
+        d["preprocess"] = self.preprocess.to_dict() if self.preprocess else None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Manifest":
@@ -163,7 +165,7 @@ class Manifest:
             raise BundleError(f"manifest format {d['format']!r} is not supported (this keras-edge reads {FORMAT!r})",
                               "reconvert the model with this version of keras-edge, or upgrade keras-edge")
         try:
-            return cls(name=str(d["name"]), preprocess=PreprocessSpec.from_dict(d["preprocess"]),
+            return cls(name=str(d["name"]), preprocess=PreprocessSpec.from_dict(d["preprocess"]) if d.get("preprocess") else None,
                        inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
                        outputs=tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
                        variants=tuple(Variant.from_dict(v) for v in d["variants"]),

@@ -1,0 +1,216 @@
+"""Representative data: image folders or arrays → preprocessed, sampled batches.
+
+Images go through ``keras_edge.device.preprocess`` — the code the board runs — so calibration
+sees exactly what the board will feed the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from keras_edge.device import images
+from keras_edge.device.errors import DataError
+from keras_edge.device.preprocess import PreprocessSpec, preprocess
+
+ARRAY_EXTENSIONS = (".npy", ".npz")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    label: int | None
+
+
+@dataclass(frozen=True)
+class FolderIndex:
+    """Image files under a folder; class subfolders (ImageFolder style) give labels."""
+
+    root: Path
+    records: tuple[Record, ...]
+    class_names: tuple[str, ...] | None
+
+    @property
+    def labeled(self) -> bool:
+        return self.class_names is not None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Preprocessed float32 inputs (N, H, W, C), optional integer labels, and what was skipped."""
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+    sources: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def scan_folder(root: str | os.PathLike) -> FolderIndex:
+    """Index images under ``root``. Labels exist when every image sits in a first-level subfolder."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder", "pass a folder of images (class subfolders give labels)")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder", "pass a folder of images, or a .npy/.npz file")
+    paths = list(images.iter_images(root))
+    if not paths:
+        raise DataError(f"{root} contains no images ({', '.join(sorted(images.IMAGE_EXTENSIONS))})",
+                        "point --calib at a folder of representative images")
+    rel_parts = [p.relative_to(root).parts for p in paths]
+    if all(len(parts) >= 2 for parts in rel_parts):
+        class_names = tuple(sorted({parts[0] for parts in rel_parts}))
+        index = {name: i for i, name in enumerate(class_names)}
+        records = tuple(Record(p, index[parts[0]]) for p, parts in zip(paths, rel_parts))
+        return FolderIndex(root, records, class_names)
+    return FolderIndex(root, tuple(Record(p, None) for p in paths), None)
+
+
+def sample(records: Sequence[Record], n: int, seed: int) -> list[Record]:
+    """Seeded sample of ``n`` records, stratified over labels when they exist (order is stable)."""
+    if n >= len(records):
+        return list(records)
+    rng = np.random.default_rng(seed)
+    labels = [r.label for r in records]
+    if any(lbl is None for lbl in labels):
+        idx = np.sort(rng.choice(len(records), size=n, replace=False))
+        return [records[i] for i in idx]
+    by_class: dict[int, list[int]] = {}
+    for i, lbl in enumerate(labels):
+        by_class.setdefault(lbl, []).append(i)
+    # proportional allocation, largest remainders first, so every class gets its share
+    total = len(records)
+    quotas = {c: n * len(ix) / total for c, ix in by_class.items()}
+    alloc = {c: int(q) for c, q in quotas.items()}
+    for c in sorted(quotas, key=lambda c: (alloc[c] - quotas[c], c))[: n - sum(alloc.values())]:
+        alloc[c] += 1
+    chosen: list[int] = []
+    for c, ix in sorted(by_class.items()):
+        chosen.extend(rng.choice(ix, size=min(alloc[c], len(ix)), replace=False).tolist())
+    return [records[i] for i in sorted(chosen)]
+
+
+def split(records: Sequence[Record], n_calib: int, n_eval: int, seed: int) -> tuple[list[Record], list[Record]]:
+    """Disjoint calibration and evaluation samples from one folder (evaluation never reuses calibration)."""
+    records = list(records)
+    n_eval = min(n_eval, max(1, len(records) // 5)) if len(records) > 1 else 0
+    eval_part = sample(records, n_eval, seed + 1) if n_eval else []
+    taken = {r.path for r in eval_part}
+    rest = [r for r in records if r.path not in taken]
+    return sample(rest, n_calib, seed), eval_part
+
+
+def load_records(records: Sequence[Record], spec: PreprocessSpec, class_names: tuple[str, ...] | None = None,
+                 progress: Progress | None = None) -> Dataset:
+    """Decode and preprocess images; undecodable files are skipped and counted, not fatal."""
+    xs, ys, sources, skipped = [], [], [], []
+    for i, rec in enumerate(records):
+        try:
+            xs.append(preprocess(images.load(rec.path), spec))
+            ys.append(rec.label)
+            sources.append(str(rec.path))
+        except DataError as e:
+            skipped.append((str(rec.path), e.what))
+        if progress:
+            progress(i + 1, len(records))
+    if not xs:
+        raise DataError(f"none of the {len(records)} images could be decoded "
+                        f"(first: {skipped[0][0]}: {skipped[0][1]})" if skipped else "no images to load",
+                        "check the folder's image files")
+    x = np.stack(xs).astype(np.float32)
+    y = np.asarray(ys, np.int64) if class_names is not None else None
+    return Dataset(x, y, class_names, tuple(sources), tuple(skipped))
+
+
+def load_arrays(path: str | os.PathLike, limit: int | None = None, seed: int = 0) -> Dataset:
+    """Inputs from a .npy array or a .npz with ``x`` (and optional ``y``) — for non-image models."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file", "pass a .npy/.npz file or an image folder")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path} is not a readable NumPy file ({e})", "save it with numpy.save/savez") from None
+    if isinstance(data, np.ndarray):
+        x, y = data, None
+    else:
+        keys = list(data.keys())
+        xk = "x" if "x" in keys else keys[0] if keys else None
+        if xk is None:
+            raise DataError(f"{path} holds no arrays", "save inputs under the key 'x' (labels under 'y')")
+        x, y = data[xk], (data["y"] if "y" in keys else None)
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(f"{path}: expected a batch of inputs (N, ...), got shape {x.shape}", "add a batch dimension")
+    idx = np.arange(len(x))
+    if limit is not None and limit < len(x):
+        idx = np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))
+    return Dataset(x[idx].astype(np.float32), None if y is None else np.asarray(y)[idx].astype(np.int64))
+
+
+def load_labeled(root: str | os.PathLike, spec: PreprocessSpec, limit: int | None = None, seed: int = 0,
+                 progress: Progress | None = None) -> Dataset:
+    """A labeled image folder (class subfolders) as a Dataset; for fine-tuning and evaluation."""
+    index = scan_folder(root)
+    if not index.labeled:
+        raise DataError(f"{root} has no class subfolders, so its images have no labels",
+                        "arrange images as ROOT/<class name>/<image>")
+    records = sample(index.records, limit, seed) if limit else list(index.records)
+    return load_records(records, spec, index.class_names, progress)
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    calib: Dataset
+    eval: Dataset
+    notes: tuple[str, ...] = ()
+
+
+def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval_dir: str | os.PathLike | None = None,
+                     calib_samples: int = 200, eval_samples: int = 300, seed: int = 0,
+                     progress: Progress | None = None) -> DataSplit:
+    """Calibration and evaluation data: seeded, stratified, disjoint when they come from one folder."""
+    notes: list[str] = []
+    if Path(calib).suffix.lower() in ARRAY_EXTENSIONS:
+        full = load_arrays(calib)
+        n_eval = 0 if eval_dir else min(eval_samples, max(1, len(full) // 5))
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(len(full))
+        ev, ca = perm[:n_eval], np.sort(perm[n_eval:][:calib_samples])
+        cal = Dataset(full.x[ca], None if full.y is None else full.y[ca])
+        evs = load_arrays(eval_dir) if eval_dir else Dataset(full.x[np.sort(ev)], None if full.y is None else full.y[np.sort(ev)])
+        if len(cal) < calib_samples:
+            notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
+        return DataSplit(cal, evs, tuple(notes))
+    if spec is None:
+        raise DataError("image calibration data needs a preprocessing spec", "pass --input-shape H,W,C")
+    index = scan_folder(calib)
+    if eval_dir:
+        eval_index = scan_folder(eval_dir)
+        cal_recs = sample(index.records, calib_samples, seed)
+        ev_recs = sample(eval_index.records, eval_samples, seed + 1)
+        class_names = index.class_names if index.class_names == eval_index.class_names else None
+        if index.labeled and eval_index.labeled and class_names is None:
+            notes.append(f"class folders differ between {calib} and {eval_dir}; accuracy is not reported")
+    else:
+        cal_recs, ev_recs = split(index.records, calib_samples, eval_samples, seed)
+        class_names = index.class_names
+        notes.append(f"evaluating on {len(ev_recs)} held-out images of {calib} (not used for calibration)")
+    if len(cal_recs) < calib_samples:
+        notes.append(f"{calib} has only {len(cal_recs)} calibration images (asked for {calib_samples}); using them all")
+    cal = load_records(cal_recs, spec, class_names, progress)
+    evs = load_records(ev_recs, spec, class_names, progress) if ev_recs else cal
+    if not ev_recs:
+        notes.append("too few images for a held-out evaluation split; evaluating on the calibration images")
+    n_skipped = len(cal.skipped) + (len(evs.skipped) if evs is not cal else 0)
+    if n_skipped:
+        first = (cal.skipped or evs.skipped)[0]
+        notes.append(f"skipped {n_skipped} image(s) that failed to decode (first: {first[0]}: {first[1]})")
+    return DataSplit(cal, evs, tuple(notes))

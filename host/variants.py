@@ -1,0 +1,136 @@
+"""The variant registry: each quantization mode is a function that configures a TFLite converter.
+
+The CLI's ``--variants`` choices are this registry's keys. A failing variant raises
+:class:`VariantFailed` with a reason; the converter records it and keeps the others.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .tfenv import captured_output, import_tf
+
+
+class IoType(StrEnum):
+    UINT8 = "uint8"
+    INT8 = "int8"
+    FLOAT32 = "float32"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    description: str
+    configure: Callable[[Any, Any, "ConvertInputs"], None]   # (converter, tf, inputs) → None
+    calibrated: bool = False
+
+
+@dataclass(frozen=True)
+class ConvertInputs:
+    calib: Sequence[np.ndarray]   # one float32 array per model input, (N, ...)
+    io: IoType = IoType.UINT8
+    denylist: tuple[str, ...] = ()  # op names kept in float (selective int8)
+
+
+class VariantFailed(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _representative(inputs: ConvertInputs):
+    def gen():
+        n = len(inputs.calib[0])
+        for i in range(n):
+            yield [np.ascontiguousarray(a[i:i + 1], np.float32) for a in inputs.calib]
+    return gen
+
+
+def _fp32(c, tf, inputs):
+    pass
+
+
+def _fp16(c, tf, inputs):
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.target_spec.supported_types = [tf.float16]
+
+
+def _dynamic(c, tf, inputs):
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _int8(c, tf, inputs):
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = _representative(inputs)
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io = {IoType.UINT8: tf.uint8, IoType.INT8: tf.int8, IoType.FLOAT32: tf.float32}[inputs.io]
+    c.inference_input_type = io
+    c.inference_output_type = io
+
+
+def _int16x8(c, tf, inputs):
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = _representative(inputs)
+    c.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+
+
+VARIANTS: dict[str, Recipe] = {
+    "fp32": Recipe("float32, no quantization", _fp32),
+    "fp16": Recipe("float16 weights, float32 compute on CPU", _fp16),
+    "dynamic": Recipe("int8 weights, float activations (dynamic range)", _dynamic),
+    "int8": Recipe("full integer int8, calibrated, integer I/O", _int8, calibrated=True),
+    "int16x8": Recipe("int16 activations, int8 weights, calibrated", _int16x8, calibrated=True),
+}
+DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+
+_UNSUPPORTED_QUANT = re.compile(r"(?:Quantization not yet supported for op|not supported by the int8 quantizer|"
+                                r"failed to legalize operation|op is neither a custom op nor a flex op)[^'\"]*['\"]([\w.]+)['\"]",
+                                re.IGNORECASE)
+_FLEX = re.compile(r"(?:Some ops are not supported by the native TFLite runtime|Select TF ops|flex op)", re.IGNORECASE)
+
+
+def convert(model, name: str, inputs: ConvertInputs, verbose: bool = False) -> tuple[bytes, list[str]]:
+    """Convert a Keras model to TFLite bytes for the named variant; returns (bytes, warnings)."""
+    tf = import_tf(verbose)
+    recipe = VARIANTS[name]
+    warnings: list[str] = []
+    try:
+        return _convert_once(tf, model, recipe, inputs, verbose, flex=False), warnings
+    except VariantFailed as e:
+        if not _FLEX.search(e.detail) or recipe.calibrated:
+            raise
+    # Only float variants can fall back to Flex ops, and the board runtime cannot run them.
+    data = _convert_once(tf, model, recipe, inputs, verbose, flex=True)
+    warnings.append("needs SELECT_TF_OPS (Flex): the board's LiteRT runtime has no Flex ops, so this variant will not run there")
+    return data, warnings
+
+
+def _convert_once(tf, model, recipe: Recipe, inputs: ConvertInputs, verbose: bool, flex: bool) -> bytes:
+    with captured_output(not verbose) as cap:
+        try:
+            c = tf.lite.TFLiteConverter.from_keras_model(model)
+            recipe.configure(c, tf, inputs)
+            if flex:
+                c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            if inputs.denylist:
+                c._experimental_denylisted_ops = []  # noqa: SLF001 - the documented debugger path uses these
+                c._experimental_denylisted_nodes = list(inputs.denylist)
+            data = c.convert()
+            error = None
+        except Exception as e:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError…
+            data, error = None, e
+    if error is not None:
+        detail = f"{error}\n{cap.text}"
+        ops = sorted(set(_UNSUPPORTED_QUANT.findall(detail)))
+        if ops and recipe.calibrated:
+            raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(ops)}", detail)
+        if _FLEX.search(detail):
+            raise VariantFailed("the model needs TensorFlow ops outside the TFLite builtins (SELECT_TF_OPS)", detail)
+        first = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
+        raise VariantFailed(f"converter failed: {first[:200]}", detail)
+    return data
