@@ -61,6 +61,8 @@ def scan_folder(root: str | os.PathLike) -> FolderIndex:
         raise DataError(f"{root}: no such folder", "pass a folder of images (class subfolders give labels)")
     if not root.is_dir():
         raise DataError(f"{root} is not a folder", "pass a folder of images, or a .npy/.npz file")
+    if not os.access(root, os.R_OK | os.X_OK):  # os.walk would silently find nothing
+        raise DataError(f"{root}: permission denied", "make the folder readable, or copy the images elsewhere")
     paths = list(images.iter_images(root))
     if not paths:
         raise DataError(f"{root} contains no images ({', '.join(sorted(images.IMAGE_EXTENSIONS))})",
@@ -146,9 +148,15 @@ def load_arrays(path: str | os.PathLike, limit: int | None = None, seed: int = 0
         xk = "x" if "x" in keys else keys[0] if keys else None
         if xk is None:
             raise DataError(f"{path} holds no arrays", "save inputs under the key 'x' (labels under 'y')")
-        x, y = data[xk], (data["y"] if "y" in keys else None)
+        try:  # .npz members load lazily: an object (pickled) array fails only here
+            x, y = data[xk], (data["y"] if "y" in keys else None)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path} is not a readable NumPy file ({e})", "save it with numpy.save/savez") from None
     if x.ndim < 2 or len(x) == 0:
         raise DataError(f"{path}: expected a batch of inputs (N, ...), got shape {x.shape}", "add a batch dimension")
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise DataError(f"{path} has {len(x)} inputs but {y.size} labels (shape {y.shape})",
+                        "save one integer label per input under 'y'")
     idx = np.arange(len(x))
     if limit is not None and limit < len(x):
         idx = np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))
@@ -180,12 +188,15 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
     notes: list[str] = []
     if Path(calib).suffix.lower() in ARRAY_EXTENSIONS:
         full = load_arrays(calib)
-        n_eval = 0 if eval_dir else min(eval_samples, max(1, len(full) // 5))
+        n_eval = 0 if eval_dir or len(full) < 2 else min(eval_samples, max(1, len(full) // 5))
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(full))
         ev, ca = perm[:n_eval], np.sort(perm[n_eval:][:calib_samples])
         cal = Dataset(full.x[ca], None if full.y is None else full.y[ca])
         evs = load_arrays(eval_dir) if eval_dir else Dataset(full.x[np.sort(ev)], None if full.y is None else full.y[np.sort(ev)])
+        if not len(evs):
+            evs = cal
+            notes.append("too few samples for a held-out evaluation split; evaluating on the calibration samples")
         if len(cal) < calib_samples:
             notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
         return DataSplit(cal, evs, tuple(notes))

@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import BundleError
+from .errors import BundleError, DataError
 from .preprocess import PreprocessSpec
 
 FORMAT = "keras-edge/1"
@@ -173,6 +173,9 @@ class Manifest:
                        default=d.get("default"), default_reason=str(d.get("default_reason", "")),
                        reference=d.get("reference"), source=dict(d.get("source", {})),
                        tools=dict(d.get("tools", {})), created=str(d.get("created", "")), format=d["format"])
+        except DataError as e:  # an invalid preprocessing spec is a broken manifest here, not bad user data
+            raise BundleError(f"manifest.json is malformed (preprocess: {e.what})",
+                              "reconvert the bundle with `keras-edge convert`") from None
         except (KeyError, TypeError, ValueError) as e:
             raise BundleError(f"manifest.json is malformed ({type(e).__name__}: {e})",
                               "reconvert the bundle with `keras-edge convert`") from None

@@ -36,8 +36,9 @@ def nodes(model: keras.Model) -> Iterator[Any]:
 
 def clone(model: keras.Model) -> keras.Model:
     """An uncompiled copy with the same weights: the plain model that pruning hands back."""
-    graph_of(model)  # a clear error for subclassed models before clone_model's own
-    copy = keras.models.clone_model(model)
+    graph_of(model)  # a clear error for subclassed models
+    # a config round trip, not keras.models.clone_model, which would carry the compile state over
+    copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 

@@ -1,0 +1,149 @@
+"""``keras-edge bench``: init, first inference and steady-state ``invoke`` latency, RSS and size.
+
+Each (variant, threads) pair is measured in a fresh worker process (:mod:`.bench_worker`), so init and
+first-inference times are cold and peak RSS belongs to that variant alone. The timed loop calls the
+runtime's own ``invoke`` with ``time.perf_counter_ns`` around each call, after warm-up, until both
+``runs`` and ``min_seconds`` are reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .engine import Accelerator
+from .errors import DataError, EdgeError
+from .sysinfo import environment
+from .target import is_bundle, variant_names
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    target: str
+    variants: str | None = None        # None: default variant; "all"; or comma-separated names
+    runs: int = 50
+    warmup: int = 5
+    min_seconds: float = 1.0
+    threads: tuple[int, ...] = ()      # () → all cores
+    e2e: str | None = None             # an image: also decode + preprocess + inference per image
+    accelerator: Accelerator = Accelerator.CPU
+    fallback: bool = True
+    gpu_delegate: str | None = None
+    preprocess: str | None = None
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accelerator", Accelerator(self.accelerator))
+        if self.runs < 1 or self.warmup < 0 or self.min_seconds < 0:
+            raise DataError("--runs must be >= 1, --warmup and --min-seconds >= 0", "fix the options")
+        if any(t < 1 for t in self.threads):
+            raise DataError(f"--threads {','.join(map(str, self.threads))} has a value below 1", "give 1 or more")
+        if self.e2e and not Path(self.e2e).is_file():
+            raise DataError(f"--e2e {self.e2e}: no such image file", "give one image file")
+
+
+@dataclass
+class BenchResult:
+    variant: str
+    threads: int
+    backend: str
+    runtime: str
+    bytes: int
+    runs: int = 0
+    init_ms: float = 0.0
+    first_ms: float = 0.0
+    median_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    min_ms: float = 0.0
+    mean_ms: float = 0.0
+    std_ms: float = 0.0
+    throughput_ips: float = 0.0
+    rss_mb: float = 0.0
+    e2e: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class BenchReport:
+    environment: dict[str, Any]
+    results: list[BenchResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"environment": self.environment, "results": [asdict(r) for r in self.results]}
+
+
+def latency_stats(ns: list[int]) -> dict[str, float]:
+    """Median, p90, p99, min, mean, std (ms) and throughput (inferences/s) of per-call times in ns."""
+    a = np.asarray(ns, dtype=np.float64) / 1e6
+    mean = float(a.mean())
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "min_ms": float(a.min()), "mean_ms": mean,
+            "std_ms": float(a.std(ddof=1)) if a.size > 1 else 0.0, "throughput_ips": 1000.0 / mean if mean > 0 else 0.0}
+
+
+def jobs(config: BenchConfig) -> list[dict[str, Any]]:
+    """One worker job per (variant, threads)."""
+    from .runtime import default_threads
+
+    names: list[str | None] = list(variant_names(config.target, config.variants)) if is_bundle(config.target) else [None]
+    if config.variants not in (None, "all") and not is_bundle(config.target):
+        raise DataError(f"--variant {config.variants} needs a bundle, but {config.target} is a single model file",
+                        "drop --variant")
+    threads = config.threads or (default_threads(),)
+    base = {k: v for k, v in asdict(config).items() if k not in ("variants", "threads")}
+    base["accelerator"] = str(config.accelerator)
+    return [{**base, "variant": n, "threads": t} for n in names for t in threads]
+
+
+def run_job(job: dict[str, Any], timeout: float = 1800) -> BenchResult:
+    """Measure one job in a fresh process (argument list, JSON in and out: no shell, no pickle)."""
+    fd, out = tempfile.mkstemp(prefix="keras-edge-bench-", suffix=".json")
+    os.close(fd)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "keras_edge.device.bench_worker", json.dumps(job), out],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        text = Path(out).read_text(encoding="utf-8")
+        if not text:
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            raise EdgeError(f"benchmark worker failed for {job.get('variant') or job['target']}: {tail[0][:200]}",
+                            "run `keras-edge run` on the same target to see the error")
+        data = json.loads(text)
+    except subprocess.TimeoutExpired:
+        raise EdgeError(f"benchmark of {job.get('variant') or job['target']} took longer than {timeout:.0f} s",
+                        "lower --runs or --min-seconds") from None
+    finally:
+        Path(out).unlink(missing_ok=True)
+    if "variant" not in data:  # the worker's {"error", "fix"}
+        raise EdgeError(data["error"], data.get("fix"))
+    return BenchResult(**data)
+
+
+def bench(config: BenchConfig, progress: Callable[[str], None] = lambda s: None) -> BenchReport:
+    """Measure every requested (variant, threads) pair; the first failure of the target stops it."""
+    results = []
+    for job in jobs(config):
+        progress(f"{job['variant'] or Path(config.target).name} threads={job['threads']}")
+        results.append(run_job(job))
+    first = results[0] if results else None
+    env = environment(runtime=first.runtime if first else None, backend=first.backend if first else None)
+    return BenchReport(env, results)
+
+
+def write_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
+    """Write JSON next to its final name, then rename: an interrupted write leaves nothing half-done."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
+    return p

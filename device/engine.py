@@ -1,0 +1,323 @@
+"""A loaded ``.tflite`` model, ready to invoke, on the backend that actually runs it.
+
+CPU runs the runtime's interpreter with XNNPACK (its default delegate). ``gpu`` tries the GPU path
+the installed runtime offers: a GPU delegate library given by path (``--gpu-delegate`` or
+``$KERAS_EDGE_GPU_DELEGATE``) through ``load_delegate``, else LiteRT's own GPU accelerator. Any GPU
+failure falls back to CPU and says why in one line, unless the caller insisted (``fallback=False``).
+``auto`` keeps the GPU only if it loads, takes the whole model and runs it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .bundle import TensorSpec
+from .errors import ModelError, RuntimeUnavailable
+from .runtime import Runtime, captured_stderr, default_threads, select_runtime
+
+GPU_DELEGATE_ENV = "KERAS_EDGE_GPU_DELEGATE"
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+class Accelerator(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class Backend(StrEnum):
+    CPU_XNNPACK = "cpu-xnnpack"
+    CPU = "cpu"                      # builtin kernels only (XNNPACK took no node)
+    GPU_LITERT = "gpu-litert"        # LiteRT CompiledModel with the GPU accelerator
+    GPU_DELEGATE = "gpu-delegate"    # a GPU delegate library loaded with load_delegate
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to load a model: threads (None: all cores), accelerator, GPU fallback and input shapes."""
+
+    threads: int | None = None
+    accelerator: Accelerator = Accelerator.CPU
+    fallback: bool = True
+    gpu_delegate: str | None = None
+    runtime: str | None = None
+    # per input index: the full shape to resize a dynamic input to before allocation
+    input_shapes: tuple[tuple[int, ...] | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accelerator", Accelerator(self.accelerator))
+        if self.threads is not None and self.threads < 1:
+            raise ModelError(f"--threads {self.threads} is not positive", "give 1 or more threads")
+
+    @property
+    def num_threads(self) -> int:
+        return self.threads or default_threads()
+
+
+@dataclass
+class Engine:
+    """A model on one backend: set inputs, ``invoke()``, read outputs. ``invoke`` is the runtime's own."""
+
+    path: Path
+    runtime: Runtime
+    backend: Backend
+    threads: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    invoke: Callable[[], None]
+    set_input: Callable[[int, np.ndarray], None]
+    output: Callable[[int], np.ndarray]
+    init_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)   # fallbacks and assumptions, one line each
+    _keep: Any = None                                   # objects that must outlive the callables
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Set every input, invoke once, return copies of every output."""
+        for i, a in enumerate(arrays):
+            self.set_input(i, a)
+        self.invoke()
+        return [self.output(i) for i in range(len(self.outputs))]
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": str(self.runtime.name), "runtime_version": self.runtime.version,
+                "backend": str(self.backend), "threads": self.threads}
+
+
+def check_tflite_file(path: str | os.PathLike) -> Path:
+    """Refuse early, with one clear line, anything that is not a readable TFLite flatbuffer."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such file", "give a .tflite file or a bundle directory")
+    if p.is_dir():
+        raise ModelError(f"{p} is a directory without manifest.json", "give a .tflite file or a bundle directory")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except PermissionError:
+        raise ModelError(f"{p}: permission denied", "check the file's permissions") from None
+    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        what = "is empty" if not head else "is not a TFLite model (no TFL3 identifier)"
+        raise ModelError(f"{p} {what}", "give a .tflite file written by a TFLite/LiteRT converter")
+    return p
+
+
+def tensor_specs(details: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=np.dtype(d["dtype"]).name,
+                            scale=float(d["quantization"][0]), zero_point=int(d["quantization"][1]))
+                 for d in details)
+
+
+def load(path: str | os.PathLike, options: EngineOptions = EngineOptions()) -> Engine:
+    """Load ``path`` on the requested accelerator (falling back to CPU as the options allow)."""
+    path = check_tflite_file(path)
+    rt = select_runtime(options.runtime)
+    t0 = time.perf_counter_ns()
+    notes: list[str] = []
+    if options.accelerator is not Accelerator.CPU:
+        try:
+            engine = _load_gpu(path, rt, options)
+        except RuntimeUnavailable as e:
+            if options.accelerator is Accelerator.GPU and not options.fallback:
+                raise
+            if options.accelerator is Accelerator.GPU:
+                notes.append(f"GPU not used: {e.what}; running on CPU")
+            else:
+                notes.append(f"auto: GPU not used ({e.what}); running on CPU")
+        else:
+            engine.init_ms = (time.perf_counter_ns() - t0) / 1e6
+            return engine
+    engine = _load_cpu(path, rt, options)
+    engine.init_ms = (time.perf_counter_ns() - t0) / 1e6
+    engine.notes[:0] = notes
+    return engine
+
+
+def _attempt(fn: Callable[[], Any]) -> tuple[Any, Exception | None, str]:
+    """Call ``fn`` with native stderr captured: (result, exception or None, what native code logged)."""
+    result, err = None, None
+    with captured_stderr() as native:
+        try:
+            result = fn()
+        except Exception as e:  # callers turn any failure into one user-facing line
+            err = e.with_traceback(None)
+        if err is not None:
+            gc.collect()  # failed native objects log their teardown; let that land in the capture
+    return result, err, native[0] if native else ""
+
+
+def _interpreter(path: Path, rt: Runtime, options: EngineOptions, delegates: list | None = None):
+    kw: dict[str, Any] = {"model_path": str(path), "num_threads": options.num_threads}
+    if delegates:
+        kw["experimental_delegates"] = delegates
+
+    def build():
+        it = rt.interpreter(**kw)
+        _resize_inputs(it, options)
+        it.allocate_tensors()
+        return it
+
+    it, err, native = _attempt(build)
+    if isinstance(err, ModelError):
+        raise err
+    if isinstance(err, ValueError) and ("Flatbuffer" in str(err) or "Could not open" in str(err)):
+        raise ModelError(f"{path} is not a valid TFLite model ({str(err).strip().splitlines()[0]})",
+                         "the file is corrupt or truncated; copy it again or reconvert it")
+    if err is not None:
+        raise ModelError(f"{path} cannot be prepared by {rt.label}: {_first_error(str(err), native)}",
+                         "the model may use ops this runtime lacks (Flex/custom ops); reconvert with builtin ops")
+    return it
+
+
+def _first_error(text: str, native: str) -> str:
+    lines = [ln.strip() for ln in (text + "\n" + native).splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR" in ln or "rror:" in ln or "not supported" in ln or "unresolved" in ln.lower():
+            return ln[:200]
+    return lines[0][:200] if lines else "unknown error"
+
+
+def _resize_inputs(it: Any, options: EngineOptions) -> None:
+    """Give dynamic dimensions a size before allocation (batch → 1, others from the manifest/option)."""
+    for i, d in enumerate(it.get_input_details()):
+        sig = [int(s) for s in d.get("shape_signature", d["shape"])]
+        want = options.input_shapes[i] if i < len(options.input_shapes) else None
+        if want is not None and len(want) != len(sig):
+            raise ModelError(f"input {i} ({d['name']}) has rank {len(sig)} but shape {list(want)} was given",
+                             f"give {len(sig)} dimensions")
+        shape = []
+        for k, s in enumerate(sig):
+            if s >= 0:
+                if want is not None and want[k] not in (-1, s):
+                    raise ModelError(f"input {i} ({d['name']}) has a fixed shape {sig}; cannot resize it to {list(want)}",
+                                     "drop --input-shape for this model")
+                shape.append(s)
+            elif want is not None and want[k] > 0:
+                shape.append(int(want[k]))
+            elif k == 0:
+                shape.append(1)
+            else:
+                raise ModelError(f"input {i} ({d['name']}) has a dynamic shape {sig} and no size was given",
+                                 "pass --input-shape H,W,C")
+        if shape != [int(s) for s in d["shape"]]:
+            it.resize_tensor_input(d["index"], shape, strict=True)
+
+
+def _interpreter_engine(path: Path, rt: Runtime, it: Any, backend: Backend, threads: int, keep: Any = None) -> Engine:
+    ins, outs = it.get_input_details(), it.get_output_details()
+    in_idx = [d["index"] for d in ins]
+    out_idx = [d["index"] for d in outs]
+    set_tensor, get_tensor = it.set_tensor, it.get_tensor
+    return Engine(path=path, runtime=rt, backend=backend, threads=threads,
+                  inputs=tensor_specs(ins), outputs=tensor_specs(outs), invoke=it.invoke,
+                  set_input=lambda i, a: set_tensor(in_idx[i], a), output=lambda i: get_tensor(out_idx[i]),
+                  _keep=(it, keep))
+
+
+def _load_cpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
+    it = _interpreter(path, rt, options)
+    backend = Backend.CPU_XNNPACK if _has_delegate_node(it) else Backend.CPU
+    engine = _interpreter_engine(path, rt, it, backend, options.num_threads)
+    if backend is Backend.CPU:
+        engine.notes.append("XNNPACK took no part of this model; builtin CPU kernels run it")
+    return engine
+
+
+def _has_delegate_node(it: Any) -> bool:
+    try:
+        return any(op.get("op_name") == "DELEGATE" for op in it._get_ops_details())
+    except Exception:  # private API: absent in some runtime versions; XNNPACK is their default anyway
+        return True
+
+
+def _load_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
+    library = options.gpu_delegate or os.environ.get(GPU_DELEGATE_ENV)
+    if library:
+        return _load_gpu_delegate(path, rt, options, library)
+    if rt.has_gpu_accelerator:
+        return _load_litert_gpu(path, rt, options)
+    raise RuntimeUnavailable(f"{rt.label} has no built-in GPU accelerator and no GPU delegate library was given",
+                             f"pass --gpu-delegate PATH or set {GPU_DELEGATE_ENV}")
+
+
+def _load_gpu_delegate(path: Path, rt: Runtime, options: EngineOptions, library: str) -> Engine:
+    # try the library with ctypes first: a failed load_delegate leaves a half-built object that
+    # complains on stderr when it is collected
+    _, err, native = _attempt(lambda: ctypes.CDLL(library))
+    if err is None:
+        delegate, err, native = _attempt(lambda: rt.load_delegate(library))
+    if err is not None:
+        raise RuntimeUnavailable(f"GPU delegate {library} did not load ({_first_error(str(err), native)})",
+                                 "check the path and that the board's GPU driver is installed")
+    try:
+        it = _interpreter(path, rt, options, [delegate])
+    except ModelError as e:
+        raise RuntimeUnavailable(f"GPU delegate {library} could not prepare the model ({e.what})") from None
+    if not _has_delegate_node(it):
+        raise RuntimeUnavailable(f"GPU delegate {library} took no part of the model")
+    engine = _interpreter_engine(path, rt, it, Backend.GPU_DELEGATE, options.num_threads, keep=delegate)
+    _trial_run(engine)
+    return engine
+
+
+def _load_litert_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
+    # CompiledModel has no quantization details; a metadata-only interpreter supplies them
+    specs = _interpreter(path, rt, EngineOptions(threads=1, input_shapes=options.input_shapes))
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator as HW
+    from ai_edge_litert.options import CpuOptions, Options
+
+    accel = HW.GPU if options.accelerator is Accelerator.AUTO else HW.GPU | HW.CPU
+
+    def compile_():
+        cm = CompiledModel.from_file(str(path), options=Options(
+            hardware_accelerators=accel, cpu_options=CpuOptions(num_threads=options.num_threads)))
+        for i, d in enumerate(specs.get_input_details()):
+            if any(int(s) < 0 for s in d.get("shape_signature", [])):
+                cm.resize_input_tensor(i, [int(s) for s in d["shape"]])
+        return cm, cm.is_fully_accelerated(), cm.create_input_buffers(0), cm.create_output_buffers(0)
+
+    compiled, err, native = _attempt(compile_)
+    if err is not None:
+        raise RuntimeUnavailable(f"LiteRT GPU accelerator failed ({_gpu_reason(str(err), native)})")
+    cm, full, in_bufs, out_bufs = compiled
+    if options.accelerator is Accelerator.AUTO and not full:
+        raise RuntimeUnavailable("the GPU accelerator cannot take the whole model")
+    ins, outs = tensor_specs(specs.get_input_details()), tensor_specs(specs.get_output_details())
+
+    def output(i: int) -> np.ndarray:
+        o = outs[i]
+        return out_bufs[i].read(int(np.prod(o.shape)), np.dtype(o.dtype)).reshape(o.shape)
+
+    engine = Engine(path=path, runtime=rt, backend=Backend.GPU_LITERT, threads=options.num_threads,
+                    inputs=ins, outputs=outs, invoke=lambda: cm.run_by_index(0, in_bufs, out_bufs),
+                    set_input=lambda i, a: in_bufs[i].write(a), output=output, _keep=(cm, specs))
+    if not full:
+        engine.notes.append("the GPU accelerator took part of the model; the rest runs on CPU")
+    _trial_run(engine)
+    return engine
+
+
+def _gpu_reason(text: str, native: str) -> str:
+    blob = text + "\n" + native
+    for key in ("No adapters found", "Couldn't load Vulkan", "OpenCL", "not supported"):
+        for ln in blob.splitlines():
+            if key in ln:
+                return ln.strip().split("] ")[-1][:160]
+    return _first_error(text, native)
+
+
+def _trial_run(engine: Engine) -> None:
+    """The GPU counts only once the model has actually run on it."""
+    _, err, native = _attempt(lambda: engine.run([np.zeros(t.shape, np.dtype(t.dtype)) for t in engine.inputs]))
+    if err is not None:
+        raise RuntimeUnavailable(f"the model did not run on {engine.backend} ({_first_error(str(err), native)})")
+

@@ -1,0 +1,286 @@
+"""``keras-edge run``: a bundle or any ``.tflite`` on images, folders, arrays, video or a camera.
+
+Library first: :func:`run` takes a :class:`RunConfig`, calls ``emit`` with one :class:`Result` per
+input as soon as it is ready, and returns a :class:`Summary`. The CLI only renders.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .bundle import Task
+from .engine import Engine, EngineOptions, load
+from .errors import DataError
+from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
+from .preprocess import dequantize, quantize
+from .sources import Feed, Item, Prefetch, StreamStats, plan_sources, produce
+from .target import Target, infer_spec, open_target
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    target: str
+    sources: tuple[str, ...] = ()
+    camera: int | None = None
+    variant: str | None = None
+    top_k: int = 5
+    engine: EngineOptions = EngineOptions()
+    save_outputs: str | None = None
+    labels: str | None = None
+    preprocess: str | None = None          # preset for a bare .tflite (bundles carry their own spec)
+    decode: DecodePolicy = DecodePolicy.AUTO
+    max_frames: int | None = None           # per video/camera stream
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decode", DecodePolicy(self.decode))
+        if self.top_k < 1:
+            raise DataError(f"--top-k {self.top_k} is not positive", "give 1 or more")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    score: float
+    label: str | None = None
+
+
+@dataclass
+class Result:
+    """What one input gave: top-k for classifiers, output shapes (and saved files) otherwise."""
+
+    source: str
+    error: str | None = None
+    top: list[Prediction] | None = None
+    outputs: list[dict[str, Any]] | None = None
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    infer_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, context: dict[str, Any]) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.source, "ok": self.ok, **context}
+        if self.error:
+            d["error"] = self.error
+        if self.top is not None:
+            d["top_k"] = [asdict(p) for p in self.top]
+        if self.outputs is not None:
+            d["outputs"] = self.outputs
+        d["timing_ms"] = {"decode": round(self.decode_ms, 3), "preprocess": round(self.preprocess_ms, 3),
+                          "infer": round(self.infer_ms, 3)}
+        return d
+
+
+@dataclass
+class Summary:
+    target: str
+    runtime: str
+    backend: str
+    threads: int
+    inputs: int = 0
+    failed: int = 0
+    frames: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    infer_ms_mean: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.inputs / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fps": round(self.fps, 2)}
+
+
+class Runner:
+    """A target loaded on its engine, with the plans that turn inputs into its tensors."""
+
+    def __init__(self, target: Target, engine: Engine, config: RunConfig):
+        self.target, self.engine, self.config = target, engine, config
+        self.notes: list[str] = list(target.assumptions) + list(engine.notes)
+        self.plan = self._image_plan()
+        self.classify = self._is_classifier()
+        self._softmax_noted = False
+        self._reduce_ok: bool | None = None if config.decode is DecodePolicy.AUTO else config.decode is DecodePolicy.FAST
+        self._saved = 0
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Fields every JSON line carries: which model, runtime and backend produced it."""
+        return {"target": self.target.name, **self.engine.describe()}
+
+    def _image_plan(self) -> InputPlan | None:
+        ins = self.engine.inputs
+        if len(ins) != 1 or image_dims(ins[0]) is None:
+            return None
+        spec = self.target.spec
+        if spec is None:
+            spec, assumed = infer_spec(ins[0], self.config.preprocess)
+            self.notes += assumed
+        return plan_input(spec, ins[0])
+
+    def _is_classifier(self) -> bool:
+        if self.target.task is not None:
+            return self.target.task is Task.CLASSIFICATION and len(self.engine.outputs) == 1
+        outs = self.engine.outputs
+        return len(outs) == 1 and len(outs[0].shape) == 2 and outs[0].shape[1] > 1
+
+    # ---- inputs → tensors (called on the decode thread)
+    def from_bytes(self, data: bytes, name: str) -> Item:
+        plan = self._need_plan()
+        f = reduce_factor(data, plan.spec) if self._reduce_ok is not False else 1
+        if f > 1 and self._reduce_ok is None:
+            return self._probe_reduce(data, name, plan, f)
+        p = prepare(data, name, plan, f if self._reduce_ok else 1)
+        return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms)
+
+    def _probe_reduce(self, data: bytes, name: str, plan: InputPlan, f: int) -> Item:
+        full, reduced = prepare(data, name, plan), prepare(data, name, plan, f)
+        err = float(np.max(np.abs(full.tensor.astype(np.float64) - reduced.tensor.astype(np.float64))))
+        tol = tolerance(plan)
+        self._reduce_ok = err <= tol
+        gain = (full.decode_ms + full.preprocess_ms) / max(1e-6, reduced.decode_ms + reduced.preprocess_ms)
+        verdict = "using it" if self._reduce_ok else "decoding at full size (--decode fast accepts it)"
+        self.notes.append(f"reduced JPEG decoding (1/{f}) would be {gain:.1f}x faster but changes the input by up to "
+                          f"{err:.4g} (tolerance {tol:g}): {verdict}")
+        use = reduced if self._reduce_ok else full
+        return Item(name, [use.tensor], decode_ms=use.decode_ms, preprocess_ms=use.preprocess_ms)
+
+    def from_frame(self, frame: np.ndarray, name: str) -> Item:
+        t0 = time.perf_counter_ns()
+        tensor = prepare_array(frame, self._need_plan())
+        return Item(name, [tensor], preprocess_ms=(time.perf_counter_ns() - t0) / 1e6)
+
+    def from_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> list[Item]:
+        ins = self.engine.inputs
+        cols = []
+        for i, t in enumerate(ins):
+            a = arrays.get(f"input_{i}", arrays.get(t.name))
+            if a is None:
+                raise DataError(f"{name} has no array for input {i} ({t.name}); it has {sorted(arrays)}",
+                                f"save the arrays as input_0..input_{len(ins) - 1}")
+            if tuple(a.shape) == t.shape[1:]:
+                a = a[None]
+            if tuple(a.shape[1:]) != t.shape[1:]:
+                raise DataError(f"{name}: array for input {i} has shape {list(a.shape)}, the model takes "
+                                f"{list(t.shape)}", "save arrays shaped like the model's input (batch first)")
+            if a.dtype.kind == "f":
+                a = quantize(a.astype(np.float32), t.dtype, t.scale, t.zero_point)
+            elif a.dtype != np.dtype(t.dtype):
+                raise DataError(f"{name}: array for input {i} is {a.dtype}, the model takes {t.dtype}",
+                                "give float arrays (model units) or arrays of the input's own dtype")
+            cols.append(a)
+        n = cols[0].shape[0]
+        if any(c.shape[0] != n for c in cols):
+            raise DataError(f"{name}: the arrays have different batch sizes", "give one batch size for every input")
+        return [Item(f"{name}[{k}]" if n > 1 else name, [np.ascontiguousarray(c[k:k + 1]) for c in cols])
+                for k in range(n)]
+
+    def _need_plan(self) -> InputPlan:
+        if self.plan is None:
+            n = len(self.engine.inputs)
+            raise DataError(f"{self.target.name} takes {n} input(s) that images cannot feed "
+                            f"({', '.join(str(list(t.shape)) for t in self.engine.inputs)})",
+                            f"give .npz files with arrays input_0..input_{n - 1}")
+        return self.plan
+
+    def feed(self) -> Feed:
+        return Feed(self.from_bytes, self.from_frame, self.from_arrays)
+
+    # ---- tensors → result (called on the main thread)
+    def infer(self, item: Item) -> Result:
+        if item.error or item.tensors is None:
+            return Result(item.name, error=item.error or "no input")
+        t0 = time.perf_counter_ns()
+        outs = self.engine.run(item.tensors)
+        ms = (time.perf_counter_ns() - t0) / 1e6
+        res = Result(item.name, decode_ms=item.decode_ms, preprocess_ms=item.preprocess_ms, infer_ms=ms)
+        if self.classify:
+            res.top = self._top_k(outs[0])
+        else:
+            res.outputs = self._describe_outputs(item.name, outs)
+        return res
+
+    def _top_k(self, raw: np.ndarray) -> list[Prediction]:
+        spec = self.engine.outputs[0]
+        scores = dequantize(raw, spec.scale, spec.zero_point).reshape(-1).astype(np.float64)
+        tol = max(spec.scale * len(scores), 1e-3)
+        if scores.min() < -1e-6 or abs(scores.sum() - 1.0) > max(tol, 0.02):
+            e = np.exp(scores - scores.max())
+            scores = e / e.sum()
+            if not self._softmax_noted:
+                self.notes.append("the outputs are not probabilities; scores are their softmax")
+                self._softmax_noted = True
+        k = min(self.config.top_k, scores.size)
+        idx = np.argsort(-scores, kind="stable")[:k]
+        labels = self.target.labels
+        return [Prediction(int(i), round(float(scores[i]), 6), labels[i] if labels and i < len(labels) else None)
+                for i in idx]
+
+    def _describe_outputs(self, name: str, outs: list[np.ndarray]) -> list[dict[str, Any]]:
+        desc = []
+        for i, (o, spec) in enumerate(zip(outs, self.engine.outputs)):
+            v = dequantize(o, spec.scale, spec.zero_point)
+            d: dict[str, Any] = {"name": spec.name, "shape": list(o.shape), "dtype": str(o.dtype),
+                                 "min": float(v.min()) if v.size else None, "max": float(v.max()) if v.size else None}
+            if self.config.save_outputs:
+                d["file"] = str(self._save(name, i, v))
+            desc.append(d)
+        self._saved += 1
+        return desc
+
+    def _save(self, name: str, i: int, value: np.ndarray) -> Path:
+        out = Path(self.config.save_outputs)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name.split("#")[0]).stem)[:60] or "input"
+        path = out / f"{self._saved:05d}_{stem}.output_{i}.npy"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, value, allow_pickle=False)
+        os.replace(tmp, path)
+        return path
+
+
+def open_runner(config: RunConfig) -> Runner:
+    """Resolve the target, load it on the requested backend, and plan its inputs."""
+    target = open_target(config.target, config.variant, config.labels)
+    shapes = config.engine.input_shapes or target.input_shapes
+    opts = EngineOptions(**{**asdict(config.engine), "input_shapes": shapes})
+    return Runner(target, load(target.model, opts), config)
+
+
+def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None) -> Summary:
+    """Run every source through the model, calling ``emit`` per input; returns the summary."""
+    plan = plan_sources(config.sources, config.camera)
+    runner = runner or open_runner(config)
+    stats, stop = StreamStats(), threading.Event()
+    live = any(kind == "camera" for kind, _ in plan)
+    items = Prefetch(produce(plan, runner.feed(), stop, stats, config.max_frames), stats, stop, live=live)
+    e = runner.engine
+    summary = Summary(target=runner.target.name, runtime=e.runtime.label, backend=str(e.backend), threads=e.threads)
+    infer_total = 0.0
+    t0 = time.perf_counter()
+    try:
+        for item in items:
+            res = runner.infer(item)
+            summary.inputs += 1
+            summary.failed += 0 if res.ok else 1
+            infer_total += res.infer_ms
+            emit(res)
+    finally:
+        summary.seconds = time.perf_counter() - t0
+        summary.frames, summary.dropped = stats.frames, stats.dropped
+        ok = summary.inputs - summary.failed
+        summary.infer_ms_mean = infer_total / ok if ok else 0.0
+        summary.notes = runner.notes
+    return summary

@@ -1,0 +1,431 @@
+"""Deploy bundles to boards over SSH: atomic, verified, reversible, many boards at once.
+
+Per board: one ssh call prepares (tools, links, checks an existing copy), one copy (rsync, or a
+tar stream when rsync is missing) goes into a hidden partial directory, and one ssh call verifies
+that copy on the board, renames it into place and switches ``current`` with a single rename. A
+killed deploy leaves only a partial directory that no link points to; the next deploy removes it.
+
+This module imports no TensorFlow: deploy, rollback and remote benchmarks work from any
+environment that has the OpenSSH client (and ideally rsync).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from keras_edge.device import bundle
+from keras_edge.device.errors import BundleError, EdgeError, RemoteError
+
+from . import deploy_scripts as scripts
+from .ssh import ScriptResult, SshOptions, Target, TransferStats, have_local_rsync, rsync_push, run_script, tar_push
+
+SUMS = "SHA256SUMS"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VERSION = re.compile(r"[0-9a-f]{12}")
+
+Events = Callable[[str, str], None]  # (host as given, one line of progress)
+
+
+class Transport(StrEnum):
+    AUTO = "auto"    # rsync when both sides have it, else tar over ssh
+    RSYNC = "rsync"
+    TAR = "tar"
+
+
+class Outcome(StrEnum):
+    DEPLOYED = "deployed"        # copied, verified on the board, made current
+    REPAIRED = "repaired"        # the board's copy of this version was damaged and has been replaced
+    SWITCHED = "switched"        # this version was already on the board (verified) and is now current
+    UNCHANGED = "unchanged"      # already current and verified: nothing sent
+    ROLLED_BACK = "rolled back"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """What to deploy and how; validated on construction."""
+
+    bundle_dir: Path
+    keep: int = 3
+    transport: Transport = Transport.AUTO
+    bwlimit_kbps: int | None = None
+    install_runner: bool = False
+    wheel: Path | None = None
+    ssh: SshOptions = field(default_factory=SshOptions)
+    jobs: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bundle_dir", Path(self.bundle_dir))
+        object.__setattr__(self, "transport", Transport(self.transport))
+        if self.keep < 1:
+            raise EdgeError(f"--keep {self.keep} would remove every version", "keep at least 1")
+        if self.jobs < 1:
+            raise EdgeError(f"--jobs {self.jobs} must be at least 1")
+        if self.bwlimit_kbps is not None and self.bwlimit_kbps < 1:
+            raise EdgeError(f"--bwlimit {self.bwlimit_kbps} must be a positive number of KiB/s")
+        if self.wheel is not None:
+            wheel = Path(self.wheel)
+            if not wheel.is_file() or wheel.suffix != ".whl":
+                raise EdgeError(f"{wheel} is not a wheel file", "give a .whl built from keras-edge, or leave --wheel out")
+            if not self.install_runner:
+                raise EdgeError("--wheel only makes sense with --install-runner", "add --install-runner")
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What happened on one board."""
+
+    host: str
+    outcome: Outcome
+    version: str = ""
+    previous: str = ""
+    files_sent: int = 0
+    bytes_sent: int = 0
+    verified_by: str = ""
+    board: str = ""
+    runtime: str = ""
+    pruned: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not Outcome.FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = str(self.outcome)
+        d["pruned"] = list(self.pruned)
+        d["ok"] = self.ok
+        return d
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """A bundle checked on the workstation, ready to send: name, version, files and checksums."""
+
+    directory: Path
+    name: str
+    version: str
+    files: tuple[tuple[Path, str], ...]   # (local path, name inside the bundle), SHA256SUMS included
+    sums: tuple[tuple[str, str], ...]     # (sha256, name) that the board checks
+    staging: Path                         # symlinks to `files`: one rsync source, nothing else in it
+
+    @property
+    def sums_args(self) -> list[str]:
+        return [x for pair in self.sums for x in pair]
+
+
+def plan_bundle(bundle_dir: str | os.PathLike, workdir: Path) -> BundlePlan:
+    """Check a bundle on the workstation and stage what goes to the boards (in ``workdir``).
+
+    A bundle damaged here is refused before any board is touched. The checksum list holds the
+    manifest (whose hash is the version), each variant's sha256 from the manifest, and the
+    labels and reference files the runner reads.
+    """
+    src = Path(bundle_dir)
+    manifest = bundle.read_manifest(src)
+    if not _NAME.fullmatch(manifest.name):
+        raise BundleError(f"bundle name {manifest.name!r} cannot be a directory name on a board",
+                          "use letters, digits, '.', '_' and '-' (convert again with another name)")
+    for variant in manifest.usable:
+        bundle.check_variant(src, variant)
+    version = bundle.content_hash(src)
+    sums = [(bundle.sha256_file(src / bundle.MANIFEST), bundle.MANIFEST)]
+    sums += [(v.sha256 or bundle.sha256_file(src / v.file), v.file) for v in manifest.usable if v.file]
+    for extra in (manifest.labels, manifest.reference):
+        if extra and (src / extra).is_file():
+            sums.append((bundle.sha256_file(src / extra), extra))
+    staging = workdir / "staging"
+    staging.mkdir(parents=True)
+    (staging / SUMS).write_text("".join(f"{h}  {n}\n" for h, n in sums), encoding="utf-8")
+    files: list[tuple[Path, str]] = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src).as_posix()
+        if not path.is_file() or any(part.startswith(".") for part in Path(rel).parts) or rel == SUMS:
+            continue  # temporary files and a stale checksum list never travel
+        if "\n" in rel:
+            raise BundleError(f"bundle file name {rel!r} contains a newline", "rename it")
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).symlink_to(path.resolve())
+        files.append((path, rel))
+    files.append((staging / SUMS, SUMS))
+    return BundlePlan(src, manifest.name, version, tuple(files), tuple(sums), staging)
+
+
+def deploy_many(config: DeployConfig, hosts: Sequence[str], on_event: Events | None = None) -> list[HostResult]:
+    """Deploy one bundle to several boards in parallel; one board failing does not stop the others."""
+    hosts = list(dict.fromkeys(hosts))  # the same board twice would race with itself
+    if not hosts:
+        raise EdgeError("no host given", "name at least one board, e.g. pi@raspberrypi.local")
+    say = on_event or (lambda host, line: None)
+    with tempfile.TemporaryDirectory(prefix="keras-edge-deploy-") as tmp:
+        plan = plan_bundle(config.bundle_dir, Path(tmp))
+        wheel = None
+        if config.install_runner:
+            wheel = config.wheel or build_wheel(Path(tmp) / "wheel")
+        with ThreadPoolExecutor(max_workers=min(config.jobs, len(hosts))) as pool:
+            return list(pool.map(lambda h: deploy_host(plan, config, h, wheel, say), hosts))
+
+
+def deploy_host(plan: BundlePlan, config: DeployConfig, host: str, wheel: Path | None, say: Events) -> HostResult:
+    """Deploy a planned bundle to one board; failures come back as a FAILED result, not an exception."""
+    start = time.perf_counter()
+    try:
+        return _deploy(plan, config, Target.parse(host), wheel, lambda line: say(host, line), start)
+    except EdgeError as e:
+        say(host, f"failed: {e}")
+        return HostResult(host, Outcome.FAILED, version=plan.version, seconds=time.perf_counter() - start, error=str(e))
+
+
+def _deploy(plan: BundlePlan, config: DeployConfig, target: Target, wheel: Path | None,
+            say: Callable[[str], None], start: float) -> HostResult:
+    ssh = config.ssh
+    runtime = _install_runner(target, ssh, wheel, say) if wheel else ""
+    prep = run_script(target, ssh, scripts.PREPARE, [plan.name, plan.version, *plan.sums_args])
+    _check(prep, target, "preparing the board")
+    board = describe_board(prep.values)
+    current = prep.get("current")
+    say(f"connected: {board}; current {current or 'none'}")
+    have = prep.get("have")
+    sent, verified_by, outcome = TransferStats(0, 0), prep.get("verified_by"), Outcome.SWITCHED
+    partial = ""
+    if have == "valid":
+        if current == plan.version:
+            outcome = Outcome.UNCHANGED
+        say(f"{plan.version} is already on the board and verified ({verified_by}); nothing to copy")
+    else:
+        if have == "damaged":
+            say(f"the board's copy of {plan.version} is damaged ({prep.get('verify_error')}); copying it again")
+        partial = prep.get("partial")
+        sent = _copy(plan, config, target, prep, partial, say)
+        outcome = Outcome.REPAIRED if have == "damaged" else Outcome.DEPLOYED
+    act = run_script(target, ssh, scripts.ACTIVATE, [plan.name, plan.version, partial, str(config.keep), *plan.sums_args])
+    if act.returncode != 0:
+        raise RemoteError(f"{target.spec}: {act.failure()}", f"nothing was switched: current is still {current or 'unset'}")
+    verified_by = act.get("verified_by") or verified_by
+    pruned = tuple(v for k, v in _pairs(act.stdout) if k == "pruned")
+    say(f"{outcome}: current -> {act.get('current')} (verified: {verified_by})"
+        + (f"; removed {', '.join(pruned)}" if pruned else ""))
+    return HostResult(target.spec, outcome, version=plan.version, previous=act.get("previous"),
+                      files_sent=sent.files, bytes_sent=sent.bytes, verified_by=verified_by, board=board,
+                      runtime=runtime, pruned=pruned, seconds=time.perf_counter() - start)
+
+
+def _copy(plan: BundlePlan, config: DeployConfig, target: Target, prep: ScriptResult, partial: str,
+          say: Callable[[str], None]) -> TransferStats:
+    if not partial:
+        raise RemoteError(f"{target.spec}: the board made no directory to copy into", "run the deploy again")
+    transport = _transport(config.transport, prep, target)
+    say(f"copying {plan.version} ({len(plan.files)} files) with {transport}")
+    if transport is Transport.TAR:
+        return tar_push(target, config.ssh, plan.files, partial)
+    bundle_dir = prep.get("dir")
+    link = [f"{bundle_dir}/{v}" for v in dict.fromkeys([plan.version, prep.get("current"), prep.get("previous")])
+            if _VERSION.fullmatch(v or "") and (v != plan.version or prep.get("have") == "damaged")]
+    return rsync_push(target, config.ssh, [f"{plan.staging}/"], partial, link_dest=link,
+                      bwlimit_kbps=config.bwlimit_kbps)
+
+
+def _transport(wanted: Transport, prep: ScriptResult, target: Target) -> Transport:
+    board_rsync, board_tar = prep.get("has_rsync") == "yes", prep.get("has_tar") == "yes"
+    if wanted is Transport.RSYNC and not (board_rsync and have_local_rsync()):
+        where = "the board" if not board_rsync else "this workstation"
+        raise RemoteError(f"{target.spec}: rsync is not installed on {where}", "install rsync, or use --transport tar")
+    if wanted is Transport.AUTO:
+        wanted = Transport.RSYNC if board_rsync and have_local_rsync() else Transport.TAR
+    if wanted is Transport.TAR and not board_tar:
+        raise RemoteError(f"{target.spec}: the board has neither rsync nor tar", "install rsync on the board")
+    return wanted
+
+
+def _check(result: ScriptResult, target: Target, doing: str) -> None:
+    if result.returncode != 0:
+        raise RemoteError(f"{target.spec}: {doing} failed: {result.failure()}")
+
+
+def _pairs(stdout: str) -> list[tuple[str, str]]:
+    return [tuple(line.split("=", 1)) for line in stdout.splitlines() if "=" in line]  # type: ignore[misc]
+
+
+def describe_board(facts: dict[str, str]) -> str:
+    """One short line for a board: model or CPU, architecture, OS."""
+    what = facts.get("model") or facts.get("cpu") or facts.get("hostname") or "board"
+    parts = [what, facts.get("arch", ""), facts.get("os", "")]
+    return ", ".join(p for p in parts if p)
+
+
+def board_fingerprint(facts: dict[str, str]) -> str:
+    """A stable key for a kind of board: model (or CPU), architecture and OS release."""
+    base = facts.get("model") or facts.get("cpu") or facts.get("hostname") or "board"
+    text = " ".join(p for p in (base, facts.get("arch", ""), facts.get("os_id", "")) if p)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "board"
+
+
+# ---------------------------------------------------------------- rollback
+
+def rollback_many(name: str, hosts: Sequence[str], ssh: SshOptions | None = None, jobs: int = 8,
+                  on_event: Events | None = None) -> list[HostResult]:
+    """Switch each board's ``current`` back to its ``previous`` version, after verifying it there."""
+    if not _NAME.fullmatch(name):
+        raise EdgeError(f"{name!r} is not a bundle name", "give the name from the bundle's manifest, e.g. digits")
+    hosts = list(dict.fromkeys(hosts))
+    if not hosts:
+        raise EdgeError("no host given", "name at least one board")
+    say = on_event or (lambda host, line: None)
+    ssh = ssh or SshOptions()
+    with ThreadPoolExecutor(max_workers=min(jobs, len(hosts))) as pool:
+        return list(pool.map(lambda h: rollback_host(name, h, ssh, say), hosts))
+
+
+def rollback_host(name: str, host: str, ssh: SshOptions, say: Events) -> HostResult:
+    start = time.perf_counter()
+    try:
+        result = run_script(Target.parse(host), ssh, scripts.ROLLBACK, [name])
+        if result.returncode != 0:
+            raise RemoteError(f"{host}: {result.failure()}", "nothing was switched")
+    except EdgeError as e:
+        say(host, f"failed: {e}")
+        return HostResult(host, Outcome.FAILED, seconds=time.perf_counter() - start, error=str(e))
+    say(host, f"rolled back: current -> {result.get('current')} (was {result.get('previous')}; "
+              f"verified: {result.get('verified_by')})")
+    return HostResult(host, Outcome.ROLLED_BACK, version=result.get("current"), previous=result.get("previous"),
+                      verified_by=result.get("verified_by"), seconds=time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- the runner on the board
+
+def project_root() -> Path:
+    """The source tree this keras-edge runs from (needed to build a wheel of it)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file() or not (root / "device" / "cli.py").is_file():
+        raise EdgeError("this keras-edge is not installed from a source tree, so no wheel can be built here",
+                        "pass a keras-edge wheel with --wheel FILE")
+    return root
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """Build a wheel of this project into ``out_dir`` (offline: no build isolation, no dependencies).
+
+    The sources are copied to a temporary directory first, so the build leaves nothing in the tree.
+    """
+    root = project_root()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="keras-edge-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in os.listdir(root):
+            if name in ("pyproject.toml", "setup.cfg", "MANIFEST.in") or name.startswith(("README", "LICENSE")):
+                shutil.copy2(root / name, src / name)
+        for pkg in ("host", "device", "calibration"):
+            shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                "--disable-pip-version-check", "-q", "-w", str(out_dir), str(src)]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    wheels = sorted(out_dir.glob("keras_edge-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel was written"])[-1]
+        raise EdgeError(f"building the keras-edge wheel failed: {last}",
+                        "install the build tools (pip install setuptools wheel) or pass --wheel FILE")
+    return wheels[-1]
+
+
+def _install_runner(target: Target, ssh: SshOptions, wheel: Path, say: Callable[[str], None]) -> str:
+    say(f"installing the runner ({wheel.name})")
+    prep = run_script(target, ssh, scripts.RUNNER_DIR, [])
+    _check(prep, target, "preparing the runner install")
+    if not prep.get("python"):
+        raise RemoteError(f"{target.spec}: python3 is not installed on the board",
+                          "install it there: sudo apt-get install python3 python3-venv")
+    wheels = prep.get("wheels")
+    if prep.get("has_rsync") == "yes" and have_local_rsync():
+        rsync_push(target, ssh, [wheel], wheels)
+    else:
+        tar_push(target, ssh, [(wheel, wheel.name)], wheels)
+    result = run_script(target, ssh, scripts.INSTALL_RUNNER, [f"{wheels}/{wheel.name}"])
+    _check(result, target, "installing the runner")
+    runtime = summarize_doctor(result)
+    say(f"runner {result.get('version')} installed; {runtime}")
+    return runtime
+
+
+def summarize_doctor(result: ScriptResult) -> str:
+    """The board's runtime and CPU from `keras-edge doctor --json` (or the first lines of its text)."""
+    text = result.get("doctor_json")
+    if not text:
+        return result.get("doctor_text", "").strip()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return ""
+    env = doc.get("environment", doc) if isinstance(doc, dict) else {}
+    runtime, cpu = env.get("runtime", ""), env.get("cpu", env.get("cpu_model", ""))
+    if isinstance(runtime, dict):
+        runtime = " ".join(str(runtime.get(k, "")) for k in ("name", "version")).strip()
+    if isinstance(cpu, dict):
+        cpu = cpu.get("model") or cpu.get("name") or ""
+    return ", ".join(str(p) for p in (runtime, cpu) if p)
+
+
+# ---------------------------------------------------------------- remote benchmark
+
+def remote_bench(bundle_dir: str | os.PathLike, host: str, args: Sequence[str] = (), *,
+                 ssh: SshOptions | None = None) -> dict[str, Any]:
+    """Run the board's ``keras-edge bench <current> --json`` and store it in the bundle's report.
+
+    The board must run this very bundle (same version). The result goes into ``report.json``
+    under ``boards.<fingerprint>``; the returned entry holds the board facts and the bench JSON
+    (``{"environment": ..., "results": [...]}``) for the caller to print.
+    """
+    src = Path(bundle_dir)
+    manifest = bundle.read_manifest(src)
+    version = bundle.content_hash(src)
+    target = Target.parse(host)
+    result = run_script(target, ssh or SshOptions(), scripts.BENCH, [manifest.name, version, *args])
+    if result.returncode != 0:
+        raise RemoteError(f"{host}: bench failed on the board: {result.failure()}")
+    _, marker, body = result.stdout.partition("json-follows\n")
+    try:
+        bench = json.loads(body) if marker else None
+    except json.JSONDecodeError:
+        bench = None
+    if not isinstance(bench, dict) or not isinstance(bench.get("results"), list):
+        raise RemoteError(f"{host}: the board's `keras-edge bench --json` printed no benchmark JSON",
+                          "update the runner on the board with `keras-edge deploy --install-runner`")
+    facts = {k: result.values.get(k, "") for k in ("model", "cpu", "arch", "os", "os_id", "kernel", "hostname", "cores")}
+    entry = {"fingerprint": board_fingerprint(facts), "host": host, "board": facts, "version": version,
+             "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "bench": bench}
+    store_board_result(src, entry)
+    return entry
+
+
+def store_board_result(bundle_dir: Path, entry: dict[str, Any]) -> Path:
+    """Write ``entry`` into ``report.json`` under ``boards.<fingerprint>`` (atomic replace)."""
+    path = Path(bundle_dir) / bundle.REPORT_JSON
+    report: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BundleError(f"{path} is not valid JSON ({e})", "regenerate it with `keras-edge report`") from None
+        if not isinstance(report, dict):
+            raise BundleError(f"{path} is not a JSON object", "regenerate it with `keras-edge report`")
+    boards = report.setdefault("boards", {})
+    boards[entry["fingerprint"]] = entry
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

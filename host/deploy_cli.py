@@ -1,0 +1,117 @@
+"""`keras-edge deploy` and `keras-edge rollback`: thin click fronts over :mod:`keras_edge.host.deploy`.
+
+No TensorFlow here: both commands work in an environment without the host extra.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import click
+
+from keras_edge.device.errors import EdgeError
+
+from .deploy import DeployConfig, HostResult, Transport, deploy_many, rollback_many
+from .ssh import SshOptions
+
+
+def ssh_options(f: Callable) -> Callable:
+    """Add --ssh-config/-F, --ssh-option/-o and --connect-timeout to a command (shared with `bench --on`)."""
+    f = click.option("--connect-timeout", default=10, show_default=True, type=click.IntRange(min=1),
+                     metavar="SECONDS", help="Give up on a board that does not answer within this time.")(f)
+    f = click.option("--ssh-option", "-o", "ssh_option", multiple=True, metavar="KEY=VALUE",
+                     help="Extra `ssh -o` option, repeatable (e.g. -o Port=2222). Yours win over the defaults.")(f)
+    f = click.option("--ssh-config", "-F", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="ssh config file to use instead of ~/.ssh/config (as `ssh -F`).")(f)
+    return f
+
+
+def ssh_from_options(ssh_config: Path | None, ssh_option: Sequence[str], connect_timeout: int) -> SshOptions:
+    return SshOptions(config=ssh_config, options=tuple(ssh_option), connect_timeout=connect_timeout)
+
+
+@click.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
+@click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Versions to keep on each board (the current and previous ones are never removed).")
+@click.option("--install-runner", is_flag=True,
+              help="Build a wheel of keras-edge, install it with the device extra in ~/keras-edge/venv on the board, run doctor.")
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --install-runner: install this keras-edge wheel instead of building one.")
+@click.option("--transport", type=click.Choice([t.value for t in Transport]), default=Transport.AUTO.value,
+              show_default=True, help="How to copy: rsync, tar over ssh, or rsync when both sides have it.")
+@click.option("--bwlimit", type=click.IntRange(min=1), metavar="KIB/S", help="Limit rsync's bandwidth per board.")
+@click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(min=1), help="Boards deployed at once.")
+@ssh_options
+@click.option("--json", "as_json", is_flag=True, help="Print the per-board results as JSON instead of a table.")
+def deploy(bundle_dir: Path, hosts: tuple[str, ...], keep: int, install_runner: bool, wheel: Path | None,
+           transport: str, bwlimit: int | None, jobs: int, ssh_config: Path | None, ssh_option: tuple[str, ...],
+           connect_timeout: int, as_json: bool) -> None:
+    """Copy BUNDLE to each HOST (user@host[:port] or an ssh alias), verify it there, switch `current`.
+
+    Safe to interrupt and to run again: the switch happens only after the board has checked the
+    copy, and a redeploy of the same version sends nothing.
+    """
+    config = DeployConfig(bundle_dir, keep=keep, transport=Transport(transport), bwlimit_kbps=bwlimit,
+                          install_runner=install_runner, wheel=wheel, jobs=jobs,
+                          ssh=ssh_from_options(ssh_config, ssh_option, connect_timeout))
+    _finish(deploy_many(config, hosts, on_event=_progress()), as_json, "deployed")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
+@click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(min=1), help="Boards handled at once.")
+@ssh_options
+@click.option("--json", "as_json", is_flag=True, help="Print the per-board results as JSON instead of a table.")
+def rollback(name: str, hosts: tuple[str, ...], jobs: int, ssh_config: Path | None, ssh_option: tuple[str, ...],
+             connect_timeout: int, as_json: bool) -> None:
+    """Switch bundle NAME on each HOST back to its previous version (verified there first)."""
+    ssh = ssh_from_options(ssh_config, ssh_option, connect_timeout)
+    _finish(rollback_many(name, hosts, ssh, jobs=jobs, on_event=_progress()), as_json, "rolled back")
+
+
+def _progress() -> Callable[[str, str], None]:
+    lock = threading.Lock()
+
+    def say(host: str, line: str) -> None:
+        with lock:  # parallel boards: whole lines, never interleaved halves
+            click.echo(f"[{host}] {line}", err=True)
+    return say
+
+
+def _finish(results: list[HostResult], as_json: bool, verb: str) -> None:
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        click.echo(render_table(results))
+    failed = [r.host for r in results if not r.ok]
+    if failed:
+        raise EdgeError(f"{len(failed)} of {len(results)} boards failed: {', '.join(failed)}",
+                        "see the table above; the other boards were " + verb)
+
+
+def render_table(results: list[HostResult]) -> str:
+    """The summary: one row per board, errors in the last column."""
+    head = ("host", "result", "version", "previous", "sent", "verified", "time", "board / error")
+    rows = [head] + [(r.host, str(r.outcome) if r.ok else "FAILED", r.version or "-", r.previous or "-",
+                      _sent(r) if r.ok else "-", r.verified_by or "-", f"{r.seconds:.1f}s",
+                      r.error if not r.ok else "; ".join(p for p in (r.board, r.runtime) if p))
+                     for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows)
+
+
+def _sent(r: HostResult) -> str:
+    if not r.files_sent:
+        return "nothing"
+    size = r.bytes_sent
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{r.files_sent} files, {size:.0f} {unit}" if unit == "B" else f"{r.files_sent} files, {size:.1f} {unit}"
+        size /= 1024
+    return ""

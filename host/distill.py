@@ -1,0 +1,140 @@
+"""Knowledge distillation, and the one fine-tuning loop that pruning shares.
+
+The student learns from the teacher's soft targets (softmax at temperature T) and from the hard
+labels: ``loss = alpha · T² · KL(teacher_T ‖ student_T) + (1 − alpha) · CE(labels, student)``.
+The T² keeps the soft gradients' scale independent of T (Hinton et al., 2015). Models that end in
+a softmax are handled through their log-probabilities, which are logits up to a constant.
+
+The teacher's outputs are computed once, before training, and travel with the labels: training
+then costs what fine-tuning the student alone costs, which matters on a laptop's CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from keras_edge.device.errors import EdgeError, ModelError
+
+from . import prune_graph as g
+from .prune import check_distill_params
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Temperature, soft-loss weight and training settings; validated on construction."""
+
+    temperature: float = 4.0
+    alpha: float = 0.5             # weight of the soft (teacher) loss; 1 − alpha goes to the labels
+    epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    verbose: int | str = "auto"
+
+    def __post_init__(self) -> None:
+        check_distill_params(self.temperature, self.alpha)
+        if self.epochs < 1:
+            raise EdgeError(f"--epochs {self.epochs} is below 1", "distillation trains for at least one epoch")
+        if self.batch_size < 1:
+            raise EdgeError(f"--batch-size {self.batch_size} is not positive", "pass a batch size such as 32")
+        if not self.learning_rate > 0:
+            raise EdgeError(f"learning rate {self.learning_rate} is not positive", "pass --lr such as 0.001")
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """The trained student (plain Keras model) and, with validation data, the accuracies."""
+
+    model: Any
+    epochs: int
+    temperature: float
+    alpha: float
+    teacher_accuracy: float | None = None
+    student_accuracy_before: float | None = None
+    student_accuracy_after: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+
+
+def _as_logits(p: Any, probabilities: bool) -> Any:
+    return ops.log(ops.clip(p, 1e-7, 1.0)) if probabilities else p
+
+
+def distillation_loss(labels: Any, teacher_logits: Any, student_logits: Any, temperature: float, alpha: float) -> Any:
+    """Per-example loss: alpha·T²·KL(soft teacher ‖ soft student) + (1 − alpha)·CE(labels, student)."""
+    t = float(temperature)
+    hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
+    soft_teacher = ops.softmax(teacher_logits / t, axis=-1)
+    kl = ops.sum(soft_teacher * (ops.log_softmax(teacher_logits / t, axis=-1)
+                                 - ops.log_softmax(student_logits / t, axis=-1)), axis=-1)
+    return alpha * t * t * kl + (1.0 - alpha) * hard
+
+
+class _PackedDistillLoss(keras.losses.Loss):
+    """``y_true`` is [label, teacher logits...] per row, so a plain ``fit`` can train the student."""
+
+    def __init__(self, temperature: float, alpha: float, student_probabilities: bool):
+        super().__init__(name="distillation")
+        self.temperature, self.alpha, self.probs = temperature, alpha, student_probabilities
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        labels = ops.cast(y_true[:, 0], "int32")
+        return distillation_loss(labels, y_true[:, 1:], _as_logits(y_pred, self.probs), self.temperature, self.alpha)
+
+
+def _packed_accuracy(y_true: Any, y_pred: Any) -> Any:
+    return ops.cast(ops.equal(ops.cast(y_true[:, 0], "int32"), ops.cast(ops.argmax(y_pred, axis=-1), "int32")),
+                    "float32")
+
+
+def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 32,
+        learning_rate: float = 1e-3, teacher: keras.Model | None = None, temperature: float = 4.0,
+        alpha: float = 0.5, callbacks: Sequence[Any] = (), verbose: int | str = "auto") -> Any:
+    """Train ``model`` in place on labels, or distil ``teacher`` into it; returns the Keras History."""
+    y = np.asarray(y)
+    g.check_classifier(model, y)
+    probs = g.output_is_probabilities(model, x)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if teacher is None:
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probs),
+                      metrics=["accuracy"])
+        target = y.astype(np.int32)
+    else:
+        t_logits = np.asarray(_as_logits(teacher.predict(x, batch_size=max(batch_size, 64), verbose=0),
+                                         g.output_is_probabilities(teacher, x)), np.float32)
+        model.compile(optimizer=optimizer, loss=_PackedDistillLoss(temperature, alpha, probs),
+                      metrics=[keras.metrics.MeanMetricWrapper(_packed_accuracy, name="accuracy")])
+        target = np.concatenate([y.astype(np.float32)[:, None], t_logits], axis=1)
+    return model.fit(x, target, epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=list(callbacks),
+                     verbose=verbose)
+
+
+def _check_pair(teacher: keras.Model, student: keras.Model) -> None:
+    for what in ("input_shape", "output_shape"):
+        t, s = getattr(teacher, what), getattr(student, what)
+        if tuple(t) != tuple(s):
+            raise ModelError(f"teacher {what.replace('_', ' ')} {t} differs from the student's {s}",
+                             "distillation needs a student with the teacher's input and output")
+
+
+def distill(teacher: keras.Model, student: keras.Model, x: np.ndarray, y: np.ndarray, config: DistillConfig,
+            x_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> DistillResult:
+    """Train a copy of ``student`` on ``x``/``y`` with ``teacher``'s soft targets; the inputs stay untouched."""
+    _check_pair(teacher, student)
+    work = g.clone(student)
+    fit(work, x, y, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        teacher=teacher, temperature=config.temperature, alpha=config.alpha, verbose=config.verbose)
+    plain = g.clone(work)
+    accs: dict[str, float] = {}
+    if x_val is not None and y_val is not None and len(x_val):
+        accs = {"teacher_accuracy": g.accuracy(teacher, x_val, y_val),
+                "student_accuracy_before": g.accuracy(student, x_val, y_val),
+                "student_accuracy_after": g.accuracy(plain, x_val, y_val)}
+    return DistillResult(model=plain, epochs=config.epochs, temperature=config.temperature, alpha=config.alpha, **accs)
