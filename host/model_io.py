@@ -31,10 +31,10 @@ def _unsafe_hint(err: Exception) -> bool:
 
 def load_model(path: str | os.PathLike, safe_mode: bool = True, verbose: bool = False) -> LoadedModel:
     """Load ``.keras``, ``.h5`` or a SavedModel directory; safe mode unless the user opts out."""
+    tf = import_tf(verbose)  # first: on a board without TensorFlow, say so before anything else
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such model file", "pass a .keras or .h5 file, or a SavedModel directory")
-    tf = import_tf(verbose)
     import keras
 
     if path.is_dir():

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,58 +22,34 @@ from keras_edge.device.preprocess import PRESETS, PreprocessSpec
 from .prune import PRUNE_METHODS, Criterion, Schedule
 
 
-@dataclass(frozen=True)
-class LabeledData:
-    """Preprocessed images (float32 NHWC), integer labels and the class names, in label order."""
-
-    x: np.ndarray
-    y: np.ndarray
-    class_names: tuple[str, ...]
-
-
-def load_labeled_data(data_dir: Path, spec: PreprocessSpec) -> LabeledData:
-    """An ImageFolder (``DIR/<class>/<image>``), preprocessed by the board's own code."""
-    # TODO(lead): swap for `return calibration.dataset.load_labeled(data_dir, spec)` once it lands
-    from keras_edge.device.images import iter_images, load
-    from keras_edge.device.preprocess import preprocess
-
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: no such folder", "pass --data DIR with one subfolder of images per class")
-    classes = sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"{data_dir} has no class subfolders, so its images have no labels",
-                        "arrange it as DIR/<class name>/<image>, one subfolder per class")
-    xs, ys = [], []
-    for label, name in enumerate(classes):
-        for path in iter_images(data_dir / name):
-            xs.append(preprocess(load(path), spec))
-            ys.append(label)
-    if not xs:
-        raise DataError(f"{data_dir}'s class subfolders hold no images", "put jpg/png images in DIR/<class>/")
-    return LabeledData(np.stack(xs).astype(np.float32), np.asarray(ys, np.int64), tuple(classes))
-
-
 def _load_model(path: Path, unsafe: bool) -> Any:
-    import keras
+    from .model_io import load_model
 
-    if not path.is_file():
-        raise ModelError(f"{path}: no such file", "pass the path of a saved .keras model")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
-    except Exception as e:  # Keras raises many types for unreadable files; the user needs one line
-        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        fix = "pass --unsafe if you trust this file" if "safe_mode" in str(e) else "check that it is a Keras 3 .keras file"
-        raise ModelError(f"{path} could not be loaded ({detail})", fix) from None
+    return load_model(path, safe_mode=not unsafe).model
 
 
-def _data_for(model: Any, data_dir: Path | None, preset: str, val_split: float) -> tuple[Any, ...]:
+def _spec_for(model: Any, preset: str | None) -> PreprocessSpec:
+    """The same inference as convert: a leading Rescaling/Normalization means raw pixels."""
+    from .model_io import leading_preprocessing
+
+    shape = model.input_shape
+    if isinstance(shape, list) or len(shape) != 4 or None in shape[1:] or shape[-1] not in (1, 3):
+        raise ModelError(f"model input shape {shape} is not a fixed-size image (batch, H, W, 1|3)",
+                         "pruning from an image folder needs a model with a fixed-size image input")
+    if preset is None:
+        if not leading_preprocessing(model):
+            raise DataError("the model does not start with a Rescaling/Normalization layer, so keras-edge cannot tell "
+                            "how its inputs were normalised", "pass --preprocess tf|torch|caffe|unit|raw")
+        preset = "raw"
+    return PreprocessSpec.from_preset(preset, shape[1], shape[2], shape[3])
+
+
+def _data_for(model: Any, data_dir: Path | None, preset: str | None, val_split: float) -> tuple[Any, ...]:
     if data_dir is None:
         return None, None, None, None
-    shape = model.input_shape
-    if isinstance(shape, list) or len(shape) != 4 or None in shape[1:]:
-        raise ModelError(f"model input shape {shape} is not a fixed-size image (batch, H, W, C)",
-                         "pruning from an image folder needs a model with a fixed-size image input")
-    data = load_labeled_data(data_dir, PreprocessSpec.from_preset(preset, shape[1], shape[2], shape[3]))
+    from keras_edge.calibration.dataset import load_labeled
+
+    data = load_labeled(data_dir, _spec_for(model, preset))
     outputs = model.output_shape[-1]
     if len(data.class_names) != outputs:
         raise DataError(f"{data_dir} has {len(data.class_names)} class subfolders but the model has {outputs} outputs",
@@ -126,8 +101,8 @@ def _render_prune(result: Any, out: Path) -> str:
 
 _common = [
     click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Labeled images: DIR/<class>/<image>."),
-    click.option("--preset", type=click.Choice(sorted(PRESETS)), default="unit", show_default=True,
-                 help="Preprocessing the model was trained with."),
+    click.option("--preprocess", "preset", type=click.Choice(list(PRESETS)),
+                 help="Normalisation preset; default: raw pixels when the model starts with a Rescaling layer."),
     click.option("--batch-size", type=int, default=32, show_default=True),
     click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True),
     click.option("--val-split", type=float, default=0.1, show_default=True,
@@ -156,7 +131,7 @@ def _with_common(f: Any) -> Any:
 @click.option("--distill", is_flag=True, help="Fine-tune with the unpruned model as teacher.")
 @_with_common
 def prune(model_path: Path, output: Path, method: str, sparsity: float, epochs: int, schedule: str, criterion: str,
-          distill: bool, data_dir: Path | None, preset: str, batch_size: int, learning_rate: float, val_split: float,
+          distill: bool, data_dir: Path | None, preset: str | None, batch_size: int, learning_rate: float, val_split: float,
           unsafe: bool, as_json: bool) -> None:
     """Prune MODEL (magnitude: zero weights; channels: remove filters) and fine-tune it on --data."""
     from .prune import PruneConfig, prune_model
@@ -186,7 +161,7 @@ def prune(model_path: Path, output: Path, method: str, sparsity: float, epochs: 
               help="Weight of the soft (teacher) loss; 1 - alpha weighs the labels.")
 @_with_common
 def distill(teacher_path: Path, student_path: Path, output: Path, epochs: int, temperature: float, alpha: float,
-            data_dir: Path | None, preset: str, batch_size: int, learning_rate: float, val_split: float,
+            data_dir: Path | None, preset: str | None, batch_size: int, learning_rate: float, val_split: float,
             unsafe: bool, as_json: bool) -> None:
     """Train STUDENT on --data with TEACHER's soft targets (knowledge distillation)."""
     from .distill import DistillConfig, distill as run_distill

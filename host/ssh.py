@@ -132,6 +132,8 @@ def ssh_failure(target: Target, stderr: str) -> RemoteError:
     """Turn an ssh failure (exit 255) into one line that says what happened and what to do."""
     text = stderr.strip()
     name = target.spec
+    port = f"-p {target.port} " if target.port is not None else ""
+    login = f"ssh {port}{target.destination}"
     checks = [
         ("Connection refused", f"cannot reach {name}: connection refused",
          "check that the board is on, sshd is running and the port is right"),
@@ -142,9 +144,9 @@ def ssh_failure(target: Target, stderr: str) -> RemoteError:
         ("IDENTIFICATION HAS CHANGED", f"the host key of {name} has changed",
          "if the board was reinstalled, remove its old key with `ssh-keygen -R HOST`; otherwise do not connect"),
         ("Host key verification failed", f"the host key of {name} is not known (or does not match)",
-         f"connect once with `ssh {name}` to check and accept it"),
+         f"connect once with `{login}` to check and accept it"),
         ("Permission denied", f"{name} refused the login (permission denied: wrong user or key)",
-         f"install your public key on the board with `ssh-copy-id {name}`, or check the user name"),
+         f"install your public key on the board with `ssh-copy-id {port}{target.destination}`, or check the user name"),
         ("Too many authentication failures", f"{name} refused the login (too many keys tried)",
          "set IdentitiesOnly and IdentityFile for this host in ~/.ssh/config"),
     ]
@@ -152,7 +154,7 @@ def ssh_failure(target: Target, stderr: str) -> RemoteError:
         if needle in text:
             return RemoteError(what, fix)
     last = text.splitlines()[-1] if text else "ssh exited with status 255"
-    return RemoteError(f"cannot connect to {name}: {last}", "check that `ssh " + name + "` works")
+    return RemoteError(f"cannot connect to {name}: {last}", f"check that `{login}` works")
 
 
 def _run(argv: Sequence[str], *, input: str | None = None) -> subprocess.CompletedProcess:

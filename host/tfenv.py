@@ -17,8 +17,16 @@ def import_tf(verbose: bool = False):
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    with captured_output(enabled=not verbose):
-        import tensorflow as tf
+    try:
+        with captured_output(enabled=not verbose):
+            import tensorflow as tf
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("tensorflow", "keras"):
+            from keras_edge.device.errors import EdgeError
+
+            raise EdgeError("this command runs on the workstation and needs TensorFlow, which is not installed here",
+                            "install it with: pip install 'keras-edge[host]'") from None
+        raise
     if not verbose:
         tf.get_logger().setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
