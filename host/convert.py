@@ -60,6 +60,7 @@ class ConvertConfig:
     safe_mode: bool = True
     threads: int | None = None
     max_accuracy_drop: float = 0.01
+    selective: bool = True   # produce int8-selective when full int8 exceeds the budget
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -92,11 +93,12 @@ class ConvertResult:
     rows: tuple[VariantRow, ...]
     keras: dict[str, Any]
     notes: tuple[str, ...]
+    selective: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"bundle": str(self.bundle), "name": self.manifest.name, "default": self.manifest.default,
                 "default_reason": self.manifest.default_reason, "keras": self.keras, "notes": list(self.notes),
-                "variants": [B._jsonable(r.__dict__) for r in self.rows]}
+                "variants": [B._jsonable(r.__dict__) for r in self.rows], "selective": B._jsonable(self.selective)}
 
 
 def _shape(loaded: LoadedModel, cfg: ConvertConfig) -> tuple[int, ...]:
@@ -110,7 +112,7 @@ def _shape(loaded: LoadedModel, cfg: ConvertConfig) -> tuple[int, ...]:
                              "give the shape without the batch dimension, e.g. 224,224,3")
         return tuple(cfg.input_shape)
     if any(d == -1 for d in shape):
-        raise ModelError(f"the model's input size is unknown ({tuple('?' if d == -1 else d for d in shape)})",
+        raise ModelError(f"the model's input size is unknown ({', '.join('?' if d == -1 else str(d) for d in shape)})",
                          "pass --input-shape H,W,C")
     return tuple(shape)
 
@@ -193,6 +195,16 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             rows.append(row)
             variants.append(variant)
             log(f"[{i}/{len(cfg.variants)}] {vname}: {_row_summary(row)}")
+        selective = None
+        int8 = next((r for r in rows if r.name == "int8" and r.status is B.VariantStatus.OK), None)
+        if cfg.selective and int8 and loss_of(int8.metrics, keras_acc) > cfg.max_accuracy_drop:
+            log(f"int8 exceeds the accuracy budget ({loss_of(int8.metrics, keras_acc):.2%} > {cfg.max_accuracy_drop:.2%}): "
+                "searching for layers to keep in float")
+            row, variant, selective = _selective(model, data, keras_out, classification, keras_acc, tmp, cfg, log)
+            if row is not None:
+                rows.append(row)
+                variants.append(variant)
+                log(f"int8-selective: {_row_summary(row)}")
         if not any(r.status is B.VariantStatus.OK for r in rows):
             first = rows[0]
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
@@ -207,20 +219,25 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             source={"file": loaded.path.name, "sha256": _source_sha(loaded.path), "kind": loaded.kind},
             tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         B.write_manifest(tmp, manifest)
-        result = ConvertResult(Path(cfg.out), manifest, tuple(rows), keras, data.notes)
+        result = ConvertResult(Path(cfg.out), manifest, tuple(rows), keras, data.notes, selective)
         write_report(tmp, result.to_dict())
     return result
 
 
 def _one_variant(vname, model, data: DataSplit, keras_out, classification, keras_acc, tmp: Path, cfg: ConvertConfig):
-    mode = vname
     t0 = time.perf_counter()
     try:
         blob, warnings = convert_variant(model, vname, ConvertInputs([data.calib.x], cfg.io), cfg.verbose)
     except VariantFailed as e:
-        row = VariantRow(vname, mode, B.VariantStatus.CONVERSION_FAILED, e.reason, convert_s=time.perf_counter() - t0)
-        return row, B.Variant(name=vname, mode=mode, status=row.status, reason=e.reason)
-    convert_s = time.perf_counter() - t0
+        row = VariantRow(vname, vname, B.VariantStatus.CONVERSION_FAILED, e.reason, convert_s=time.perf_counter() - t0)
+        return row, B.Variant(name=vname, mode=vname, status=row.status, reason=e.reason)
+    return _validate(vname, vname, blob, time.perf_counter() - t0, warnings, data, keras_out, classification,
+                     keras_acc, tmp, cfg)
+
+
+def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], data: DataSplit, keras_out,
+              classification, keras_acc, tmp: Path, cfg: ConvertConfig, extra: dict | None = None):
+    """Write the variant, run it on the evaluation set in LiteRT, and record metrics and tolerances."""
     path = tmp / f"{vname}.tflite"
     path.write_bytes(blob)
     reason = "; ".join(warnings)
@@ -237,11 +254,12 @@ def _one_variant(vname, model, data: DataSplit, keras_out, classification, keras
         return row, B.Variant(name=vname, mode=mode, status=row.status, file=path.name, sha256=B.sha256_file(path),
                               bytes=row.bytes, reason=row.reason)
     metrics = {**cmp, "latency_ms": round(p50, 4), "latency_p90_ms": round(p90, 4),
-               "threads": cfg.threads or os.cpu_count(), "convert_s": round(convert_s, 2)}
+               "threads": cfg.threads or os.cpu_count(), "convert_s": round(convert_s, 2), **(extra or {})}
     if keras_acc is not None and cmp["accuracy"] is not None:
         metrics["accuracy_drop"] = round(keras_acc - cmp["accuracy"], 6)
     status = B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED
-    tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], TOLERANCE_FLOOR.get(vname, 1e-2))),
+    floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
+    tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                       min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES) if classification else 1.0)
     row = VariantRow(vname, mode, status, reason, path.stat().st_size, convert_s, metrics)
     variant = B.Variant(name=vname, mode=mode, status=status, file=path.name, sha256=B.sha256_file(path),
@@ -250,14 +268,43 @@ def _one_variant(vname, model, data: DataSplit, keras_out, classification, keras
     return row, variant
 
 
+def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:
+    """Accuracy drop against Keras when labels exist, otherwise disagreement with Keras."""
+    if keras_acc is not None and metrics.get("accuracy") is not None:
+        return keras_acc - metrics["accuracy"]
+    return 1.0 - metrics["agreement"] if metrics.get("agreement") is not None else 0.0
+
+
+def _selective(model, data: DataSplit, keras_out, classification, keras_acc, tmp: Path, cfg: ConvertConfig, log: Log):
+    """int8-selective: the int8 variant with its worst layers kept in float, within the accuracy budget."""
+    from .selective import selective_int8
+
+    def evaluate(blob: bytes) -> float:
+        probe = tmp / ".selective-probe.tflite"
+        probe.write_bytes(blob)
+        outs = E.predict(E.load_tflite(probe, cfg.threads), [data.eval.x])
+        probe.unlink()
+        return loss_of(E.compare(outs, keras_out, data.eval.y, classification), keras_acc)
+
+    t0 = time.perf_counter()
+    res = selective_int8(model, ConvertInputs([data.calib.x], cfg.io), evaluate, cfg.max_accuracy_drop, cfg.verbose, log)
+    table = [e.to_dict() for e in res.layers[:12]]
+    if not res.fits:
+        lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
+        log("int8-selective: no mix of int8 and float layers fits the budget "
+            f"(best loss {res.loss:.2%} with {len(res.denylist)} ops in float); per-layer quantization error, worst first:\n"
+            "    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
+        return None, None, {"fits": False, "best_loss": res.loss, "tried": res.tried, "layers": table}
+    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried]}
+    row, variant = _validate("int8-selective", "int8-selective", res.model, time.perf_counter() - t0, [], data,
+                             keras_out, classification, keras_acc, tmp, cfg, extra)
+    return row, variant, {"fits": True, "float_ops": list(res.denylist), "tried": res.tried, "layers": table}
+
+
 def choose_default(rows, keras_acc: float | None, max_drop: float) -> tuple[str, str]:
     """The fastest validated variant whose accuracy drop (or disagreement) fits the budget."""
     ok = [r for r in rows if r.status is B.VariantStatus.OK]
-    def loss(r):
-        m = r.metrics
-        if keras_acc is not None and m.get("accuracy") is not None:
-            return keras_acc - m["accuracy"]
-        return 1.0 - m["agreement"] if m.get("agreement") is not None else 0.0
+    loss = lambda r: loss_of(r.metrics, keras_acc)  # noqa: E731
     fits = [r for r in ok if loss(r) <= max_drop + 1e-12]
     what = "accuracy drop" if keras_acc is not None else "disagreement with Keras"
     if not fits:

@@ -196,7 +196,7 @@ def _deploy(plan: BundlePlan, config: DeployConfig, target: Target, wheel: Path 
     ssh = config.ssh
     runtime = _install_runner(target, ssh, wheel, say) if wheel else ""
     prep = run_script(target, ssh, scripts.PREPARE, [plan.name, plan.version, *plan.sums_args])
-    _check(prep, target, "preparing the board")
+    _check(prep, "preparing the board")
     board = describe_board(prep.values)
     current = prep.get("current")
     say(f"connected: {board}; current {current or 'none'}")
@@ -215,7 +215,7 @@ def _deploy(plan: BundlePlan, config: DeployConfig, target: Target, wheel: Path 
         outcome = Outcome.REPAIRED if have == "damaged" else Outcome.DEPLOYED
     act = run_script(target, ssh, scripts.ACTIVATE, [plan.name, plan.version, partial, str(config.keep), *plan.sums_args])
     if act.returncode != 0:
-        raise RemoteError(f"{target.spec}: {act.failure()}", f"nothing was switched: current is still {current or 'unset'}")
+        raise RemoteError(act.failure(), f"nothing was switched: current is still {current or 'unset'}")
     verified_by = act.get("verified_by") or verified_by
     pruned = tuple(v for k, v in _pairs(act.stdout) if k == "pruned")
     say(f"{outcome}: current -> {act.get('current')} (verified: {verified_by})"
@@ -228,10 +228,12 @@ def _deploy(plan: BundlePlan, config: DeployConfig, target: Target, wheel: Path 
 def _copy(plan: BundlePlan, config: DeployConfig, target: Target, prep: ScriptResult, partial: str,
           say: Callable[[str], None]) -> TransferStats:
     if not partial:
-        raise RemoteError(f"{target.spec}: the board made no directory to copy into", "run the deploy again")
-    transport = _transport(config.transport, prep, target)
+        raise RemoteError("the board made no directory to copy into", "run the deploy again")
+    transport = _transport(config.transport, prep)
     say(f"copying {plan.version} ({len(plan.files)} files) with {transport}")
     if transport is Transport.TAR:
+        if config.bwlimit_kbps:
+            say("--bwlimit applies to rsync only: this copy runs at full speed")
         return tar_push(target, config.ssh, plan.files, partial)
     bundle_dir = prep.get("dir")
     link = [f"{bundle_dir}/{v}" for v in dict.fromkeys([plan.version, prep.get("current"), prep.get("previous")])
@@ -240,21 +242,21 @@ def _copy(plan: BundlePlan, config: DeployConfig, target: Target, prep: ScriptRe
                       bwlimit_kbps=config.bwlimit_kbps)
 
 
-def _transport(wanted: Transport, prep: ScriptResult, target: Target) -> Transport:
+def _transport(wanted: Transport, prep: ScriptResult) -> Transport:
     board_rsync, board_tar = prep.get("has_rsync") == "yes", prep.get("has_tar") == "yes"
     if wanted is Transport.RSYNC and not (board_rsync and have_local_rsync()):
         where = "the board" if not board_rsync else "this workstation"
-        raise RemoteError(f"{target.spec}: rsync is not installed on {where}", "install rsync, or use --transport tar")
+        raise RemoteError(f"rsync is not installed on {where}", "install rsync, or use --transport tar")
     if wanted is Transport.AUTO:
         wanted = Transport.RSYNC if board_rsync and have_local_rsync() else Transport.TAR
     if wanted is Transport.TAR and not board_tar:
-        raise RemoteError(f"{target.spec}: the board has neither rsync nor tar", "install rsync on the board")
+        raise RemoteError("the board has neither rsync nor tar", "install rsync on the board")
     return wanted
 
 
-def _check(result: ScriptResult, target: Target, doing: str) -> None:
+def _check(result: ScriptResult, doing: str) -> None:
     if result.returncode != 0:
-        raise RemoteError(f"{target.spec}: {doing} failed: {result.failure()}")
+        raise RemoteError(f"{doing} failed: {result.failure()}")
 
 
 def _pairs(stdout: str) -> list[tuple[str, str]]:
@@ -296,7 +298,7 @@ def rollback_host(name: str, host: str, ssh: SshOptions, say: Events) -> HostRes
     try:
         result = run_script(Target.parse(host), ssh, scripts.ROLLBACK, [name])
         if result.returncode != 0:
-            raise RemoteError(f"{host}: {result.failure()}", "nothing was switched")
+            raise RemoteError(result.failure(), "nothing was switched")
     except EdgeError as e:
         say(host, f"failed: {e}")
         return HostResult(host, Outcome.FAILED, seconds=time.perf_counter() - start, error=str(e))
@@ -346,9 +348,9 @@ def build_wheel(out_dir: Path) -> Path:
 def _install_runner(target: Target, ssh: SshOptions, wheel: Path, say: Callable[[str], None]) -> str:
     say(f"installing the runner ({wheel.name})")
     prep = run_script(target, ssh, scripts.RUNNER_DIR, [])
-    _check(prep, target, "preparing the runner install")
+    _check(prep, "preparing the runner install")
     if not prep.get("python"):
-        raise RemoteError(f"{target.spec}: python3 is not installed on the board",
+        raise RemoteError("python3 is not installed on the board",
                           "install it there: sudo apt-get install python3 python3-venv")
     wheels = prep.get("wheels")
     if prep.get("has_rsync") == "yes" and have_local_rsync():
@@ -356,28 +358,23 @@ def _install_runner(target: Target, ssh: SshOptions, wheel: Path, say: Callable[
     else:
         tar_push(target, ssh, [(wheel, wheel.name)], wheels)
     result = run_script(target, ssh, scripts.INSTALL_RUNNER, [f"{wheels}/{wheel.name}"])
-    _check(result, target, "installing the runner")
+    _check(result, "installing the runner")
     runtime = summarize_doctor(result)
+    if result.get("doctor_status") != "0":
+        raise RemoteError(f"the runner is installed but `keras-edge doctor` finds no usable runtime there ({runtime})",
+                          "see ~/keras-edge/doctor.json on the board")
     say(f"runner {result.get('version')} installed; {runtime}")
     return runtime
 
 
 def summarize_doctor(result: ScriptResult) -> str:
-    """The board's runtime and CPU from `keras-edge doctor --json` (or the first lines of its text)."""
-    text = result.get("doctor_json")
-    if not text:
-        return result.get("doctor_text", "").strip()
+    """The runtime the board's runner selected, from what `keras-edge doctor --json` printed there."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(result.get("doctor_json"))
     except json.JSONDecodeError:
         return ""
-    env = doc.get("environment", doc) if isinstance(doc, dict) else {}
-    runtime, cpu = env.get("runtime", ""), env.get("cpu", env.get("cpu_model", ""))
-    if isinstance(runtime, dict):
-        runtime = " ".join(str(runtime.get(k, "")) for k in ("name", "version")).strip()
-    if isinstance(cpu, dict):
-        cpu = cpu.get("model") or cpu.get("name") or ""
-    return ", ".join(str(p) for p in (runtime, cpu) if p)
+    runtime = doc.get("selected_runtime") if isinstance(doc, dict) else None
+    return f"runtime {runtime}" if runtime else "no usable runtime"
 
 
 # ---------------------------------------------------------------- remote benchmark

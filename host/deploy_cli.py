@@ -91,14 +91,15 @@ def _finish(results: list[HostResult], as_json: bool, verb: str) -> None:
         click.echo(render_table(results))
     failed = [r.host for r in results if not r.ok]
     if failed:
+        others = len(results) - len(failed)
         raise EdgeError(f"{len(failed)} of {len(results)} boards failed: {', '.join(failed)}",
-                        "see the table above; the other boards were " + verb)
+                        f"the table above says why; the rest were {verb}" if others else "the table above says why")
 
 
 def render_table(results: list[HostResult]) -> str:
     """The summary: one row per board, errors in the last column."""
     head = ("host", "result", "version", "previous", "sent", "verified", "time", "board / error")
-    rows = [head] + [(r.host, str(r.outcome) if r.ok else "FAILED", r.version or "-", r.previous or "-",
+    rows = [head] + [(r.host, str(r.outcome) if r.ok else "FAILED", (r.ok and r.version) or "-", r.previous or "-",
                       _sent(r) if r.ok else "-", r.verified_by or "-", f"{r.seconds:.1f}s",
                       r.error if not r.ok else "; ".join(p for p in (r.board, r.runtime) if p))
                      for r in results]
@@ -109,9 +110,7 @@ def render_table(results: list[HostResult]) -> str:
 def _sent(r: HostResult) -> str:
     if not r.files_sent:
         return "nothing"
-    size = r.bytes_sent
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{r.files_sent} files, {size:.0f} {unit}" if unit == "B" else f"{r.files_sent} files, {size:.1f} {unit}"
-        size /= 1024
-    return ""
+    size, units = float(r.bytes_sent), ["B", "KiB", "MiB", "GiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{r.files_sent} files, {size:.0f} B" if units[0] == "B" else f"{r.files_sent} files, {size:.1f} {units[0]}"

@@ -15,6 +15,7 @@ Board layout, all under ``$HOME/keras-edge``:
 """
 
 _COMMON = r'''
+LC_ALL=C; export LC_ALL  # tool messages in one language, whatever the board's locale
 fail() { echo "error=$*"; exit 3; }
 
 # write_sums HASH FILE [HASH FILE]...: the sha256sum list the workstation computed
@@ -38,7 +39,7 @@ verify() {
   runner="$HOME/keras-edge/venv/bin/keras-edge"
   if [ -x "$runner" ]; then
     out=$("$runner" verify "$vdir" 2>&1) || {
-      echo "verify_error=keras-edge verify failed on the board: $(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1)"
+      echo "verify_error=keras-edge verify failed on the board: $(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | sed 's/^error: //')"
       return 1; }
     by="${by:+$by + }keras-edge verify"
   fi
@@ -214,13 +215,12 @@ main() {
   "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade "$wheel[device]" >> "$log" 2>&1 \
     || fail "pip install on the board failed: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1) (full log: $log)"
   echo "version=$("$venv/bin/keras-edge" --version 2>&1 | tail -n 1)"
-  if "$venv/bin/keras-edge" doctor --json > "$root/doctor.json" 2>> "$log"; then
-    echo "doctor_json=$(tr -d '\n' < "$root/doctor.json")"
-  elif "$venv/bin/keras-edge" doctor > "$root/doctor.txt" 2>&1; then
-    echo "doctor_text=$(grep -v '^[[:space:]]*$' "$root/doctor.txt" | head -n 3 | tr '\n' ' ')"
-  else
-    fail "keras-edge doctor failed on the board: $(tail -n 1 "$root/doctor.txt")"
-  fi
+  "$venv/bin/keras-edge" doctor --json > "$root/doctor.json" 2>> "$log"
+  echo "doctor_status=$?"
+  case "$(head -c 1 "$root/doctor.json")" in
+    "{") echo "doctor_json=$(tr -d '\n' < "$root/doctor.json")" ;;
+    *) fail "keras-edge doctor failed on the board: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1) (full log: $log)" ;;
+  esac
 }
 main "$@" </dev/null
 '''

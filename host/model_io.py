@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,9 @@ def load_model(path: str | os.PathLike, safe_mode: bool = True, verbose: bool = 
         if path.stat().st_size == 0:
             raise ModelError(f"{path} is empty (0 bytes)", "save the model again")
         kind = "h5" if path.suffix.lower() in (".h5", ".hdf5") else "keras"
+        if kind == "keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+            raise ModelError(f"{path} is not a valid .keras file (not a complete zip archive)",
+                             "check that the file is a complete Keras model (it may be truncated or corrupt)")
         try:
             with captured_output(not verbose):
                 model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)

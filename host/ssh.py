@@ -235,7 +235,7 @@ def tar_push(target: Target, ssh: SshOptions, files: Sequence[tuple[Path, str]],
         raise RemoteError("`ssh` is not installed on this workstation", "install the OpenSSH client") from None
     total = 0
     try:
-        with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
+        with tarfile.open(fileobj=proc.stdin, mode="w|", dereference=True) as tar:
             for path, name in files:
                 tar.add(str(path), arcname=name, recursive=False)
                 total += path.stat().st_size

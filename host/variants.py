@@ -27,6 +27,7 @@ class Recipe:
     description: str
     configure: Callable[[Any, Any, "ConvertInputs"], None]   # (converter, tf, inputs) → None
     calibrated: bool = False
+    integer_only: bool = False   # every op must compute in integers: float ops left behind fail the variant
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,17 @@ VARIANTS: dict[str, Recipe] = {
     "fp32": Recipe("float32, no quantization", _fp32),
     "fp16": Recipe("float16 weights, float32 compute on CPU", _fp16),
     "dynamic": Recipe("int8 weights, float activations (dynamic range)", _dynamic),
-    "int8": Recipe("full integer int8, calibrated, integer I/O", _int8, calibrated=True),
+    "int8": Recipe("full integer int8, calibrated, integer I/O", _int8, calibrated=True, integer_only=True),
     "int16x8": Recipe("int16 activations, int8 weights, calibrated", _int16x8, calibrated=True),
 }
 DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 
-_UNSUPPORTED_QUANT = re.compile(r"(?:Quantization not yet supported for op|not supported by the int8 quantizer|"
-                                r"failed to legalize operation|op is neither a custom op nor a flex op)[^'\"]*['\"]([\w.]+)['\"]",
-                                re.IGNORECASE)
+# The converter names an op it cannot handle in several ways, depending on the pass that gave up.
+_OP_NAMES = (re.compile(r"Quantization not yet supported for op:? *['\"]?([\w.]+)", re.IGNORECASE),
+             re.compile(r"not supported by the int8 quantizer[^'\"\n]*['\"]([\w.]+)['\"]", re.IGNORECASE),
+             re.compile(r"['\"](tfl?\.\w+)['\"] op is neither a custom op nor a flex op"),
+             re.compile(r"failed to legalize operation ['\"](tfl?\.\w+)['\"]"),
+             re.compile(r"TF Select ops: (\w+(?:, \w+)*)"))
 _FLEX = re.compile(r"(?:Some ops are not supported by the native TFLite runtime|Select TF ops|flex op)", re.IGNORECASE)
 
 
@@ -100,13 +104,23 @@ def convert(model, name: str, inputs: ConvertInputs, verbose: bool = False) -> t
     recipe = VARIANTS[name]
     warnings: list[str] = []
     try:
-        return _convert_once(tf, model, recipe, inputs, verbose, flex=False), warnings
+        data = _convert_once(tf, model, recipe, inputs, verbose, flex=False)
     except VariantFailed as e:
         if not _FLEX.search(e.detail) or recipe.calibrated:
             raise
+        flex_ops = named_ops(e.detail)
+    else:
+        # With TFLITE_BUILTINS_INT8 the converter still keeps ops that have no int8 kernel in float
+        # (DEQUANTIZE → op → QUANTIZE) without a word: a "full integer" model must not.
+        left = float_ops(data) if recipe.integer_only and not inputs.denylist else []
+        if left:
+            raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(left)} "
+                                "(the converter left them in float)")
+        return data, warnings
     # Only float variants can fall back to Flex ops, and the board runtime cannot run them.
     data = _convert_once(tf, model, recipe, inputs, verbose, flex=True)
-    warnings.append("needs SELECT_TF_OPS (Flex): the board's LiteRT runtime has no Flex ops, so this variant will not run there")
+    warnings.append(f"needs SELECT_TF_OPS (Flex){' for ' + ', '.join(flex_ops) if flex_ops else ''}: the board's LiteRT "
+                    "runtime has no Flex ops, so this variant will not run there; replace those ops with TFLite builtins")
     return data, warnings
 
 
@@ -126,11 +140,41 @@ def _convert_once(tf, model, recipe: Recipe, inputs: ConvertInputs, verbose: boo
             data, error = None, e
     if error is not None:
         detail = f"{error}\n{cap.text}"
-        ops = sorted(set(_UNSUPPORTED_QUANT.findall(detail)))
+        ops = named_ops(detail)
         if ops and recipe.calibrated:
             raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(ops)}", detail)
         if _FLEX.search(detail):
-            raise VariantFailed("the model needs TensorFlow ops outside the TFLite builtins (SELECT_TF_OPS)", detail)
+            raise VariantFailed("the model needs TensorFlow ops outside the TFLite builtins (SELECT_TF_OPS)"
+                                + (f": {', '.join(ops)}" if ops else ""), detail)
         first = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), type(error).__name__)
         raise VariantFailed(f"converter failed: {first[:200]}", detail)
     return data
+
+
+def named_ops(text: str) -> list[str]:
+    """Op names the converter's error text blames (``tf.``/``tfl.`` prefixes dropped)."""
+    found = set()
+    for pattern in _OP_NAMES:
+        for match in pattern.findall(text):
+            found.update(n.strip().removeprefix("tfl.").removeprefix("tf.") for n in match.split(","))
+    return sorted(found)
+
+
+def float_ops(tflite: bytes) -> list[str]:
+    """Builtin ops of a TFLite model that compute in float (QUANTIZE/DEQUANTIZE at its edges aside)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(tflite, 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    floats = {fb.TensorType.FLOAT32, fb.TensorType.FLOAT16, fb.TensorType.FLOAT64}
+    found = set()
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            outputs = [graph.Tensors(op.Outputs(i)) for i in range(op.OutputsLength()) if op.Outputs(i) >= 0]
+            if name not in ("QUANTIZE", "DEQUANTIZE") and any(t.Type() in floats for t in outputs):
+                found.add(name)
+    return sorted(found)

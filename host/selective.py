@@ -1,0 +1,166 @@
+"""Accuracy-budgeted int8: keep the layers that quantize worst in float until the variant fits.
+
+TFLite's quantization debugger measures every quantized tensor against the float computation. A
+tensor whose activation range is very wide loses the resolution of everything else in it; keeping
+only its producer in float does not help, because a Quantize op is then inserted before its
+consumers. So each step keeps a bad tensor's producer *and* consumers in float, re-converts,
+measures accuracy on the evaluation set, and stops as soon as the budget is met.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .tfenv import captured_output, import_tf
+from .variants import ConvertInputs, VariantFailed, _int8, _representative
+
+STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+@dataclass(frozen=True)
+class LayerError:
+    tensor: str
+    op: str
+    channel_nsr: float   # worst per-channel noise-to-signal ratio of the quantized tensor
+    rmse_scale: float    # RMSE in units of the quantization step (TFLite's usual metric)
+
+    def to_dict(self) -> dict:
+        return {"tensor": self.tensor, "op": self.op, "channel_nsr": round(self.channel_nsr, 6),
+                "rmse_scale": round(self.rmse_scale, 6)}
+
+
+@dataclass(frozen=True)
+class SelectiveResult:
+    model: bytes | None
+    denylist: tuple[str, ...]
+    loss: float | None
+    fits: bool
+    layers: tuple[LayerError, ...]
+    tried: tuple[tuple[int, float], ...]   # (layers kept in float, loss) per attempt
+
+
+def _channel_nsr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarray], scale: float, zp: int) -> float:
+    f = np.concatenate([np.asarray(t, np.float64).reshape(-1, np.shape(t)[-1]) for t in float_tensors])
+    q = np.concatenate([np.asarray(t, np.float64).reshape(-1, np.shape(t)[-1]) for t in quant_tensors])
+    deq = (q - zp) * scale
+    signal = np.mean(f * f, axis=0)
+    noise = np.mean((f - deq) ** 2, axis=0)
+    live = signal > 1e-12 * max(float(signal.max()), 1e-30)
+    return float(np.max(noise[live] / signal[live])) if live.any() else 0.0
+
+
+def _converter(tf, model, inputs: ConvertInputs):
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    _int8(c, tf, inputs)
+    # float I/O and builtins so that denylisted nodes can stay in float
+    c.inference_input_type = tf.float32
+    c.inference_output_type = tf.float32
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    return c
+
+
+def layer_errors(model, inputs: ConvertInputs, verbose: bool = False) -> list[LayerError]:
+    """Quantization error of every quantized tensor, worst first (TFLite's QuantizationDebugger)."""
+    tf = import_tf(verbose)
+    with captured_output(not verbose):
+        opts = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"channel_nsr": _channel_nsr})
+        dbg = tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs),
+                                                        debug_dataset=_representative(inputs), debug_options=opts)
+        dbg.run()
+        buf = io.StringIO()
+        dbg.layer_statistics_dump(buf)
+    import csv
+
+    out = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(r["scale"]) or 1.0
+        out.append(LayerError(r["tensor_name"], r["op_name"], float(r.get("channel_nsr") or 0.0),
+                              float(np.sqrt(float(r["mean_squared_error"])) / scale)))
+    return sorted(out, key=lambda e: (-e.channel_nsr, -e.rmse_scale))
+
+
+@dataclass(frozen=True)
+class OpGraph:
+    """Tensor-level view of a converted model: who reads each tensor, what each op reads (execution order)."""
+
+    consumers: dict[str, list[str]]
+    inputs: dict[str, list[str]]
+    order: list[str]
+
+
+def op_graph(model_bytes: bytes) -> OpGraph:
+    from ai_edge_litert.interpreter import Interpreter
+
+    with captured_output():
+        it = Interpreter(model_content=model_bytes)
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    consumers: dict[str, list[str]] = {}
+    inputs: dict[str, list[str]] = {}
+    order: list[str] = []
+    for op in it._get_ops_details():  # noqa: SLF001 - the only way LiteRT exposes the op graph
+        outs = [names[i] for i in op["outputs"] if i in names]
+        ins = [names[i] for i in op["inputs"] if i in names]
+        for o in outs:
+            inputs[o] = ins
+            order.append(o)
+        for i in ins:
+            consumers.setdefault(i, []).extend(outs)
+    return OpGraph(consumers, inputs, order)
+
+
+def rank_by_local_error(layers: list[LayerError], graph: OpGraph) -> list[LayerError]:
+    """Order tensors by the error they add themselves, not the error they inherit from upstream.
+
+    The debugger compares end-to-end float and quantized activations, so one bad layer makes every
+    later tensor look bad; the culprit is where the noise-to-signal ratio jumps.
+    """
+    by_name = {e.tensor: e for e in layers}
+    eff: dict[str, float] = {}
+    local: dict[str, float] = {}
+    for t in graph.order:
+        upstream = max((eff.get(i, 0.0) for i in graph.inputs.get(t, [])), default=0.0)
+        e = by_name.get(t)
+        measured = e is not None and e.rmse_scale > 1e-4   # pass-through ops (pooling) share scales: no signal
+        eff[t] = e.channel_nsr if measured else upstream
+        local[t] = max(0.0, eff[t] - upstream) if measured else 0.0
+    return sorted(layers, key=lambda e: (-local.get(e.tensor, e.channel_nsr), -e.rmse_scale))
+
+
+def selective_int8(model, inputs: ConvertInputs, evaluate: Callable[[bytes], float], budget: float,
+                   verbose: bool = False, log: Callable[[str], None] = lambda s: None) -> SelectiveResult:
+    """Keep the worst-quantized tensors (with their consumers) in float until ``evaluate(model) <= budget``."""
+    tf = import_tf(verbose)
+    with captured_output(not verbose):
+        graph = op_graph(_converter(tf, model, inputs).convert())
+    layers = rank_by_local_error(layer_errors(model, inputs, verbose), graph)
+    tried: list[tuple[int, float]] = []
+    best: tuple[float, bytes, tuple[str, ...]] | None = None
+    for k in [s for s in STEPS if s <= len(layers)]:
+        deny: list[str] = []
+        for e in layers[:k]:
+            for name in [e.tensor, *graph.consumers.get(e.tensor, [])]:
+                if name not in deny:
+                    deny.append(name)
+        try:
+            with captured_output(not verbose):
+                opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
+                dbg = tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs),
+                                                                debug_dataset=_representative(inputs), debug_options=opts)
+                blob = dbg.get_nondebug_quantized_model()
+        except Exception as err:  # noqa: BLE001 - converter failures for one denylist are not fatal
+            log(f"  int8-selective: keeping {k} layer(s) in float failed to convert ({str(err).splitlines()[0][:120]})")
+            continue
+        loss = evaluate(blob)
+        tried.append((k, loss))
+        log(f"  int8-selective: {k} worst layer(s) in float ({len(deny)} ops) → loss {loss:.2%} (budget {budget:.2%})")
+        if best is None or loss < best[0]:
+            best = (loss, blob, tuple(deny))
+        if loss <= budget + 1e-12:
+            return SelectiveResult(blob, tuple(deny), loss, True, tuple(layers), tuple(tried))
+    if best is None:
+        raise VariantFailed("no selective int8 model could be converted")
+    return SelectiveResult(None, best[2], best[0], False, tuple(layers), tuple(tried))

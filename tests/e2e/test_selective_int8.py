@@ -1,0 +1,90 @@
+"""Accuracy-budgeted int8: a model whose full int8 breaks the budget gets an int8-selective variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_edge.device import bundle as B
+from keras_edge.host.convert import ConvertConfig, convert
+
+
+def _wide_range_model(src_path, path):
+    """The digits CNN with a 1×1 conv pair that multiplies one channel by 3e4 and divides it back.
+
+    In float this is the identity; with per-tensor int8 activations the huge channel takes the
+    whole range and every other channel of that tensor rounds to zero.
+    """
+    import keras
+
+    src = keras.models.load_model(src_path)
+    c = src.layers[2].filters
+    up = keras.layers.Conv2D(c, 1, use_bias=False, name="wide_up")
+    down = keras.layers.Conv2D(c, 1, use_bias=False, name="wide_down")
+    h = src.layers[2](src.layers[1](src.input))
+    h = down(up(h))
+    for layer in src.layers[3:]:
+        h = layer(h)
+    model = keras.Model(src.input, h)
+    w_up, w_down = np.eye(c, dtype=np.float32), np.eye(c, dtype=np.float32)
+    w_up[0, 0], w_down[0, 0] = 3e4, 1 / 3e4
+    up.set_weights([w_up[None, None]])
+    down.set_weights([w_down[None, None]])
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wide_bundle(digits_demo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wide")
+    model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
+    return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
+                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100,
+                                 eval_samples=200))
+
+
+def test_full_int8_breaks_the_budget(wide_bundle):
+    int8 = next(r for r in wide_bundle.rows if r.name == "int8")
+    assert int8.metrics["accuracy_drop"] > 0.2
+
+
+def test_int8_selective_fits_the_budget_and_runs(wide_bundle):
+    m = B.read_manifest(wide_bundle.bundle)
+    sel = m.variant("int8-selective")
+    assert sel.status is B.VariantStatus.OK
+    assert sel.metrics["accuracy_drop"] <= 0.02
+    assert any("wide_up" in op for op in sel.metrics["float_ops"])
+    assert wide_bundle.selective["fits"] and wide_bundle.selective["layers"]
+    # the worst-ranked tensor is the wide one
+    assert "wide_up" in wide_bundle.selective["layers"][0]["tensor"]
+    assert sel.bytes < m.variant("fp32").bytes
+    assert B.check_variant(wide_bundle.bundle, sel)
+
+
+def test_default_is_chosen_among_variants_within_budget(wide_bundle):
+    m = B.read_manifest(wide_bundle.bundle)
+    assert m.default != "int8"
+    within = [v for v in m.variants if v.status is B.VariantStatus.OK and v.metrics["accuracy_drop"] <= 0.02]
+    fastest = min(within, key=lambda v: v.metrics["latency_ms"])
+    assert m.default == fastest.name and "budget" in m.default_reason
+
+
+def test_when_nothing_fits_it_says_so_with_the_layer_ranking(digits_demo, tmp_path):
+    """An evaluator that never meets the budget walks every step and reports the ranked layers."""
+    import keras
+
+    from keras_edge.calibration.dataset import load_labeled
+    from keras_edge.device.preprocess import PreprocessSpec
+    from keras_edge.host.selective import STEPS, selective_int8
+    from keras_edge.host.variants import ConvertInputs
+
+    model = keras.models.load_model(_wide_range_model(digits_demo.model, tmp_path / "wide.keras"))
+    calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)
+    seen = []
+    res = selective_int8(model, ConvertInputs([calib.x]), evaluate=lambda blob: seen.append(len(blob)) or 0.5,
+                         budget=0.01)
+    assert not res.fits and res.model is None and res.loss == 0.5
+    steps = [k for k, _ in res.tried]
+    assert steps[0] == 1 and len(steps) >= 4 and set(steps) <= set(STEPS)  # a step the converter refuses is skipped
+    assert len(seen) == len(res.tried) and all(n > 0 for n in seen)
+    assert "wide_up" in res.layers[0].tensor
