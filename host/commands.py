@@ -114,18 +114,19 @@ def convert(model, out, calib, eval_dir, variants, io, preset, scale, mean, std,
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
 def report(bundle_dir, as_json):
-    """Show (and rewrite report.md of) BUNDLE_DIR from its report.json."""
+    """Show BUNDLE_DIR's report and regenerate report.md and report.png from report.json."""
     from keras_edge.device.bundle import REPORT_JSON, read_manifest
     from keras_edge.device.errors import BundleError
 
-    from .report import markdown, table
+    from .report import table, write_report
 
     read_manifest(bundle_dir)
     path = bundle_dir / REPORT_JSON
     if not path.is_file():
         raise BundleError(f"{bundle_dir} has no {REPORT_JSON}", "reconvert the bundle with `keras-edge convert`")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    tmp = bundle_dir / ".report.md.tmp"
-    tmp.write_text(markdown(data), encoding="utf-8")
-    tmp.replace(bundle_dir / "report.md")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path} is not valid JSON ({e})", "reconvert the bundle with `keras-edge convert`") from None
+    write_report(bundle_dir, data)
     click.echo(json.dumps(data, indent=2) if as_json else table(data))

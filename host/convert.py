@@ -183,7 +183,8 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     classification = _is_classifier(loaded)
     keras_out = _keras_predict(model, data.eval.x)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
-    keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib)}
+    keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib),
+             **E.keras_latency(model, data.eval.x)}
     if keras_acc is not None:
         log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} held-out samples")
     name = cfg.name or loaded.path.stem
@@ -247,6 +248,9 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
         cmp = E.compare(outs, keras_out, data.eval.y, classification)
         ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in keras_out], None, classification)
         p50, p90 = E.latency(tfl, [data.eval.x])
+        by_threads = {str(tfl_threads(cfg)): round(p50, 4)}
+        if cfg.threads is None and (os.cpu_count() or 1) > 1:
+            by_threads = {"1": round(E.latency(E.load_tflite(path, 1), [data.eval.x])[0], 4), **by_threads}
     except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
         why = f"does not run in the interpreter: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
         row = VariantRow(vname, mode, B.VariantStatus.VALIDATION_FAILED, "; ".join(filter(None, [reason, why])),
@@ -254,7 +258,7 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
         return row, B.Variant(name=vname, mode=mode, status=row.status, file=path.name, sha256=B.sha256_file(path),
                               bytes=row.bytes, reason=row.reason)
     metrics = {**cmp, "latency_ms": round(p50, 4), "latency_p90_ms": round(p90, 4),
-               "threads": cfg.threads or os.cpu_count(), "convert_s": round(convert_s, 2), **(extra or {})}
+               "latency_by_threads": by_threads, "threads": tfl_threads(cfg), "convert_s": round(convert_s, 2), **(extra or {})}
     if keras_acc is not None and cmp["accuracy"] is not None:
         metrics["accuracy_drop"] = round(keras_acc - cmp["accuracy"], 6)
     status = B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED
@@ -266,6 +270,10 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
                         bytes=row.bytes, reason=reason, inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol,
                         metrics=metrics)
     return row, variant
+
+
+def tfl_threads(cfg: ConvertConfig) -> int:
+    return cfg.threads or os.cpu_count() or 1
 
 
 def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:

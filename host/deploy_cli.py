@@ -14,7 +14,7 @@ import click
 
 from keras_edge.device.errors import EdgeError
 
-from .deploy import DeployConfig, HostResult, Transport, deploy_many, rollback_many
+from .deploy import DeployConfig, HostResult, Outcome, Transport, deploy_many, rollback_many
 from .ssh import SshOptions
 
 
@@ -100,7 +100,7 @@ def render_table(results: list[HostResult]) -> str:
     """The summary: one row per board, errors in the last column."""
     head = ("host", "result", "version", "previous", "sent", "verified", "time", "board / error")
     rows = [head] + [(r.host, str(r.outcome) if r.ok else "FAILED", (r.ok and r.version) or "-", r.previous or "-",
-                      _sent(r) if r.ok else "-", r.verified_by or "-", f"{r.seconds:.1f}s",
+                      _sent(r) if r.ok and r.outcome is not Outcome.ROLLED_BACK else "-", r.verified_by or "-", f"{r.seconds:.1f}s",
                       r.error if not r.ok else "; ".join(p for p in (r.board, r.runtime) if p))
                      for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]

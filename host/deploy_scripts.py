@@ -124,6 +124,7 @@ main() {
   echo "have=$state"
   if [ "$state" != valid ]; then
     partial=$(mktemp -d "$dir/.$version.partial-XXXXXX") || fail "cannot create a directory in $dir"
+    chmod "$(umask -S)" "$partial" 2>/dev/null  # mktemp makes it private; a version dir follows the umask
     echo "partial=$partial"
   fi
 }

@@ -120,3 +120,21 @@ def compare(variant_out: list[np.ndarray], keras_out: list[np.ndarray], labels: 
         if labels is not None:
             res["accuracy"] = float(np.mean(pred == labels))
     return res
+
+
+def keras_latency(model, x: np.ndarray, runs: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Batch-1 latency of the Keras model as users call it: ``predict`` and a direct eager call."""
+    sample = x[:1]
+    out: dict[str, float] = {}
+    with captured_output():
+        for label, fn in (("predict_ms", lambda: model.predict(sample, verbose=0)),
+                          ("call_ms", lambda: model(sample, training=False))):
+            for _ in range(warmup):
+                fn()
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter_ns()
+                fn()
+                times.append(time.perf_counter_ns() - t0)
+            out[label] = round(float(np.median(times)) / 1e6, 4)
+    return out

@@ -8,7 +8,8 @@ from typing import Any
 
 from keras_edge.device.bundle import REPORT_JSON, REPORT_MD
 
-COLUMNS = ("variant", "status", "size", "accuracy", "drop", "agreement", "max err", "p50 ms", "convert s")
+COLUMNS = ("variant", "status", "size", "accuracy", "drop", "agreement", "max err", "p50 ms", "p50 ms 1T",
+           "vs keras", "convert s")
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -27,16 +28,41 @@ def _fmt(v: Any, kind: str) -> str:
     return str(v)
 
 
+def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
+    """How many times faster than Keras ``predict`` on one sample (both measured on the workstation)."""
+    base = report.get("keras", {}).get("predict_ms")
+    lat = metrics.get("latency_ms")
+    return base / lat if base and lat else None
+
+
 def rows(report: dict[str, Any]) -> list[list[str]]:
     """One row of text cells per variant, in COLUMNS order."""
     out = []
     for r in report["variants"]:
         m = r.get("metrics", {})
         status = r["status"] + ("*" if r["name"] == report.get("default") else "")
+        sp = speedup(report, m)
         out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("accuracy"), "pct"),
                     _fmt(m.get("accuracy_drop"), "pp"), _fmt(m.get("agreement"), "pct"),
-                    _fmt(m.get("max_abs_err"), "e"), _fmt(m.get("latency_ms"), "f3"), _fmt(r.get("convert_s"), "f3")])
+                    _fmt(m.get("max_abs_err"), "e"), _fmt(m.get("latency_ms"), "f3"),
+                    _fmt(m.get("latency_by_threads", {}).get("1"), "f3"), f"{sp:.1f}x" if sp else "—",
+                    _fmt(r.get("convert_s"), "f3")])
     return out
+
+
+def board_rows(report: dict[str, Any]) -> list[str]:
+    """Markdown tables of board benchmarks stored by `keras-edge bench --on HOST`, one per board."""
+    lines: list[str] = []
+    ws = {r["name"]: r.get("metrics", {}).get("latency_ms") for r in report["variants"]}
+    for fingerprint, bench in sorted(report.get("boards", {}).items()):
+        env = bench.get("environment", {})
+        lines += ["", f"### Board: {fingerprint}", "",
+                  f"{env.get('runtime', '?')} {env.get('runtime_version', '')}, {env.get('cpu_model', env.get('cpu', '?'))}", "",
+                  "| variant | threads | backend | board p50 ms | workstation p50 ms |", "|---|---|---|---|---|"]
+        for r in bench.get("results", []):
+            lines.append(f"| {r.get('variant')} | {r.get('threads')} | {r.get('backend')} | "
+                         f"{_fmt(r.get('median_ms'), 'f3')} | {_fmt(ws.get(r.get('variant')), 'f3')} |")
+    return lines
 
 
 def table(report: dict[str, Any]) -> str:
@@ -64,14 +90,37 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
+    k_lat = f" Keras `predict` on one sample: {k['predict_ms']:.2f} ms; direct call: {k['call_ms']:.2f} ms." if k.get("predict_ms") else ""
     lines.append("")
-    lines.append("Latency: median of `invoke` on the workstation CPU (LiteRT, XNNPACK), batch 1.")
+    lines.append("Latency: median of `invoke` on the workstation CPU (LiteRT, XNNPACK), batch 1, all cores "
+                 "(`p50 ms`) and one thread (`1T`); `vs keras` is Keras `predict` latency divided by `p50 ms`." + k_lat)
+    lines += board_rows(report)
+    if report.get("selective"):
+        sel = report["selective"]
+        lines += ["", "## Selective int8", "",
+                  ("fits the budget keeping these ops in float: " + ", ".join(f"`{o}`" for o in sel.get("float_ops", [])))
+                  if sel.get("fits") else f"nothing fits the budget (best loss {sel.get('best_loss', 0):.2%})",
+                  "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
+        lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
+                  for e in sel.get("layers", [])]
+    lines += ["", "![latency against accuracy](report.png)"]
     return "\n".join(lines) + "\n"
 
 
 def write_report(directory: str | Path, report: dict[str, Any]) -> None:
-    """Write report.json and report.md into a bundle directory being built."""
+    """Write report.json, report.md and report.png into a bundle directory (each file replaced atomically)."""
     d = Path(directory)
     data = {k: v for k, v in report.items() if k != "bundle"}
-    (d / REPORT_JSON).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    (d / REPORT_MD).write_text(markdown(data), encoding="utf-8")
+    _atomic_text(d / REPORT_JSON, json.dumps(data, indent=2) + "\n")
+    _atomic_text(d / REPORT_MD, markdown(data))
+    from .report_plot import plot
+
+    tmp = d / ".report.png.tmp"
+    plot(data, tmp)
+    tmp.replace(d / "report.png")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

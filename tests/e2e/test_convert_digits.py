@@ -73,6 +73,20 @@ def test_report_files_describe_every_variant(digits_bundle):
     md = (digits_bundle.bundle / B.REPORT_MD).read_text()
     for name in VARIANTS:
         assert f"| {name} |" in md
+    assert report["keras"]["predict_ms"] > 0 and "vs keras" in md
+
+
+def test_report_png_is_a_valid_image_and_report_command_regenerates_it(digits_bundle, capsys):
+    import cv2
+
+    png = digits_bundle.bundle / "report.png"
+    png.unlink()
+    assert main(["report", str(digits_bundle.bundle)]) == 0
+    assert "int8" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape[0] > 200 and img.shape[1] > 400
+    assert img.std() > 10  # not a blank canvas
 
 
 def test_cli_convert_writes_a_bundle_and_json(digits_demo, tmp_path, capsys):
