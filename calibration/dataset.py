@@ -125,11 +125,16 @@ def load_records(records: Sequence[Record], spec: PreprocessSpec, class_names: t
             progress(i + 1, len(records))
     if not xs:
         raise DataError(f"none of the {len(records)} images could be decoded "
-                        f"(first: {skipped[0][0]}: {skipped[0][1]})" if skipped else "no images to load",
+                        f"(first: {_why(skipped[0])})" if skipped else "no images to load",
                         "check the folder's image files")
     x = np.stack(xs).astype(np.float32)
     y = np.asarray(ys, np.int64) if class_names is not None else None
     return Dataset(x, y, class_names, tuple(sources), tuple(skipped))
+
+
+def _why(skip: tuple[str, str]) -> str:
+    path, why = skip
+    return why if path in why else f"{path}: {why}"
 
 
 def load_arrays(path: str | os.PathLike, limit: int | None = None, seed: int = 0) -> Dataset:
@@ -223,5 +228,5 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
     n_skipped = len(cal.skipped) + (len(evs.skipped) if evs is not cal else 0)
     if n_skipped:
         first = (cal.skipped or evs.skipped)[0]
-        notes.append(f"skipped {n_skipped} image(s) that failed to decode (first: {first[0]}: {first[1]})")
+        notes.append(f"skipped {n_skipped} image(s) that failed to decode (first: {_why(first)})")
     return DataSplit(cal, evs, tuple(notes))

@@ -271,13 +271,26 @@ def content_hash(bundle_dir: str | os.PathLike) -> str:
     return sha256_file(Path(bundle_dir) / MANIFEST)[:12]
 
 
+def check_replaceable(target: str | os.PathLike) -> None:
+    """Refuse an output path that is a file, or a non-empty directory that is not a bundle."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise BundleError(f"{target} exists and is not a directory", "choose another output path")
+    if target.is_dir() and not (target / MANIFEST).is_file() and any(target.iterdir()):
+        # replacing it would delete whatever the user keeps there (think `-o ~/Documents`)
+        raise BundleError(f"{target} is a non-empty directory that is not a keras-edge bundle; refusing to replace it",
+                          "choose a new output path, or an existing bundle to overwrite")
+
+
 @contextlib.contextmanager
 def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Build a directory in a temporary sibling and rename it into place only on success.
 
     An interrupted or failed build leaves the previous ``target`` intact and removes the partial one.
+    An existing ``target`` is replaced only when it is a bundle (has a manifest) or empty.
     """
     target = Path(target).resolve()
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:

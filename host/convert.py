@@ -167,6 +167,7 @@ def _fixed_model(loaded: LoadedModel, shape: tuple[int, ...], spec: PreprocessSp
 
 def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> ConvertResult:
     """Convert, validate, and write the bundle atomically to ``cfg.out``."""
+    B.check_replaceable(cfg.out)  # before the slow part, not after it
     loaded = load_model(cfg.model, safe_mode=cfg.safe_mode, verbose=cfg.verbose)
     shape = _shape(loaded, cfg)
     spec = _spec(loaded, shape, cfg, log)

@@ -213,7 +213,9 @@ main() {
     python3 -m venv "$venv" >> "$log" 2>&1 \
       || fail "cannot create $venv: $(tail -n 1 "$log") (on Debian or Raspberry Pi OS: sudo apt-get install python3-venv)"
   fi
-  "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade "$wheel[device]" >> "$log" 2>&1 \
+  # the extra's dependencies, then this very wheel even when its version number did not change
+  { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade "$wheel[device]" \
+    && "$venv/bin/python" -m pip install --disable-pip-version-check --force-reinstall --no-deps "$wheel"; } >> "$log" 2>&1 \
     || fail "pip install on the board failed: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1) (full log: $log)"
   echo "version=$("$venv/bin/keras-edge" --version 2>&1 | tail -n 1)"
   "$venv/bin/keras-edge" doctor --json > "$root/doctor.json" 2>> "$log"

@@ -87,7 +87,7 @@ class Target:
                 raise RemoteError(f"port {port_text!r} in {spec!r} is not a port number", "use a port between 1 and 65535")
             port = int(port_text)
         if not host or host.startswith("-"):
-            raise RemoteError(f"host {spec!r} has no host name", "write it as user@host, user@host:port or an ssh alias")
+            raise RemoteError(f"host {spec!r} has no valid host name", "write it as user@host, user@host:port or an ssh alias")
         dest = f"{user}@{host}" if at else host
         return cls(spec=spec, destination=dest, port=port)
 

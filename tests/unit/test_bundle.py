@@ -221,14 +221,29 @@ def test_read_labels(bundle_dir):
     assert B.read_labels(bundle_dir, B.read_manifest(bundle_dir)) == ["a", "b"]
 
 
-def test_staged_dir_replaces_the_target_on_success(tmp_path):
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
-    with B.staged_dir(target) as tmp:
+def test_staged_dir_replaces_a_previous_bundle_on_success(bundle_dir):
+    with B.staged_dir(bundle_dir) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in bundle_dir.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in bundle_dir.parent.iterdir()) == ["bundle"], "no partial or old copies left"
+
+
+def test_staged_dir_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path):
+    target = tmp_path / "documents"
+    target.mkdir()
+    (target / "thesis.txt").write_text("precious")
+    with pytest.raises(BundleError, match="not a keras-edge bundle; refusing to replace it"):
+        with B.staged_dir(target) as tmp:
+            (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents"]
+
+
+def test_staged_dir_fills_an_empty_existing_directory(tmp_path):
+    (tmp_path / "out").mkdir()
+    with B.staged_dir(tmp_path / "out") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (tmp_path / "out" / "new.txt").read_text() == "new"
 
 
 def test_staged_dir_creates_a_missing_target(tmp_path):
@@ -238,17 +253,14 @@ def test_staged_dir_creates_a_missing_target(tmp_path):
     assert (target / "new.txt").read_text() == "new"
 
 
-def test_staged_dir_keeps_the_previous_target_when_the_body_raises(tmp_path):
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
+def test_staged_dir_keeps_the_previous_bundle_when_the_body_raises(bundle_dir):
+    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir()}
     with pytest.raises(RuntimeError, match="boom"):
-        with B.staged_dir(target) as tmp:
+        with B.staged_dir(bundle_dir) as tmp:
             (tmp / "half.txt").write_text("half")
             raise RuntimeError("boom")
-    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
-    assert (target / "old.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "the partial directory must be removed"
+    assert {p.name: p.read_bytes() for p in bundle_dir.iterdir()} == before
+    assert sorted(p.name for p in bundle_dir.parent.iterdir()) == ["bundle"], "the partial directory must be removed"
 
 
 def test_staged_dir_leaves_no_target_when_the_body_raises(tmp_path):

@@ -256,7 +256,7 @@ def test_calibration_sets_notes_skipped_images(tmp_path, write_images):
     (tmp_path / "broken.png").write_bytes(b"")
     data = D.calibration_sets(tmp_path, SPEC)
     assert len(data.calib) + len(data.eval) == 10
-    assert any(n.startswith("skipped 1 image(s) that failed to decode") for n in data.notes)
+    assert f"skipped 1 image(s) that failed to decode (first: {tmp_path / 'broken.png'} is empty (0 bytes))" in data.notes
 
 
 def test_calibration_sets_from_arrays_are_disjoint_and_note_shortfall(tmp_path):
