@@ -2,6 +2,8 @@
 PY          ?= python3
 VENV        := .venv
 VENV_DEVICE := .venv-device
+VENV_LEGACY := .venv-legacy
+SOURCES     := $(wildcard device/*.py calibration/*.py host/*.py)
 BIN         := $(VENV)/bin
 PIP_FLAGS   := -q --disable-pip-version-check
 BUILD       := build
@@ -13,7 +15,7 @@ OUT   ?= bundles/$(basename $(notdir $(MODEL)))
 EVAL  ?=
 ARGS  ?=
 
-.PHONY: setup setup-device demo convert test test-host test-device clean
+.PHONY: setup setup-device demo convert test test-host test-device test-device-legacy fixtures clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,11 +23,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[host,device,dev]'
 	touch $@
 
-# The board's environment: the device extra only, no TensorFlow (proves the import rule).
-$(VENV_DEVICE)/.installed: pyproject.toml
+# The board's environment: a regular (non-editable) install of the device extra, no TensorFlow.
+$(VENV_DEVICE)/.installed: pyproject.toml $(SOURCES)
 	test -x $(VENV_DEVICE)/bin/python || $(PY) -m venv $(VENV_DEVICE)
 	$(VENV_DEVICE)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV_DEVICE)/bin/pip install $(PIP_FLAGS) '.[device]' pytest
+	$(VENV_DEVICE)/bin/pip install $(PIP_FLAGS) --force-reinstall --no-deps . && $(VENV_DEVICE)/bin/pip install $(PIP_FLAGS) '.[device]' pytest
+	touch $@
+
+# Old boards: tflite-runtime 2.14, which needs numpy < 2.
+$(VENV_LEGACY)/.installed: pyproject.toml $(SOURCES)
+	test -x $(VENV_LEGACY)/bin/python || $(PY) -m venv $(VENV_LEGACY)
+	$(VENV_LEGACY)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV_LEGACY)/bin/pip install $(PIP_FLAGS) --force-reinstall --no-deps . && $(VENV_LEGACY)/bin/pip install $(PIP_FLAGS) '.[device-legacy]' pytest
 	touch $@
 
 setup: $(VENV)/.installed
@@ -40,14 +49,20 @@ convert: setup
 	@test -n "$(CALIB)" || { echo "usage: make convert MODEL=model.keras CALIB=images/ [OUT=bundles/name] [EVAL=dir] [ARGS=...]"; exit 2; }
 	$(BIN)/keras-edge convert "$(MODEL)" -o "$(OUT)" --calib "$(CALIB)" $(if $(EVAL),--eval "$(EVAL)") $(ARGS)
 
-test: test-host test-device
+test: test-host test-device test-device-legacy
 
 test-host: setup
 	$(BIN)/python -m pytest -q tests/unit tests/e2e
 
-test-device: setup setup-device
+# A bundle made on the workstation, for the board-side suites.
+fixtures: setup
 	$(BIN)/python -m keras_edge.host.demo --workdir $(BUILD)/test-fixtures --quiet --no-table
+
+test-device: fixtures setup-device
 	KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_DEVICE)/bin/python -m pytest -q tests/device
+
+test-device-legacy: fixtures $(VENV_LEGACY)/.installed
+	KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_LEGACY)/bin/python -m pytest -q tests/device
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

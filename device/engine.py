@@ -22,7 +22,7 @@ import numpy as np
 
 from .bundle import TensorSpec
 from .errors import ModelError, RuntimeUnavailable
-from .runtime import Runtime, captured_stderr, default_threads, select_runtime
+from .runtime import Runtime, RuntimeName, captured_stderr, default_threads, select_runtime
 
 GPU_DELEGATE_ENV = "KERAS_EDGE_GPU_DELEGATE"
 TFLITE_IDENTIFIER = b"TFL3"
@@ -110,6 +110,59 @@ def check_tflite_file(path: str | os.PathLike) -> Path:
     return p
 
 
+def check_flatbuffer_bounds(path: Path) -> None:
+    """Refuse a truncated model before a runtime without a flatbuffer verifier (tflite_runtime) crashes on it.
+
+    Walks the Model table's ``subgraphs`` and ``buffers`` vectors and every buffer's data, checking
+    that each lies inside the file. LiteRT verifies the whole flatbuffer itself.
+    """
+    data = path.read_bytes()
+    n = len(data)
+
+    def u32(at: int) -> int:
+        if at < 0 or at + 4 > n:
+            raise ValueError
+        return int.from_bytes(data[at:at + 4], "little")
+
+    def table_field(table: int, index: int) -> int | None:
+        vt = table - int.from_bytes(data[table:table + 4], "little", signed=True)
+        if vt < 0 or vt + 4 > n:
+            raise ValueError
+        vt_size = int.from_bytes(data[vt:vt + 2], "little")
+        if 4 + 2 * index + 2 > vt_size or vt + vt_size > n:
+            return None
+        off = int.from_bytes(data[vt + 4 + 2 * index:vt + 6 + 2 * index], "little")
+        return table + off if off else None
+
+    def vector(table: int, index: int, elem: int) -> tuple[int, int]:
+        at = table_field(table, index)
+        if at is None:
+            return 0, 0
+        start = at + u32(at)
+        length = u32(start)
+        if start + 4 + length * elem > n:
+            raise ValueError
+        return start + 4, length
+
+    try:
+        root = u32(0)
+        u32(root)
+        vector(root, 2, 4)  # subgraphs
+        start, count = vector(root, 4, 4)  # buffers
+        for k in range(count):
+            at = start + 4 * k
+            buf = at + u32(at)
+            vector(buf, 0, 1)  # inline data
+            off_at, size_at = table_field(buf, 1), table_field(buf, 2)
+            if off_at is not None and size_at is not None:
+                off, size = (int.from_bytes(data[a:a + 8], "little") for a in (off_at, size_at))
+                if off > 1 and off + size > n:
+                    raise ValueError
+    except ValueError:
+        raise ModelError(f"{path} is not a valid TFLite model (it is truncated or corrupt: data past the end of the file)",
+                         "the file is corrupt or truncated; copy it again or reconvert it") from None
+
+
 def tensor_specs(details: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=np.dtype(d["dtype"]).name,
                             scale=float(d["quantization"][0]), zero_point=int(d["quantization"][1]))
@@ -120,6 +173,8 @@ def load(path: str | os.PathLike, options: EngineOptions = EngineOptions()) -> E
     """Load ``path`` on the requested accelerator (falling back to CPU as the options allow)."""
     path = check_tflite_file(path)
     rt = select_runtime(options.runtime)
+    if rt.name is not RuntimeName.LITERT:
+        check_flatbuffer_bounds(path)
     t0 = time.perf_counter_ns()
     notes: list[str] = []
     if options.accelerator is not Accelerator.CPU:

@@ -1,6 +1,7 @@
 """A tiny real .tflite model (one 3x3 convolution, 8x8x3 → 6x6x4, float32) for trying runtimes and GPUs.
 
-Made with TensorFlow's converter (tests/e2e/test_runner_host.py rebuilds it and checks it runs). ``doctor``
+Made with TensorFlow's converter from ``keras.Sequential([Input((8, 8, 3), batch_size=1), Conv2D(4, 3,
+activation="relu")])``; tests/device/test_runner.py runs it. ``doctor``
 and runtime probing need *a* model to prove an interpreter or accelerator truly works, and a board
 may have no bundle yet; 1.5 KB inline beats a package-data file that an install can lose.
 """

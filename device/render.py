@@ -1,0 +1,122 @@
+"""Text for people: how run results, verify reports, bench tables and doctor reports are printed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # each command imports only what it renders
+    from .bench import BenchReport
+    from .run import Result, Summary
+    from .verify import VerifyReport
+
+
+def result_line(r: Result) -> str:
+    if not r.ok:
+        return f"{r.source}: skipped: {r.error}"
+    if r.top is not None:
+        preds = "  ".join(f"{p.label if p.label is not None else f'class {p.index}'} {p.score:.3f}" for p in r.top)
+        return f"{r.source}: {preds}  ({r.infer_ms:.2f} ms)"
+    outs = "; ".join(f"{o['name']} {o['shape']} [{o['min']:.4g}, {o['max']:.4g}]"
+                     + (f" → {o['file']}" if "file" in o else "") for o in r.outputs or [])
+    return f"{r.source}: {outs}  ({r.infer_ms:.2f} ms)"
+
+
+def summary_line(s: Summary) -> str:
+    ok = s.inputs - s.failed
+    text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads), "
+            f"inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
+    if s.frames:
+        text += f"; {s.frames} frames, {s.dropped} dropped"
+    if s.failed:
+        text += f"; {s.failed} skipped"
+    return text
+
+
+def verify_lines(rep: VerifyReport) -> list[str]:
+    lines = [f"bundle {rep.name} ({rep.bundle}) on {rep.runtime}"]
+    for c in rep.checks:
+        nums = ""
+        if c.max_abs is not None:
+            nums = f"max_abs {c.max_abs:.3g}"
+            if c.agreement is not None:
+                nums += f", top-1 agreement {c.agreement:.0%}"
+            nums += f" over {c.samples} samples on {c.backend}; "
+        lines.append(f"  {c.variant:<18} {str(c.verdict).upper():<8} {nums}{c.message}")
+    lines += [f"  problem: {p}" for p in rep.problems]
+    return lines
+
+
+def verify_failure(rep: VerifyReport) -> str:
+    from .verify import Verdict
+
+    bad = [f"variant {c.variant!r}: {c.message}" for c in rep.checks if c.verdict is Verdict.FAIL]
+    return "verify failed: " + "; ".join(bad + rep.problems)
+
+
+_COLUMNS = (("variant", "variant", "{}"), ("threads", "thr", "{}"), ("backend", "backend", "{}"),
+            ("median_ms", "median ms", "{:.3f}"), ("p90_ms", "p90 ms", "{:.3f}"), ("p99_ms", "p99 ms", "{:.3f}"),
+            ("min_ms", "min ms", "{:.3f}"), ("std_ms", "std ms", "{:.3f}"), ("throughput_ips", "inf/s", "{:.1f}"),
+            ("init_ms", "init ms", "{:.1f}"), ("first_ms", "first ms", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}"),
+            ("bytes", "size KB", None))
+
+
+def bench_table(rep: BenchReport) -> list[str]:
+    rows = [[h for _, h, _ in _COLUMNS]]
+    for r in rep.results:
+        d = r.__dict__
+        rows.append([f"{d['bytes'] / 1024:.1f}" if fmt is None else fmt.format(d[k]) for k, _, fmt in _COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    for r in rep.results:
+        if r.e2e:
+            lines.append(e2e_line(f"{r.variant}, {r.threads} threads", r.e2e))
+        lines += [f"note ({r.variant}): {n}" for n in dict.fromkeys(r.notes)]
+    return lines + environment_lines(rep.environment)
+
+
+def e2e_line(variant: str, e: dict[str, Any]) -> str:
+    f = e["full"]
+    text = (f"end to end ({variant}, {e['image']}): {f['total_ms']:.2f} ms per image = decode {f['decode_ms']:.2f} + "
+            f"preprocess {f['preprocess_ms']:.2f} + inference {f['infer_ms']:.2f}")
+    if "reduced" in e:
+        r = e["reduced"]
+        text += (f"; reduced JPEG decode 1/{e['reduce_factor']}: {r['total_ms']:.2f} ms, input differs by up to "
+                 f"{r['max_error']:.4g} (tolerance {r['tolerance']:g}: {'within' if r['within_tolerance'] else 'beyond'})")
+    return text
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    cpu = env["cpu"]
+    lines = [f"machine: {cpu['board'] + ', ' if cpu.get('board') else ''}{cpu['model']} ({env['arch']}), "
+             f"{env['cores']['usable']} cores, {env['os']}, Python {env['python']}, numpy {env['numpy']}",
+             f"cpu features: {', '.join(cpu['features']) or 'none detected'}",
+             f"runtime: {env['runtime']}, governor: {env['governor'] or 'n/a'}, "
+             f"temperature: {str(env['temperature_c']) + ' °C' if env['temperature_c'] is not None else 'n/a'}"]
+    t = env.get("throttling")
+    if t:
+        state = "THROTTLED NOW: " if t["throttled_now"] else ""
+        lines.append(f"throttling: {state}{t['value']} {', '.join(t['flags']) or 'none'}")
+    return lines
+
+
+def doctor_lines(d: dict[str, Any]) -> list[str]:
+    lines = ["runtimes:"]
+    for r in d["runtimes"]:
+        state = f"ok {r['version']}" if r["usable"] else (r["error"] or "unusable")
+        fix = f" → {r['fix']}" if r.get("fix") and not r["usable"] and r["installed"] else ""
+        lines.append(f"  {r['name']:<16} {state}{fix}")
+    lines.append(f"selected: {d['selected_runtime'] or 'none'}")
+    lines += environment_lines(d["system"])
+    cv = d["opencv"]
+    lines.append(f"opencv: {cv['version'] if cv['installed'] else 'not installed → ' + cv['fix']}")
+    cams = d["cameras"]
+    lines.append("cameras: " + (", ".join(f"{c['device']} ({'opens' if c['opens'] else 'does not open'})" for c in cams)
+                                if cams else "none found"))
+    g = d["gpu"]
+    lines.append("gpu: " + (f"{g['backend']} works (max difference from CPU {g['max_abs_vs_cpu']:.2g})"
+                            if g["available"] else f"not available ({g['reason']})"))
+    tf = d.get("tensorflow")
+    if tf:
+        gpus = ", ".join(x["name"] for x in tf["gpus"]) or "no GPUs visible"
+        lines.append(f"tensorflow: {tf['version']} ({gpus})")
+    return lines
