@@ -9,13 +9,16 @@ PIP_FLAGS   := -q --disable-pip-version-check
 BUILD       := build
 
 # make convert MODEL=model.keras CALIB=images/ OUT=bundles/name [EVAL=dir] [ARGS="--variants fp32,int8"]
+# make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]
+BUNDLE ?=
+HOST   ?=
 MODEL ?=
 CALIB ?=
 OUT   ?= bundles/$(basename $(notdir $(MODEL)))
 EVAL  ?=
 ARGS  ?=
 
-.PHONY: setup setup-device demo convert test test-host test-device test-device-legacy fixtures clean
+.PHONY: setup setup-device demo convert deploy test test-host test-device test-device-legacy test-tools fixtures clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -49,9 +52,21 @@ convert: setup
 	@test -n "$(CALIB)" || { echo "usage: make convert MODEL=model.keras CALIB=images/ [OUT=bundles/name] [EVAL=dir] [ARGS=...]"; exit 2; }
 	$(BIN)/keras-edge convert "$(MODEL)" -o "$(OUT)" --calib "$(CALIB)" $(if $(EVAL),--eval "$(EVAL)") $(ARGS)
 
+deploy: setup
+	@test -n "$(BUNDLE)" -a -n "$(HOST)" || { echo 'usage: make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]'; exit 2; }
+	$(BIN)/keras-edge deploy "$(BUNDLE)" $(HOST) $(ARGS)
+
 test: test-host test-device test-device-legacy
 
-test-host: setup
+# The deploy tests start a real sshd on 127.0.0.1 and copy with rsync (CI runs as root on Debian).
+test-tools:
+	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null || ! command -v rsync >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client rsync; \
+	  else echo "the deploy tests need openssh-server, openssh-client and rsync: sudo apt-get install openssh-server openssh-client rsync" >&2; exit 2; fi; \
+	fi
+
+test-host: setup test-tools
 	$(BIN)/python -m pytest -q tests/unit tests/e2e
 
 # A bundle made on the workstation, for the board-side suites.

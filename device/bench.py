@@ -81,6 +81,12 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.environment, "results": [asdict(r) for r in self.results]}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BenchReport":
+        """Rebuild a report from its JSON (for example one brought back from a board)."""
+        names = set(BenchResult.__dataclass_fields__)
+        return cls(dict(d["environment"]), [BenchResult(**{k: v for k, v in r.items() if k in names}) for r in d["results"]])
+
 
 def latency_stats(ns: list[int]) -> dict[str, float]:
     """Median, p90, p99, min, mean, std (ms) and throughput (inferences/s) of per-call times in ns."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
@@ -135,13 +136,35 @@ def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_dele
 @click.option("--input-shape", default=None, metavar="H,W,C", help="Size for a model with dynamic input dimensions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--output", type=click.Path(), default=None, metavar="FILE", help="Also write the JSON results to FILE.")
+@click.option("--on", "hosts", multiple=True, metavar="HOST",
+              help="Run the benchmark on a board over ssh (the bundle must be deployed there) and store it in the report.")
+@click.option("-F", "--ssh-config", type=click.Path(), default=None, help="With --on: ssh config file.")
+@click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="With --on: extra ssh -o option.")
 @_engine_options
-def bench(target, variant, runs, warmup, min_seconds, e2e, preprocess, input_shape, as_json, output,
-          threads, accelerator, no_fallback, gpu_delegate) -> int:
+def bench(target, variant, runs, warmup, min_seconds, e2e, preprocess, input_shape, as_json, output, hosts,
+          ssh_config, ssh_options, threads, accelerator, no_fallback, gpu_delegate) -> int:
     """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size."""
     from . import render
-    from .bench import BenchConfig, write_json
+    from .bench import BenchConfig, BenchReport, write_json
     from .bench import bench as measure
+
+    if hosts:
+        passthru = [*(["--variant", variant] if variant else []), "--runs", str(runs), "--warmup", str(warmup),
+                    "--min-seconds", str(min_seconds), *(["--threads", threads] if threads else [])]
+        # Remote benchmarking is a workstation feature over ssh (no TensorFlow), loaded by name like cli.COMMANDS.
+        deploy = importlib.import_module("keras_edge.host.deploy")
+        ssh = importlib.import_module("keras_edge.host.ssh").SshOptions(config=ssh_config, options=ssh_options)
+        for host in hosts:
+            entry = deploy.remote_bench(target, host, passthru, ssh=ssh)
+            if as_json:
+                _echo_json(entry)
+                continue
+            click.echo(f"board {entry['fingerprint']} ({host}), bundle version {entry['version']}:")
+            for line in render.bench_table(BenchReport.from_dict(entry["bench"])):
+                click.echo(line)
+        if not as_json:
+            click.echo(f"stored in {target}/report.json under boards; `keras-edge report {target}` shows them side by side")
+        return 0
 
     cfg = BenchConfig(target=target, variants=variant, runs=runs, warmup=warmup, min_seconds=min_seconds,
                       threads=_ints(threads, "--threads") or (), e2e=e2e, accelerator=accelerator,

@@ -54,10 +54,12 @@ def board_rows(report: dict[str, Any]) -> list[str]:
     """Markdown tables of board benchmarks stored by `keras-edge bench --on HOST`, one per board."""
     lines: list[str] = []
     ws = {r["name"]: r.get("metrics", {}).get("latency_ms") for r in report["variants"]}
-    for fingerprint, bench in sorted(report.get("boards", {}).items()):
+    for fingerprint, entry in sorted(report.get("boards", {}).items()):
+        bench = entry.get("bench", entry)
         env = bench.get("environment", {})
         lines += ["", f"### Board: {fingerprint}", "",
-                  f"{env.get('runtime', '?')} {env.get('runtime_version', '')}, {env.get('cpu_model', env.get('cpu', '?'))}", "",
+                  f"{env.get('runtime', '?')}, {(env.get('cpu') or {}).get('model', '?')} ({env.get('arch', '?')}), "
+                  f"measured {entry.get('measured', '?')}", "",
                   "| variant | threads | backend | board p50 ms | workstation p50 ms |", "|---|---|---|---|---|"]
         for r in bench.get("results", []):
             lines.append(f"| {r.get('variant')} | {r.get('threads')} | {r.get('backend')} | "

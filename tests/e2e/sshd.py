@@ -34,6 +34,15 @@ def require_tools() -> None:
         pytest.fail(f"missing {', '.join(missing)}: {INSTALL_HINT}", pytrace=False)
 
 
+@pytest.fixture
+def lab(tmp_path):
+    """An empty lab; a test starts the boards it needs with ``lab.start(alias)``; all stop afterwards."""
+    require_tools()
+    lab = SshLab(tmp_path / "lab")
+    yield lab
+    lab.stop()
+
+
 def keygen(path: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
     return path
@@ -91,8 +100,9 @@ class SshLab:
         self.config = self.root / "ssh_config"
         self._write_config()
 
-    def start(self, alias: str, runner: Path | None = None) -> Board:
-        """Start a board. ``runner``: a keras-edge environment to link as the board's ~/keras-edge/venv."""
+    def start(self, alias: str, runner: Path | None = None, env: dict[str, str] | None = None) -> Board:
+        """Start a board. ``runner``: a keras-edge environment to link as the board's ~/keras-edge/venv;
+        ``env``: extra environment for the board's sessions."""
         home = self.root / alias / "home"
         home.mkdir(parents=True)
         if runner is not None:
@@ -107,7 +117,7 @@ class SshLab:
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
             f"AllowUsers {self.user}", "UsePAM no",
             "StrictModes no",  # the keys live under /tmp, which is world-writable
-            f"SetEnv HOME={home}", "PrintMotd no", "LogLevel INFO", ""]))
+            "SetEnv " + " ".join(f"{k}={v}" for k, v in {"HOME": str(home), **(env or {})}.items()), "PrintMotd no", "LogLevel INFO", ""]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
         log = self.root / alias / "sshd.log"

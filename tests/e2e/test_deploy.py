@@ -11,25 +11,17 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-from sshd import SshLab, require_tools
+from sshd import lab  # noqa: F401  (the fixture)
 
 from keras_edge.device import bundle as B
 from keras_edge.device.cli import main
 from keras_edge.device.preprocess import PreprocessSpec
-
-
-@pytest.fixture
-def lab(tmp_path):
-    require_tools()
-    lab = SshLab(tmp_path / "lab")
-    yield lab
-    lab.stop()
 
 
 def make_bundle(root: Path, tag: str, name: str = "toy", sizes: dict[str, int] | None = None) -> Path:
@@ -83,6 +75,9 @@ def test_first_deploy_then_redeploy_sends_nothing(lab, tmp_path, capsys):
     remote = board.bundle_dir("toy") / "current"
     assert same_files(v1, remote)
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=remote).returncode == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(remote.stat().st_mode) == 0o777 & ~umask  # not mktemp's private 0700
 
     rc, out, err = deploy(capsys, lab, v1, "board1")
     assert rc == 0, err
@@ -119,8 +114,8 @@ def test_rollback_without_a_previous_version_says_so(lab, tmp_path, capsys):
     assert deploy(capsys, lab, v1, "board1")[0] == 0
     rc, out, err = run(capsys, "rollback", "toy", "board1", "-F", lab.config)
     assert rc == 2
-    assert "[board1] failed: board1: toy has no previous version on this board; nothing was switched" in err
-    assert err.rstrip().splitlines()[-1] == "error: 1 of 1 boards failed: board1; see the table above; the other boards were rolled back"
+    assert "[board1] failed: toy has no previous version on this board; nothing was switched" in err
+    assert err.rstrip().splitlines()[-1] == "error: 1 of 1 boards failed: board1; the table above says why"
     assert board.link("toy") == B.content_hash(v1)
     rc, _, err = run(capsys, "rollback", "nosuch", "board1", "-F", lab.config)
     assert rc == 2 and "no bundle named nosuch is deployed on this board" in err
@@ -223,16 +218,17 @@ def test_unreachable_board_wrong_key_and_unknown_host_key_fail_with_one_line_eac
     unknown = f"{lab.user}@localhost:{board.port}"  # known_hosts only knows [127.0.0.1]:port
     rc, out, err = deploy(capsys, lab, v1, "nowhere", "wrongkey", unknown, "board1")
     assert rc == 2
-    failures = [line for line in err.splitlines() if " failed: " in line]
+    failures = [line for line in err.splitlines() if line.startswith("[") and " failed: " in line]
     assert sorted(failures) == sorted([
         "[nowhere] failed: cannot reach nowhere: connection refused; "
         "check that the board is on, sshd is running and the port is right",
         "[wrongkey] failed: wrongkey refused the login (permission denied: wrong user or key); "
         "install your public key on the board with `ssh-copy-id wrongkey`, or check the user name",
         f"[{unknown}] failed: the host key of {unknown} is not known (or does not match); "
-        f"connect once with `ssh {unknown}` to check and accept it",
+        f"connect once with `ssh -p {board.port} {lab.user}@localhost` to check and accept it",
     ])
-    assert err.rstrip().splitlines()[-1].startswith(f"error: 3 of 4 boards failed: nowhere, wrongkey, {unknown}")
+    assert err.rstrip().splitlines()[-1] == (f"error: 3 of 4 boards failed: nowhere, wrongkey, {unknown}; "
+                                             "the table above says why; the rest were deployed")
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
     assert rows == {"nowhere": "FAILED", "wrongkey": "FAILED", unknown: "FAILED", "board1": "deployed"}
     assert board.link("toy") == B.content_hash(v1)
@@ -266,9 +262,23 @@ def test_tar_transport_for_boards_without_rsync(lab, tmp_path, capsys):
 
 def test_bad_arguments_are_one_line_errors(lab, tmp_path, capsys):
     v1 = make_bundle(tmp_path, "v1")
-    rc, _, err = deploy(capsys, lab, v1, "-oProxyCommand=touch /tmp/x")
-    assert rc == 2 and "is not a valid ssh destination" in err
+    rc, _, err = run(capsys, "deploy", v1, "-F", lab.config, "--", "-oProxyCommand=touch /tmp/x")
+    assert rc == 2 and "failed: host '-oProxyCommand=touch /tmp/x' is not a valid ssh destination" in err
     rc, _, err = deploy(capsys, lab, v1, "board1", extra=["-o", "ProxyCommand"])
     assert rc == 2 and err.startswith("error: ssh option 'ProxyCommand' is not of the form Key=Value")
     rc, _, err = run(capsys, "deploy", tmp_path, "board1")
     assert rc == 2 and err.startswith(f"error: {tmp_path} has no manifest.json")
+
+
+def test_deploy_and_rollback_work_without_tensorflow(lab, tmp_path):
+    """The board-facing commands must run where the host extra is missing: block TensorFlow and Keras."""
+    board = lab.start("board1")
+    v1, v2 = make_bundle(tmp_path, "v1"), make_bundle(tmp_path, "v2")
+    blocked = ("import sys; sys.modules.update(tensorflow=None, keras=None); "
+               "from keras_edge.device.cli import main; rc = main(sys.argv[1:]); "
+               "assert not any(m.startswith(('tensorflow', 'keras.')) for m in sys.modules if sys.modules[m]); sys.exit(rc)")
+    for args in (["deploy", v1, "board1"], ["deploy", v2, "board1"], ["rollback", "toy", "board1"]):
+        proc = subprocess.run([sys.executable, "-c", blocked, *map(str, args), "-F", str(lab.config)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert (board.link("toy"), board.link("toy", "previous")) == (B.content_hash(v1), B.content_hash(v2))
