@@ -8,7 +8,7 @@ BIN         := $(VENV)/bin
 PIP_FLAGS   := -q --disable-pip-version-check
 BUILD       := build
 
-# make convert MODEL=model.keras CALIB=images/ OUT=bundles/name [EVAL=dir] [ARGS="--variants fp32,int8"]
+# make convert MODEL=model.keras CALIB=images/ OUT=bundles/name [EVAL=dir] [PRUNE=channels:0.5] [ARGS="--variants fp32,int8"]
 # make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]
 BUNDLE ?=
 HOST   ?=
@@ -16,9 +16,10 @@ MODEL ?=
 CALIB ?=
 OUT   ?= bundles/$(basename $(notdir $(MODEL)))
 EVAL  ?=
+PRUNE ?=
 ARGS  ?=
 
-.PHONY: setup setup-device demo convert deploy test test-host test-device test-device-legacy test-tools fixtures clean
+.PHONY: setup setup-device demo convert deploy bench test test-host test-device test-device-legacy test-tools fixtures clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,7 +51,13 @@ demo: setup
 convert: setup
 	@test -n "$(MODEL)" || { echo "usage: make convert MODEL=model.keras CALIB=images/ [OUT=bundles/name] [EVAL=dir] [ARGS=...]"; exit 2; }
 	@test -n "$(CALIB)" || { echo "usage: make convert MODEL=model.keras CALIB=images/ [OUT=bundles/name] [EVAL=dir] [ARGS=...]"; exit 2; }
-	$(BIN)/keras-edge convert "$(MODEL)" -o "$(OUT)" --calib "$(CALIB)" $(if $(EVAL),--eval "$(EVAL)") $(ARGS)
+	$(BIN)/keras-edge convert "$(MODEL)" -o "$(OUT)" --calib "$(CALIB)" $(if $(EVAL),--eval "$(EVAL)") $(foreach p,$(PRUNE),--prune $(p)) $(ARGS)
+
+# make bench [BENCH_ARGS="--only inference,claims --reconvert"]: writes benchmarks/results/*.json and benchmarks/README.md
+BENCH_ARGS ?=
+
+bench: setup
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 deploy: setup
 	@test -n "$(BUNDLE)" -a -n "$(HOST)" || { echo 'usage: make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]'; exit 2; }

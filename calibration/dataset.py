@@ -184,6 +184,7 @@ class DataSplit:
     calib: Dataset
     eval: Dataset
     notes: tuple[str, ...] = ()
+    spec: PreprocessSpec | None = None   # how the images were preprocessed (None for arrays)
 
 
 def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval_dir: str | os.PathLike | None = None,
@@ -204,7 +205,7 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
             notes.append("too few samples for a held-out evaluation split; evaluating on the calibration samples")
         if len(cal) < calib_samples:
             notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
-        return DataSplit(cal, evs, tuple(notes))
+        return DataSplit(cal, evs, tuple(notes), spec)
     if spec is None:
         raise DataError("image calibration data needs a preprocessing spec", "pass --input-shape H,W,C")
     index = scan_folder(calib)
@@ -229,4 +230,4 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
     if n_skipped:
         first = (cal.skipped or evs.skipped)[0]
         notes.append(f"skipped {n_skipped} image(s) that failed to decode (first: {_why(first)})")
-    return DataSplit(cal, evs, tuple(notes))
+    return DataSplit(cal, evs, tuple(notes), spec)

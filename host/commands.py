@@ -83,13 +83,17 @@ class _Progress:
 @click.option("--bake-preprocess", is_flag=True, help="Fold normalisation into the graph: the model takes raw pixels.")
 @click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True,
               help="Accuracy budget for choosing the default variant (absolute top-1 drop).")
+@click.option("--prune", "prune", multiple=True, metavar="METHOD:SPARSITY",
+              help="Also add pruned variants (fp32-/int8-pruned-METHOD), e.g. channels:0.5 or magnitude:0.8; "
+                   "fine-tunes on the labeled --calib images.")
+@click.option("--prune-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after pruning.")
 @click.option("--threads", type=int, help="Interpreter threads for validation latency (default: all cores).")
 @click.option("--unsafe", is_flag=True, help="Load models with Lambda layers/custom code (only for files you trust).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's and the converter's logs.")
 def convert(model, out, calib, eval_dir, variants, io, preset, scale, mean, std, resize, interpolation, color,
             input_shape, labels, name, calib_samples, eval_samples, seed, bake_preprocess, max_accuracy_drop,
-            threads, unsafe, as_json, verbose):
+            prune, prune_epochs, threads, unsafe, as_json, verbose):
     """Convert MODEL (.keras, .h5 or SavedModel dir) into a bundle of validated TFLite variants."""
     from .convert import ConvertConfig
     from .convert import convert as run_convert
@@ -99,7 +103,8 @@ def convert(model, out, calib, eval_dir, variants, io, preset, scale, mean, std,
                         scale=scale, mean=_floats(mean), std=_floats(std), resize=resize, interpolation=interpolation,
                         color=color, input_shape=input_shape, labels=labels, name=name, calib_samples=calib_samples,
                         eval_samples=eval_samples, seed=seed, bake_preprocess=bake_preprocess,
-                        safe_mode=not unsafe, threads=threads, max_accuracy_drop=max_accuracy_drop, verbose=verbose)
+                        safe_mode=not unsafe, threads=threads, max_accuracy_drop=max_accuracy_drop,
+                        prune=tuple(prune), prune_epochs=prune_epochs, verbose=verbose)
     log = (lambda s: click.echo(s, err=True))
     result = run_convert(cfg, log=log, progress=_Progress())
     if as_json:

@@ -7,6 +7,7 @@ held-out samples. One variant failing does not lose the others: each gets a stat
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from .variants import convert as convert_variant
 
 Log = Callable[[str], None]
 REFERENCE_SAMPLES = 8
+NOISE = 0.05  # latency differences below this fraction do not decide the default
 # Floors for verify tolerances, by mode: the board may use other kernels than the workstation.
 TOLERANCE_FLOOR = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 1e-2, "int8": 1e-2, "int16x8": 1e-2}
 
@@ -61,6 +63,8 @@ class ConvertConfig:
     threads: int | None = None
     max_accuracy_drop: float = 0.01
     selective: bool = True   # produce int8-selective when full int8 exceeds the budget
+    prune: tuple[str, ...] = ()   # "channels:0.5", "magnitude:0.8": adds fp32-/int8-pruned-<method> variants
+    prune_epochs: int = 3
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -71,6 +75,12 @@ class ConvertConfig:
                                   f"choose from: {', '.join(VARIANTS)}")
         if self.calib_samples < 1:
             raise DataError("--calib-samples must be at least 1", "the default is 200")
+        if self.prune:
+            from .prune import parse_prune_spec
+
+            specs = [parse_prune_spec(p) for p in self.prune]
+            if len({m for m, _ in specs}) != len(specs):
+                raise ConversionError("--prune names the same method twice", "give each method once, e.g. channels:0.5")
         if not 0 <= self.max_accuracy_drop < 1:
             raise DataError("--max-accuracy-drop must be in [0, 1)", "for example 0.01 for one percentage point")
 
@@ -197,6 +207,11 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             rows.append(row)
             variants.append(variant)
             log(f"[{i}/{len(cfg.variants)}] {vname}: {_row_summary(row)}")
+        for spec_text in cfg.prune:
+            for row, variant in _pruned_variants(spec_text, model, data, keras_out, classification, keras_acc, tmp, cfg, log):
+                rows.append(row)
+                variants.append(variant)
+                log(f"{row.name}: {_row_summary(row)}")
         selective = None
         int8 = next((r for r in rows if r.name == "int8" and r.status is B.VariantStatus.OK), None)
         if cfg.selective and int8 and loss_of(int8.metrics, keras_acc) > cfg.max_accuracy_drop:
@@ -207,6 +222,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
                 rows.append(row)
                 variants.append(variant)
                 log(f"int8-selective: {_row_summary(row)}")
+        _latencies(tmp, rows, data.eval.x, cfg, log)
         if not any(r.status is B.VariantStatus.OK for r in rows):
             first = rows[0]
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
@@ -248,18 +264,15 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
         outs = E.predict(tfl, [data.eval.x])
         cmp = E.compare(outs, keras_out, data.eval.y, classification)
         ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in keras_out], None, classification)
-        p50, p90 = E.latency(tfl, [data.eval.x])
-        by_threads = {str(tfl_threads(cfg)): round(p50, 4)}
-        if cfg.threads is None and (os.cpu_count() or 1) > 1:
-            by_threads = {"1": round(E.latency(E.load_tflite(path, 1), [data.eval.x])[0], 4), **by_threads}
+        E.latency(tfl, [data.eval.x], runs=3, warmup=1)  # it must invoke; timing happens side by side later
     except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
         why = f"does not run in the interpreter: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
         row = VariantRow(vname, mode, B.VariantStatus.VALIDATION_FAILED, "; ".join(filter(None, [reason, why])),
                          path.stat().st_size, convert_s)
         return row, B.Variant(name=vname, mode=mode, status=row.status, file=path.name, sha256=B.sha256_file(path),
                               bytes=row.bytes, reason=row.reason)
-    metrics = {**cmp, "latency_ms": round(p50, 4), "latency_p90_ms": round(p90, 4),
-               "latency_by_threads": by_threads, "threads": tfl_threads(cfg), "convert_s": round(convert_s, 2), **(extra or {})}
+    metrics = {**cmp, "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0)),
+               "threads": tfl_threads(cfg), "convert_s": round(convert_s, 2), **(extra or {})}
     if keras_acc is not None and cmp["accuracy"] is not None:
         metrics["accuracy_drop"] = round(keras_acc - cmp["accuracy"], 6)
     status = B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED
@@ -271,6 +284,78 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
                         bytes=row.bytes, reason=reason, inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol,
                         metrics=metrics)
     return row, variant
+
+
+def _latencies(tmp: Path, rows: list[VariantRow], x: np.ndarray, cfg: ConvertConfig, log: Log) -> None:
+    """Time every validated variant side by side, interleaved round by round, so that load on the
+    machine hits all of them alike (timing each right after its conversion made the default a coin toss)."""
+    measured = [r for r in rows if r.status is B.VariantStatus.OK]
+    if not measured:
+        return
+    counts = [tfl_threads(cfg)] + ([1] if cfg.threads is None and tfl_threads(cfg) > 1 else [])
+    log(f"timing {len(measured)} variant(s) side by side ({', '.join(f'{t} thread(s)' for t in counts)})")
+    for threads in counts:
+        models = {r.name: E.load_tflite(tmp / f"{r.name}.tflite", threads) for r in measured}
+        stats = E.side_by_side(models, [x])
+        for r in measured:
+            p50, p90 = stats[r.name]
+            if threads == counts[0]:
+                r.metrics.update(latency_ms=round(p50, 4), latency_p90_ms=round(p90, 4))
+            r.metrics.setdefault("latency_by_threads", {})[str(threads)] = round(p50, 4)
+
+
+PRUNED_BASES = ("fp32", "int8")
+
+
+def _pruned_variants(spec_text: str, model, data: DataSplit, keras_out, classification, keras_acc, tmp: Path,
+                     cfg: ConvertConfig, log: Log):
+    """Prune the model (fine-tuned on the labeled --calib images, never the evaluation ones), convert and validate."""
+    from keras_edge.calibration.dataset import load_labeled
+
+    from .prune import parse_prune_spec, prune_model
+
+    method, sparsity = parse_prune_spec(spec_text)
+    eval_sources = set(data.eval.sources)
+    train = load_labeled(cfg.calib, _spec_of(data), seed=cfg.seed) if data.calib.y is not None else None
+    if train is None or train.y is None:
+        raise DataError(f"--prune {spec_text} fine-tunes the pruned model and needs labeled --calib images",
+                        "arrange --calib as ROOT/<class>/<image>")
+    keep = np.array([s not in eval_sources for s in train.sources])
+    log(f"pruning: {method} at {sparsity:.0%}, fine-tuning {cfg.prune_epochs} epoch(s) on {int(keep.sum())} labeled images")
+    from .tfenv import captured_output
+
+    with captured_output(not cfg.verbose):
+        res = prune_model(model, method, sparsity, train.x[keep], train.y[keep], cfg.prune_epochs,
+                          distill=method == "channels", verbose=0)
+    info = {"method": method, "sparsity": sparsity, "achieved": round(res.achieved, 4),
+            "params_before": res.params_before, "params_after": res.params_after,
+            "flops_before": res.flops_before, "flops_after": res.flops_after,
+            "skipped_layers": [s.to_dict() for s in res.skipped]}
+    log(f"pruning: {res.achieved:.1%} removed, params {res.params_before:,} → {res.params_after:,}"
+        + (f", FLOPs {res.flops_before:,} → {res.flops_after:,}" if res.flops_before else "")
+        + (f"; left unpruned: {', '.join(s.name for s in res.skipped)}" if res.skipped else ""))
+    out = []
+    for base in PRUNED_BASES:
+        if base not in cfg.variants:
+            continue
+        name = f"{base}-pruned-{method}"
+        t0 = time.perf_counter()
+        try:
+            blob, warnings = convert_variant(res.model, base, ConvertInputs([data.calib.x], cfg.io), cfg.verbose)
+        except VariantFailed as e:
+            row = VariantRow(name, name, B.VariantStatus.CONVERSION_FAILED, e.reason, convert_s=time.perf_counter() - t0)
+            out.append((row, B.Variant(name=name, mode=name, status=row.status, reason=e.reason)))
+            continue
+        out.append(_validate(name, name, blob, time.perf_counter() - t0, warnings, data, keras_out, classification,
+                             keras_acc, tmp, cfg, {"pruning": info}))
+    return out
+
+
+def _spec_of(data: DataSplit):
+    """The preprocessing spec the calibration data was loaded with (kept on the split for reuse)."""
+    if data.spec is None:
+        raise DataError("pruning from arrays is not supported by convert", "use `keras-edge prune` on the model first")
+    return data.spec
 
 
 def tfl_threads(cfg: ConvertConfig) -> int:
@@ -319,9 +404,14 @@ def choose_default(rows, keras_acc: float | None, max_drop: float) -> tuple[str,
     if not fits:
         best = min(ok, key=loss)
         return best.name, f"no variant fits the {what} budget of {max_drop:.2%}; {best.name} has the smallest ({loss(best):.2%})"
-    best = min(fits, key=lambda r: r.metrics["latency_ms"])
-    return best.name, (f"fastest measured on the workstation ({best.metrics['latency_ms']:.3f} ms p50) among variants "
-                       f"within the {what} budget of {max_drop:.2%} ({loss(best):+.2%})")
+    fastest = min(r.metrics["latency_ms"] for r in fits)
+    # within 5% of the fastest is within this machine's noise: prefer less loss, then the smaller file
+    close = [r for r in fits if r.metrics["latency_ms"] <= fastest * (1 + NOISE)]
+    best = min(close, key=lambda r: (round(loss(r), 6), r.bytes))
+    tie = (f"; {', '.join(r.name for r in close if r is not best)} within {NOISE:.0%}, this one has less loss or a smaller file"
+           if len(close) > 1 else "")
+    return best.name, (f"fastest measured side by side on the workstation ({best.metrics['latency_ms']:.3f} ms p50) among "
+                       f"variants within the {what} budget of {max_drop:.2%} ({loss(best):+.2%}){tie}")
 
 
 def _row_summary(row: VariantRow) -> str:

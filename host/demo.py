@@ -62,7 +62,7 @@ def build_model(num_classes: int = 10, size: int = SIZE, width: int = 32):
     return keras.Model(inp, out, name="digits_cnn")
 
 
-def prepare(workdir: str | Path, epochs: int = 20, seed: int = 0) -> DemoData:
+def prepare(workdir: str | Path, epochs: int = 40, seed: int = 0) -> DemoData:
     """Write the digits image folders and train+save the model (skipped when already there)."""
     from sklearn.model_selection import train_test_split
 
@@ -101,7 +101,7 @@ def prepare(workdir: str | Path, epochs: int = 20, seed: int = 0) -> DemoData:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="keras-edge demo: digits CNN → bundle")
     ap.add_argument("--workdir", default="build/demo")
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--quiet", action="store_true", help="Only errors.")
     ap.add_argument("--no-table", action="store_true", help="Do not print the variant table.")
     args = ap.parse_args(argv)

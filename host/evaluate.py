@@ -101,6 +101,25 @@ def latency(model: TFLiteModel, xs: Sequence[np.ndarray], runs: int = 30, warmup
     return float(np.median(arr)), float(np.percentile(arr, 90))
 
 
+def side_by_side(models: dict[str, TFLiteModel], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
+                 warmup: int = 3) -> dict[str, tuple[float, float]]:
+    """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""
+    for m in models.values():
+        for spec, idx, x in zip(m.inputs, m._in_idx, xs):
+            m.interpreter.set_tensor(idx, quantize(x[:1], spec.dtype, spec.scale, spec.zero_point))
+        for _ in range(warmup):
+            m.interpreter.invoke()
+    times: dict[str, list[int]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            invoke = m.interpreter.invoke
+            for _ in range(per_round):
+                t0 = time.perf_counter_ns()
+                invoke()
+                times[name].append(time.perf_counter_ns() - t0)
+    return {name: (float(np.median(t)) / 1e6, float(np.percentile(t, 90)) / 1e6) for name, t in times.items()}
+
+
 def top1(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y), -1).argmax(axis=1)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from keras_edge.device.bundle import REPORT_JSON, REPORT_MD
 
-COLUMNS = ("variant", "status", "size", "accuracy", "drop", "agreement", "max err", "p50 ms", "p50 ms 1T",
+COLUMNS = ("variant", "status", "size", "gzip", "accuracy", "drop", "agreement", "max err", "p50 ms", "p50 ms 1T",
            "vs keras", "convert s")
 
 
@@ -42,7 +42,8 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
         m = r.get("metrics", {})
         status = r["status"] + ("*" if r["name"] == report.get("default") else "")
         sp = speedup(report, m)
-        out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("accuracy"), "pct"),
+        out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
+                    _fmt(m.get("accuracy"), "pct"),
                     _fmt(m.get("accuracy_drop"), "pp"), _fmt(m.get("agreement"), "pct"),
                     _fmt(m.get("max_abs_err"), "e"), _fmt(m.get("latency_ms"), "f3"),
                     _fmt(m.get("latency_by_threads", {}).get("1"), "f3"), f"{sp:.1f}x" if sp else "—",

@@ -127,7 +127,11 @@ def rank_by_local_error(layers: list[LayerError], graph: OpGraph) -> list[LayerE
         measured = e is not None and e.rmse_scale > 1e-4   # pass-through ops (pooling) share scales: no signal
         eff[t] = e.channel_nsr if measured else upstream
         local[t] = max(0.0, eff[t] - upstream) if measured else 0.0
-    return sorted(layers, key=lambda e: (-local.get(e.tensor, e.channel_nsr), -e.rmse_scale))
+    # Equal jumps (to one decimal) go to the earlier tensor: noise from upstream reaches every later one,
+    # and per-channel ratios saturate at the output (a softmax's rarely-chosen classes look all noise).
+    position = {t: i for i, t in enumerate(graph.order)}
+    return sorted(layers, key=lambda e: (-round(local.get(e.tensor, e.channel_nsr), 1),
+                                         position.get(e.tensor, len(position)), -e.rmse_scale))
 
 
 def selective_int8(model, inputs: ConvertInputs, evaluate: Callable[[bytes], float], budget: float,

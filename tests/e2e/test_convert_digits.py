@@ -123,3 +123,29 @@ def test_bake_preprocess_folds_normalisation_into_the_graph(digits_demo, tmp_pat
     rows = {r.name: r for r in res.rows}
     assert rows["fp32"].metrics["agreement"] == 1.0
     assert rows["int8"].metrics["agreement"] >= 0.97
+
+
+def test_prune_adds_pruned_variants_that_compute_less(digits_demo, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code = main(["convert", str(digits_demo.model), "-o", str(out), "--calib", str(digits_demo.train),
+                 "--eval", str(digits_demo.eval), "--variants", "int8", "--prune", "channels:0.5",
+                 "--prune-epochs", "1", "--calib-samples", "60", "--eval-samples", "100", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    m = B.read_manifest(out)
+    assert [v.name for v in m.variants] == ["int8", "int8-pruned-channels"]
+    pruned = m.variant("int8-pruned-channels")
+    assert pruned.status is B.VariantStatus.OK
+    info = pruned.metrics["pruning"]
+    assert info["params_after"] < 0.5 * info["params_before"] and info["flops_after"] < 0.5 * info["flops_before"]
+    assert pruned.bytes < 0.6 * m.variant("int8").bytes
+    assert pruned.metrics["accuracy"] > 0.8  # fine-tuned with distillation, still a digit classifier
+    assert "pruning: channels at 50%" in captured.err
+
+
+def test_prune_spec_errors_are_one_line(digits_demo, tmp_path, capsys):
+    code = main(["convert", str(digits_demo.model), "-o", str(tmp_path / "x"), "--calib", str(digits_demo.train),
+                 "--prune", "channels:1.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "outside (0, 1)" in err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,187 @@
+"""Render ``benchmarks/README.md`` from the JSON files in ``benchmarks/results`` (whatever the last run wrote)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .common import RESULTS, ROOT
+
+INTRO = """\
+# Benchmarks: keras-edge against what users do today
+
+`make bench` (or `python -m benchmarks.run`) measures everything below side by side in one run on
+this machine and writes `benchmarks/results/*.json` (each with an environment block) and this file.
+Nothing is downloaded: the ImageNet models are `keras.applications` with `weights=None` (seeded
+random weights: latency does not depend on the weights' values, accuracy is meaningless), calibrated
+on scikit-image's sample photos; the digits model is trained here on scikit-learn's digits. Every
+bundle is made by the real converter (`keras_edge.host.convert`).
+
+Method: `time.perf_counter_ns` around each call, warm-up calls first, contenders interleaved round by
+round (so load from other processes falls on all of them alike), median and p90. Comparisons are
+ratios of medians from the same run. Threads: every contender uses all usable cores (TensorFlow's
+default; LiteRT `num_threads` = usable cores).
+
+Files: `run.py` (entry point), `inference.py`, `preprocessing.py`, `coldstart.py` (+ `child.py`,
+`keras_once.py`), `claims.py`, `models.py` (build + convert), `common.py`, `readme.py`;
+`runner_overhead.py` (runner vs bare interpreter, the runner's own targets). The detailed pruning
+study (distillation, 80% sparsity, channel multiples) is `bench_pruning.py` → `results/pruning.json`.
+"""
+
+
+def load(name: str) -> dict[str, Any] | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def kib(n: int) -> str:
+    return f"{n / 1024:.0f} KiB"
+
+
+def machine(env: dict[str, Any]) -> str:
+    rows = [["CPU", env["cpu"]], ["CPU features", ", ".join(env["cpu_features"]) or "–"],
+            ["cores (logical / usable)", f"{env['cores_logical']} / {env['cores_usable']}"],
+            ["governor", env["governor"] or "not readable"],
+            ["load average at start", ", ".join(str(x) for x in env["load_average"])],
+            ["OS / arch", f"{env['os']} / {env['arch']}"], ["Python", env["python"]], ["NumPy", env["numpy"]],
+            ["TensorFlow / Keras", f"{env['tensorflow']} / {env['keras']}"], ["LiteRT (ai-edge-litert)", env["litert"]],
+            ["OpenCV / Pillow", f"{env['opencv']} / {env['pillow']}"], ["date (UTC)", env["date"]]]
+    return table(["", ""], rows)
+
+
+def headline(inf: dict[str, Any]) -> str:
+    m = next((m for m in inf["models"] if m["model"] == "mobilenetv2"), None)
+    if m is None:
+        return ""
+    rows = {r["contender"]: r for r in m["rows"]}
+    mark = lambda v, t: "meets" if v >= t else "misses"  # noqa: E731
+
+    def line(variant: str) -> str:
+        r = rows[f"runner {variant}"]
+        p, c = r["speedup_vs_predict"], r["speedup_vs_compiled"]
+        return (f"{p}x faster than Keras `predict` (target 20x: {mark(p, 20)}), {c}x faster than the compiled "
+                f"Keras call (target 4x: {mark(c, 4)})")
+
+    text = (f"**MobileNetV2 224, default variant `{m['default_variant']}` through the keras-edge runner: "
+            f"{line(m['default_variant'])}.** The converter chose it because: {m['default_reason']}.")
+    if m["fastest_variant"] != m["default_variant"]:
+        text += (f" Measured side by side here, the fastest variant is `{m['fastest_variant']}`: "
+                 f"{line(m['fastest_variant'])}.")
+    return text
+
+
+def inference_section(inf: dict[str, Any]) -> str:
+    parts = [f"## 1. Inference, batch 1\n\n{inf['rounds']} rounds x {inf['per_round']} samples per contender, "
+             "interleaved (a sample is one call, or the mean of enough calls to last ~1 ms for sub-millisecond "
+             "models). `interpreter`: bare LiteRT `invoke()` loop; `runner`: keras-edge's `Runner.infer` "
+             "(set input, invoke, copy outputs, top-k). * marks the manifest's default variant.\n"]
+    for m in inf["models"]:
+        rows = []
+        for r in m["rows"]:
+            star = " *" if r["variant"] == m["default_variant"] else ""
+            size = mib(r["bytes"]) if r["bytes"] else "–"
+            rows.append([r["contender"] + star, r["backend"], size, r["stats"]["median_ms"], r["stats"]["p90_ms"],
+                         r["stats"]["min_ms"], r["speedup_vs_predict"], r["speedup_vs_compiled"]])
+        parts.append(f"### {m['model']} ({m['threads']} threads)\n\n" + table(
+            ["contender", "backend", "size", "median ms", "p90 ms", "min ms", "x vs predict", "x vs compiled"], rows))
+    return "\n\n".join(parts)
+
+
+def preprocessing_section(pre: dict[str, Any]) -> str:
+    rows = [[r["path"], r["method"], r["stats"]["median_ms"], r["stats"]["p90_ms"], r["vs_pil_numpy"]] for r in pre["rows"]]
+    text = (f"## 2. Preprocessing a 1920x1080 frame to 224x224x3 ('tf', [-1, 1])\n\n{pre['frame']}; JPEG "
+            f"{pre['jpeg_bytes'] / 1024:.0f} KiB. `frame`: from a decoded array; `jpeg`: from the encoded bytes.\n\n"
+            + table(["path", "method", "median ms", "p90 ms", "x vs PIL + NumPy"], rows))
+    b = pre.get("baked")
+    if b:
+        text += ("\n\nBaked into the graph (MobileNetV2 fp32 TFLite whose first layers are Resizing + Rescaling, "
+                 "fed the raw uint8 frame), set input + invoke:\n\n" + table(
+                     ["model", "median ms", "p90 ms", "size"],
+                     [["plain (224x224 float input)", b["plain"]["median_ms"], b["plain"]["p90_ms"], mib(b["plain_bytes"])],
+                      ["preprocessing baked in (1080p uint8 input)", b["baked"]["median_ms"], b["baked"]["p90_ms"],
+                       mib(b["baked_bytes"])]])
+                 + f"\n\nExtra cost of in-graph preprocessing: **{b['extra_ms']:.2f} ms** per frame.")
+    diffs = ", ".join(f"{k} {v:.3f}" for k, v in pre.get("max_abs_diff_vs_opencv", {}).items())
+    return text + f"\n\nLargest difference from OpenCV's result (model units): {diffs}."
+
+
+def coldstart_section(cold: dict[str, Any]) -> str:
+    parts = [f"## 3. Cold start to first result, and peak RSS\n\nFresh processes, {cold['repeats']} repeats "
+             "interleaved; median shown.\n"]
+    for m in cold["models"]:
+        rows = [[r["contender"], r["median_first_result_s"], r["median_peak_rss_mb"]] for r in m["rows"]]
+        parts.append(f"### {m['model']} (image {m['image']})\n\n" + table(["process", "first result s", "peak RSS MB"], rows)
+                     + f"\n\nRunner (default variant) vs Keras: {m['runner_faster']}x sooner, "
+                       f"{m['runner_smaller']}x less memory.")
+    return "\n\n".join(parts)
+
+
+def claims_section(cl: dict[str, Any]) -> str:
+    rows = [[c["claim"], f"**{c['verdict']}**", c["evidence"]] for c in cl["claims"]]
+    prune = [[r["model"], r["method"], r["variant"], r["stats"]["median_ms"], r["speedup"], kib(r["bytes"]),
+              kib(r["gzip_bytes"]), r["accuracy"]] for r in cl["pruning"]]
+    gpu = [[g["accelerator"], g["backend"], g["stats"]["median_ms"], "; ".join(g["notes"]) or "–"] for g in cl["gpu"]]
+    return ("## 4. The article's claims on this machine\n\n" + table(["claim", "verdict", "measured"], rows)
+            + "\n\nPruning (bare interpreter, 50% sparsity):\n\n"
+            + table(["model", "pruning", "variant", "median ms", "x vs unpruned", "size", "gzip -9", "eval accuracy"], prune)
+            + "\n\nGPU probe (MobileNetV2 default variant through the runner's engine):\n\n"
+            + table(["asked for", "what ran", "median ms", "what the engine said"], gpu)
+            + "\n\n" + "\n".join(f"- {n}" for n in cl["notes"]))
+
+
+def runner_section(ro: dict[str, Any]) -> str:
+    rows = [[r["variant"], r["runner_median_ms"], r["bare_median_ms"], r["ratio"], r.get("ratio_of_minima"),
+             r["cold_start_median_s"], r["rss_mb"]] for r in ro["results"]]
+    return ("## Runner overhead (`runner_overhead.py`, MobileNetV2)\n\n`keras-edge bench` against a bare interpreter "
+            "loop on the same file, in alternating rounds:\n\n"
+            + table(["variant", "runner median ms", "bare median ms", "ratio", "ratio of minima", "cold start s",
+                     "bench worker RSS MB"], rows))
+
+
+def render(wall_s: float | None = None) -> str:
+    """The whole README from the current result files."""
+    inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
+    ro = load("runner_mobilenetv2")
+    env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
+    parts = [INTRO]
+    if env:
+        parts.append("## Machine\n\n" + machine(env))
+    if inf:
+        parts.append(headline(inf))
+    for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
+                          (cl, claims_section), (ro, runner_section)):
+        if data:
+            parts.append(section(data))
+    notes = [n for r in (inf, pre, cold) if r for n in r.get("notes", [])]
+    if notes:
+        parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))
+    if wall_s is not None:
+        parts.append(f"_Whole run: {wall_s / 60:.1f} min._")
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def write(wall_s: float | None = None, path: Path = ROOT / "README.md") -> Path:
+    """Regenerate the README atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(wall_s), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

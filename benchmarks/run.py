@@ -1,0 +1,93 @@
+"""``make bench``: every benchmark family side by side in one run, results JSON, and benchmarks/README.md.
+
+    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner] [--reconvert]
+
+Families: inference (batch-1 latency), preprocessing (1080p frame → model input), coldstart (first
+result and peak RSS), claims (the article's claims; needs inference and preprocessing), runner
+(``runner_overhead.py``, the runner against a bare interpreter). Run from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner is not a result
+
+from . import readme  # noqa: E402
+from .common import RESULTS, ROOT, write_json  # noqa: E402
+
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner")
+NEEDS = {"claims": ("inference", "preprocessing")}
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def selected(only: str | None) -> set[str]:
+    """The families to run, with what they need."""
+    chosen = set(FAMILIES if not only else (s.strip() for s in only.split(",") if s.strip()))
+    unknown = chosen - set(FAMILIES)
+    if unknown:
+        raise SystemExit(f"unknown benchmark family {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)}")
+    for fam, needs in NEEDS.items():
+        if fam in chosen:
+            chosen.update(needs)
+    return chosen
+
+
+def runner_overhead() -> None:
+    """The runner engineer's benchmark, in its own process, with modest run counts."""
+    out = RESULTS / "runner_mobilenetv2.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "runner_overhead.py"), "--out", str(out), "--runs", "20",
+                           "--rounds", "3"], capture_output=True, text=True, check=False, timeout=900)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        log(f"runner_overhead.py failed (exit {proc.returncode}): {tail}; its section is left out")
+        out.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=None, help=f"comma-separated families: {','.join(FAMILIES)}")
+    ap.add_argument("--reconvert", action="store_true", help="convert the bundles even if the converter is unchanged")
+    ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds per timed comparison")
+    args = ap.parse_args(argv)
+    fams = selected(args.only)
+    t0 = time.perf_counter()
+
+    from . import claims, coldstart, inference, preprocessing
+    from .models import digits_model, imagenet_model
+
+    log("models: building and converting (reused when the converter is unchanged)")
+    models = [imagenet_model("mobilenetv2", args.reconvert, log), imagenet_model("efficientnetb0", args.reconvert, log),
+              digits_model(args.reconvert, log)]
+    mobilenet, digits = models[0], models[2]
+    log(f"models ready after {time.perf_counter() - t0:.0f}s")
+    inf = pre = None
+    if "inference" in fams:
+        inf = inference.run(models, rounds=args.rounds, per_round=3, log=log)
+        write_json(RESULTS / "inference.json", inf)
+    if "preprocessing" in fams:
+        pre = preprocessing.run(mobilenet, rounds=args.rounds, per_round=4, log=log)
+        write_json(RESULTS / "preprocessing.json", pre)
+    if "coldstart" in fams:
+        write_json(RESULTS / "coldstart.json", coldstart.run([mobilenet, digits], repeats=3, log=log))
+    if "claims" in fams:
+        write_json(RESULTS / "claims.json", claims.run(inf, pre, digits, mobilenet, rounds=args.rounds, per_round=4,
+                                                       log=log))
+    if "runner" in fams:
+        log("runner overhead: benchmarks/runner_overhead.py")
+        runner_overhead()
+    wall = time.perf_counter() - t0
+    readme.write(wall if fams == set(FAMILIES) else None)
+    log(f"done in {wall / 60:.1f} min: {RESULTS}/*.json and {ROOT / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
