@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner is not a result
 
@@ -21,6 +22,7 @@ from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
 FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner")
+OPT_IN = ("pruning",)  # the long pruning study (fine-tuning runs): `make bench BENCH_ARGS="--only pruning"`
 NEEDS = {"claims": ("inference", "preprocessing")}
 
 
@@ -31,7 +33,7 @@ def log(text: str) -> None:
 def selected(only: str | None) -> set[str]:
     """The families to run, with what they need."""
     chosen = set(FAMILIES if not only else (s.strip() for s in only.split(",") if s.strip()))
-    unknown = chosen - set(FAMILIES)
+    unknown = chosen - set(FAMILIES) - set(OPT_IN)
     if unknown:
         raise SystemExit(f"unknown benchmark family {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)}")
     for fam, needs in NEEDS.items():
@@ -40,14 +42,13 @@ def selected(only: str | None) -> set[str]:
     return chosen
 
 
-def runner_overhead() -> None:
-    """The runner engineer's benchmark, in its own process, with modest run counts."""
-    out = RESULTS / "runner_mobilenetv2.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "runner_overhead.py"), "--out", str(out), "--runs", "20",
-                           "--rounds", "3"], capture_output=True, text=True, check=False, timeout=900)
+def script(name: str, out: Path, *args: str, timeout: float = 900) -> None:
+    """Run one of the standalone benchmark scripts in its own process, writing ``out``."""
+    proc = subprocess.run([sys.executable, str(ROOT / name), "--out", str(out), *args], capture_output=True, text=True,
+                          check=False, timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        log(f"runner_overhead.py failed (exit {proc.returncode}): {tail}; its section is left out")
+        log(f"{name} failed (exit {proc.returncode}): {tail}; its section is left out")
         out.unlink(missing_ok=True)
 
 
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                                                        log=log))
     if "runner" in fams:
         log("runner overhead: benchmarks/runner_overhead.py")
-        runner_overhead()
+        script("runner_overhead.py", RESULTS / "runner_mobilenetv2.json", "--runs", "20", "--rounds", "3")
+    if "pruning" in fams:
+        log("pruning study: benchmarks/bench_pruning.py")
+        script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)
     wall = time.perf_counter() - t0
     readme.write(wall if fams == set(FAMILIES) else None)
     log(f"done in {wall / 60:.1f} min: {RESULTS}/*.json and {ROOT / 'README.md'}")

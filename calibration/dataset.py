@@ -66,7 +66,7 @@ def scan_folder(root: str | os.PathLike) -> FolderIndex:
     paths = list(images.iter_images(root))
     if not paths:
         raise DataError(f"{root} contains no images ({', '.join(sorted(images.IMAGE_EXTENSIONS))})",
-                        "point --calib at a folder of representative images")
+                        "point it at a folder of images (class subfolders give labels)")
     rel_parts = [p.relative_to(root).parts for p in paths]
     if all(len(parts) >= 2 for parts in rel_parts):
         class_names = tuple(sorted({parts[0] for parts in rel_parts}))

@@ -167,7 +167,8 @@ def _walk(model: keras.Model) -> _Walk:
                 desc[id(t)] = w.new(int(t.shape[-1]), "model input")
             continue
         ins = [desc[id(t)] for t in node.input_tensors]
-        role, why = role_of(op, len(node.input_tensors[0].shape), uses[id(op)])
+        rank = len(node.input_tensors[0].shape) if node.input_tensors else 0
+        role, why = role_of(op, rank, uses[id(op)])
         out = _propagate(w, op, node, role, ins)
         if out is None or len(node.outputs) != 1 or out.width != node.outputs[0].shape[-1]:
             role, why = Role.BLOCK, why or "changes the channel axis in a way pruning cannot follow"
@@ -209,6 +210,8 @@ def _propagate(w: _Walk, op: Any, node: Any, role: Role, ins: list[Channels]) ->
         return Channels(sum((c.segments for c in ins), ())) if all(c.rep == 1 for c in ins) else None
     if role is Role.FLATTEN:
         shape = node.input_tensors[0].shape
+        if any(d is None for d in shape[1:]):
+            return None  # positions unknown: cannot map Dense rows to channels
         return Channels(ins[0].segments, ins[0].rep * int(np.prod(shape[1:-1], dtype=np.int64)))
     return None
 
@@ -219,7 +222,19 @@ def _norms(kernel: np.ndarray, criterion: Criterion) -> np.ndarray:
     return n / (n.mean() + 1e-12)  # comparable across the producers of a tied group
 
 
-def _rank(model: keras.Model, w: _Walk, sparsity: float, criterion: Criterion) -> None:
+def keep_count(channels: int, sparsity: float, multiple: int = 1) -> int:
+    """Channels to keep: the nearest to ``channels·(1 − sparsity)``, optionally a multiple of ``multiple``.
+
+    SIMD kernels work on blocks of channels (often 8 or 16 for int8), so a count just above a block
+    boundary costs nearly a whole block more.
+    """
+    n = max(1, channels - math.floor(channels * sparsity + 0.5))
+    if multiple > 1:
+        n = max(multiple, multiple * math.floor(n / multiple + 0.5))
+    return min(channels, n)
+
+
+def _rank(model: keras.Model, w: _Walk, sparsity: float, criterion: Criterion, multiple: int) -> None:
     scores: dict[int, np.ndarray] = {}
     bn: dict[int, np.ndarray] = {}
     for name, (role, ins, out) in w.io.items():
@@ -240,8 +255,7 @@ def _rank(model: keras.Model, w: _Walk, sparsity: float, criterion: Criterion) -
         if group.pinned:
             continue
         s = bn.get(r, s) if criterion is Criterion.BN else s
-        n_keep = max(1, group.size - math.floor(group.size * sparsity + 0.5))
-        group.keep = np.sort(np.argsort(-s, kind="stable")[:n_keep])
+        group.keep = np.sort(np.argsort(-s, kind="stable")[:keep_count(group.size, sparsity, multiple)])
 
 
 def _indices(w: _Walk, ch: Channels) -> np.ndarray | None:
@@ -316,11 +330,11 @@ class ChannelPlan:
     channels_after: int
 
 
-def plan_and_rebuild(model: keras.Model, sparsity: float, criterion: Criterion | str = Criterion.L1
-                     ) -> tuple[keras.Model, ChannelPlan]:
+def plan_and_rebuild(model: keras.Model, sparsity: float, criterion: Criterion | str = Criterion.L1,
+                     multiple: int = 1) -> tuple[keras.Model, ChannelPlan]:
     """Rank and remove ``sparsity`` of every prunable channel group; the smaller model and the plan."""
     w = _walk(model)
-    _rank(model, w, sparsity, Criterion(criterion))
+    _rank(model, w, sparsity, Criterion(criterion), multiple)
     reports, skipped = [], list(w.blocked)
     for name, (role, _, out) in w.io.items():
         if role is not Role.PRODUCER:
@@ -343,6 +357,10 @@ def plan_and_rebuild(model: keras.Model, sparsity: float, criterion: Criterion |
              for gid, _ in out.segments}
     kept = [w.groups[r] for r in roots if w.groups[r].keep is not None]
     plan = ChannelPlan(tuple(reports), tuple(skipped), sum(gr.size for gr in kept), sum(len(gr.keep) for gr in kept))
+    if plan.channels_after == plan.channels_before:
+        raise ModelError(f"sparsity {sparsity} removes no channel from model {model.name!r} (its prunable layers "
+                         f"have {min(r.before for r in reports)}–{max(r.before for r in reports)} channels, "
+                         f"kept in multiples of {multiple})", "raise --sparsity or pass --channel-multiple 1")
     return _rebuild(model, w), plan
 
 
@@ -350,7 +368,7 @@ def channel_prune(model: keras.Model, x: np.ndarray | None, y: np.ndarray | None
     """Remove whole filters, rebuild a smaller plain model, then fine-tune it (PRUNE_METHODS['channels'])."""
     from .distill import fit
 
-    pruned, plan = plan_and_rebuild(model, config.sparsity, config.criterion)
+    pruned, plan = plan_and_rebuild(model, config.sparsity, config.criterion, config.channel_multiple)
     if config.epochs > 0:
         fit(pruned, x, y, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
             teacher=model if config.distill else None, temperature=config.temperature, alpha=config.alpha,

@@ -56,6 +56,7 @@ class PruneConfig:
     learning_rate: float = 1e-3
     schedule: Schedule = Schedule.POLYNOMIAL
     criterion: Criterion = Criterion.L1
+    channel_multiple: int = 8      # channels kept per group round to this (SIMD blocks); 1 = exact
     distill: bool = False          # fine-tune against the unpruned model as teacher
     temperature: float = 4.0
     alpha: float = 0.5
@@ -73,6 +74,8 @@ class PruneConfig:
             raise EdgeError(f"--epochs {self.epochs} is negative", "pass 0 to prune without fine-tuning")
         if self.batch_size < 1:
             raise EdgeError(f"--batch-size {self.batch_size} is not positive", "pass a batch size such as 32")
+        if self.channel_multiple < 1:
+            raise EdgeError(f"--channel-multiple {self.channel_multiple} is not positive", "pass 1, 4, 8 or 16")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise EdgeError(f"learning rate {self.learning_rate} is not positive", "pass --lr such as 0.001")
         for name, enum in (("schedule", Schedule), ("criterion", Criterion)):
@@ -100,9 +103,8 @@ class LayerReport:
         return 1.0 - self.after / self.before if self.before else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"name": self.name, "class": self.class_name, "unit": self.unit, "before": self.before,
-             "after": self.after, "sparsity": round(self.sparsity, 6)}
-        return d
+        return {"name": self.name, "class": self.class_name, "unit": self.unit, "before": self.before,
+                "after": self.after, "sparsity": round(self.sparsity, 6)}
 
 
 @dataclass(frozen=True)
@@ -131,15 +133,16 @@ class PruneResult:
     params_after: int
     nonzero_before: int
     nonzero_after: int
-    flops_before: int
-    flops_after: int
+    flops_before: int | None      # None when the input size is not fixed
+    flops_after: int | None
     epochs: int
     accuracy_before: float | None = None   # on validation data, when given
     accuracy_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-ready."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "layers", "skipped")}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("model", "layers", "skipped")}
         d["layers"] = [layer.to_dict() for layer in self.layers]
         d["skipped"] = [s.to_dict() for s in self.skipped]
         return d
@@ -183,7 +186,7 @@ def _magnitude_layers(model: Any) -> tuple[list[Any], list[SkippedLayer]]:
     for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 - walks nested models too
         if isinstance(layer, keras.Model):
             continue
-        if type(layer) in kinds and isinstance(layer.kernel, keras.Variable):
+        if type(layer) in kinds and isinstance(layer.kernel, keras.Variable) and "float" in str(layer.kernel.dtype):
             found.append(layer)
         elif any("kernel" in v.name for v in layer.weights):
             skipped.append(SkippedLayer(layer.name, type(layer).__name__,
@@ -277,10 +280,14 @@ PRUNE_METHODS: dict[str, Callable[..., PruneResult]] = {
 }
 
 
+def no_labels_error() -> DataError:
+    return DataError("fine-tuning needs labeled data and none was given",
+                     "pass --data DIR with one subfolder per class, or --epochs 0 to prune without fine-tuning")
+
+
 def _check_data(model: Any, x: np.ndarray | None, y: np.ndarray | None, epochs: int) -> None:
     if epochs > 0 and (x is None or y is None):
-        raise DataError("fine-tuning needs labeled data and none was given",
-                        "pass --data DIR with one subfolder per class, or --epochs 0 to prune without fine-tuning")
+        raise no_labels_error()
     if x is None:
         return
     if y is None or len(x) != len(y) or len(x) == 0:
@@ -294,15 +301,9 @@ def _check_data(model: Any, x: np.ndarray | None, y: np.ndarray | None, epochs: 
                         "preprocess the data to the model's input size")
 
 
-def prune_model(model: Any, method: str, sparsity: float, x: np.ndarray | None = None,
-                y: np.ndarray | None = None, epochs: int = 2, *, x_val: np.ndarray | None = None,
-                y_val: np.ndarray | None = None, **options: Any) -> PruneResult:
-    """Prune ``model`` by ``method`` (a PRUNE_METHODS key) and fine-tune it on ``x``/``y`` for ``epochs``.
-
-    ``options`` are the other PruneConfig fields (schedule, criterion, distill, batch_size, ...).
-    The input model is left untouched. With ``x_val``/``y_val`` the result carries both accuracies.
-    """
-    config = PruneConfig(method=method, sparsity=sparsity, epochs=epochs, **options)
+def prune_with(model: Any, config: PruneConfig, x: np.ndarray | None = None, y: np.ndarray | None = None,
+               x_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> PruneResult:
+    """Prune ``model`` as ``config`` says; with ``x_val``/``y_val`` the result carries both accuracies."""
     _check_data(model, x, y, config.epochs)
     if x is not None:
         from .prune_graph import check_classifier
@@ -315,6 +316,32 @@ def prune_model(model: Any, method: str, sparsity: float, x: np.ndarray | None =
         result = dataclasses.replace(result, accuracy_before=accuracy(model, x_val, y_val),
                                      accuracy_after=accuracy(result.model, x_val, y_val))
     return result
+
+
+def prune_model(model: Any, method: str, sparsity: float, x: np.ndarray | None = None,
+                y: np.ndarray | None = None, epochs: int = 2, *, x_val: np.ndarray | None = None,
+                y_val: np.ndarray | None = None, **options: Any) -> PruneResult:
+    """Prune ``model`` by ``method`` (a PRUNE_METHODS key) and fine-tune it on ``x``/``y`` for ``epochs``.
+
+    ``options`` are the other PruneConfig fields (schedule, criterion, distill, batch_size, ...).
+    The input model is left untouched. With ``x_val``/``y_val`` the result carries both accuracies.
+    """
+    config = PruneConfig(method=method, sparsity=sparsity, epochs=epochs, **options)
+    return prune_with(model, config, x, y, x_val, y_val)
+
+
+def parse_prune_spec(text: str) -> tuple[str, float]:
+    """``"channels:0.5"`` → ("channels", 0.5), validated (for convert's ``--prune METHOD:SPARSITY``)."""
+    method, sep, value = text.partition(":")
+    try:
+        sparsity = float(value)
+    except ValueError:
+        sparsity = math.nan
+    if not sep or method not in PRUNE_METHODS or not math.isfinite(sparsity):
+        raise EdgeError(f"--prune {text!r} is not METHOD:SPARSITY",
+                        f"write e.g. channels:0.5, with METHOD one of: {', '.join(PRUNE_METHODS)}")
+    PruneConfig(method=method, sparsity=sparsity)  # the range check and its message
+    return method, sparsity
 
 
 def gzip_size(data: bytes) -> int:

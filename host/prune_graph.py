@@ -43,8 +43,14 @@ def clone(model: keras.Model) -> keras.Model:
     return copy
 
 
+class _UnknownSize(Exception):
+    pass
+
+
 def _positions(shape: tuple) -> int:
     """Spatial positions of a channels-last tensor (everything between batch and channels)."""
+    if any(d is None for d in shape[1:-1]):
+        raise _UnknownSize
     return int(np.prod([d for d in shape[1:-1]], dtype=np.int64)) if len(shape) > 2 else 1
 
 
@@ -52,11 +58,15 @@ def _layer_macs(layer: Any, node: Any) -> int:
     out_shape = tuple(node.outputs[0].shape)
     in_shape = tuple(node.input_tensors[0].shape) if node.input_tensors else ()
     if isinstance(layer, keras.Model):
-        return count_flops(layer) // 2
+        inner = count_flops(layer)
+        if inner is None:
+            raise _UnknownSize
+        return inner // 2
     if isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)):
         return _positions(in_shape) * int(np.prod(layer.kernel.shape))
     if isinstance(layer, (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)):
-        return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape) + np.prod(layer.pointwise_kernel.shape))
+        kernels = np.prod(layer.depthwise_kernel.shape) + np.prod(layer.pointwise_kernel.shape)
+        return _positions(out_shape) * int(kernels)
     if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
                           keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
         # the kernel already holds kh·kw·cin/groups·cout (or kh·kw·cin·multiplier)
@@ -64,12 +74,18 @@ def _layer_macs(layer: Any, node: Any) -> int:
     return 0
 
 
-def count_flops(model: keras.Model) -> int:
-    """FLOPs of one inference: 2 × the multiply-adds of convolution and dense layers (batch 1)."""
+def count_flops(model: keras.Model) -> int | None:
+    """FLOPs of one inference: 2 × the multiply-adds of convolution and dense layers (batch 1).
+
+    None when the model's input size is not fixed (the count depends on it).
+    """
     total = 0
-    for node in nodes(model):
-        if node.operation is not None and not node.is_input:
-            total += _layer_macs(node.operation, node)
+    try:
+        for node in nodes(model):
+            if node.operation is not None and not node.is_input:
+                total += _layer_macs(node.operation, node)
+    except _UnknownSize:
+        return None
     return 2 * total
 
 

@@ -186,7 +186,7 @@ def _only_undecodable(tmp: Path) -> Path:
 
 
 CALIB_FAILURES = {
-    "empty-folder": (_empty_folder, ["contains no images", "point --calib at a folder"]),
+    "empty-folder": (_empty_folder, ["contains no images", "point it at a folder of images"]),
     "missing-folder": (lambda tmp: tmp / "missing", ["no such folder", "pass a folder of images"]),
     "a-file-not-a-folder": (lambda tmp: Path(__file__), ["is not a folder", "pass a folder of images"]),
     "nothing-decodable": (_only_undecodable, ["images could be decoded", "check the folder's image files"]),
