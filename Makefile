@@ -19,7 +19,8 @@ EVAL  ?=
 PRUNE ?=
 ARGS  ?=
 
-.PHONY: setup setup-device demo convert deploy bench test test-host test-device test-device-legacy test-tools fixtures clean
+.PHONY: setup setup-device demo convert deploy bench test test-host test-device test-device-legacy test-tools fixtures \
+        test-arm test-arm-if-able clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,7 +64,7 @@ deploy: setup
 	@test -n "$(BUNDLE)" -a -n "$(HOST)" || { echo 'usage: make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]'; exit 2; }
 	$(BIN)/keras-edge deploy "$(BUNDLE)" $(HOST) $(ARGS)
 
-test: test-host test-device test-device-legacy
+test: test-host test-device test-device-legacy test-arm-if-able
 
 # The deploy tests start a real sshd on 127.0.0.1 and copy with rsync (CI runs as root on Debian).
 test-tools:
@@ -76,15 +77,29 @@ test-tools:
 test-host: setup test-tools
 	$(BIN)/python -m pytest -q tests/unit tests/e2e
 
-# A bundle made on the workstation, for the board-side suites.
-fixtures: setup
+# A bundle made on the workstation, for the board-side suites (remade when the sources change).
+FIXTURE := $(BUILD)/test-fixtures/bundles/digits/manifest.json
+$(FIXTURE): $(VENV)/.installed $(SOURCES)
 	$(BIN)/python -m keras_edge.host.demo --workdir $(BUILD)/test-fixtures --quiet --no-table
+
+fixtures: $(FIXTURE)
 
 test-device: fixtures setup-device
 	KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_DEVICE)/bin/python -m pytest -q tests/device
 
 test-device-legacy: fixtures $(VENV_LEGACY)/.installed
 	KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_LEGACY)/bin/python -m pytest -q tests/device
+
+# The board side on emulated 64-bit ARM: Debian bookworm arm64 (= Raspberry Pi OS bookworm) under
+# qemu-user, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76). build/arm is cached; the first run builds it.
+test-arm: fixtures
+	$(BIN)/python tests/arm/armenv.py build
+	KERAS_EDGE_ARM=$(abspath $(BUILD)/arm) KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/arm
+
+# For `make test`: test-arm where this machine can run it (root, or the tools present), else one line why not.
+test-arm-if-able: setup
+	@if $(BIN)/python tests/arm/armenv.py check; then $(MAKE) --no-print-directory test-arm; fi
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

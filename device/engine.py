@@ -23,6 +23,7 @@ import numpy as np
 from .bundle import TensorSpec
 from .errors import ModelError, RuntimeUnavailable
 from .runtime import Runtime, RuntimeName, captured_stderr, default_threads, select_runtime
+from .sysinfo import litert_gpu_missing_flags
 
 GPU_DELEGATE_ENV = "KERAS_EDGE_GPU_DELEGATE"
 TFLITE_IDENTIFIER = b"TFL3"
@@ -298,6 +299,11 @@ def _load_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
     if library:
         return _load_gpu_delegate(path, rt, options, library)
     if rt.has_gpu_accelerator:
+        missing = litert_gpu_missing_flags()
+        if missing:
+            raise RuntimeUnavailable(f"{rt.label}'s GPU accelerator needs CPU features this CPU lacks "
+                                     f"({', '.join(missing)}) and would crash the process with SIGILL",
+                                     "run on the CPU (XNNPACK), or give a GPU delegate built for this board")
         return _load_litert_gpu(path, rt, options)
     raise RuntimeUnavailable(f"{rt.label} has no built-in GPU accelerator and no GPU delegate library was given",
                              f"pass --gpu-delegate PATH or set {GPU_DELEGATE_ENV}")

@@ -42,6 +42,28 @@ def _read(root: Path, rel: str) -> str | None:
         return None
 
 
+def cpu_flags(root: Path = Path("/")) -> set[str]:
+    """The raw feature flags of the first CPU in /proc/cpuinfo (x86 `flags`, ARM `Features`)."""
+    for line in (_read(root, "proc/cpuinfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+# LiteRT 2.3.0's aarch64 GPU accelerator library is built for ARMv8.2 with crypto; on a CPU without
+# these it prints a fatal message and raises SIGILL, killing the process (seen on a Cortex-A72, the Pi 4).
+LITERT_GPU_ARM_FLAGS = ("aes", "sha2", "crc32", "atomics", "fphp", "asimdhp", "asimdrdm", "lrcpc", "asimddp")
+
+
+def litert_gpu_missing_flags(root: Path = Path("/"), machine: str | None = None) -> list[str]:
+    """CPU features LiteRT's aarch64 GPU accelerator needs that this CPU lacks (empty off ARM64)."""
+    if (machine or platform.machine()) not in ("aarch64", "arm64"):
+        return []
+    flags = cpu_flags(root)
+    return [f for f in LITERT_GPU_ARM_FLAGS if f not in flags]
+
+
 def cpuinfo(root: Path = Path("/")) -> dict[str, Any]:
     """CPU model, architecture-specific features and (on ARM) the core type, from /proc/cpuinfo."""
     text = _read(root, "proc/cpuinfo") or ""

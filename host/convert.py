@@ -21,7 +21,7 @@ import numpy as np
 
 from keras_edge.calibration.dataset import ARRAY_EXTENSIONS, DataSplit, calibration_sets
 from keras_edge.device import bundle as B
-from keras_edge.device.errors import ConversionError, DataError, ModelError
+from keras_edge.device.errors import ConversionError, DataError, EdgeError, ModelError
 from keras_edge.device.preprocess import Interpolation, PreprocessSpec, ResizeMode
 
 from . import evaluate as E
@@ -193,6 +193,8 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
                         "give inputs of the model's shape")
     classification = _is_classifier(loaded)
     keras_out = _keras_predict(model, data.eval.x)
+    if classification:
+        data, keras_out = _reference_first(data, keras_out)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
     keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib),
              **E.keras_latency(model, data.eval.x)}
@@ -266,7 +268,8 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
         ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in keras_out], None, classification)
         E.latency(tfl, [data.eval.x], runs=3, warmup=1)  # it must invoke; timing happens side by side later
     except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
-        why = f"does not run in the interpreter: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
+        text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
+        why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"
         row = VariantRow(vname, mode, B.VariantStatus.VALIDATION_FAILED, "; ".join(filter(None, [reason, why])),
                          path.stat().st_size, convert_s)
         return row, B.Variant(name=vname, mode=mode, status=row.status, file=path.name, sha256=B.sha256_file(path),
@@ -442,6 +445,25 @@ def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
         y = model.predict(x, batch_size=64, verbose=0)
     ys = y if isinstance(y, (list, tuple)) else [y]
     return [np.asarray(v, np.float32) for v in ys]
+
+
+def _reference_first(data: DataSplit, keras_out: list[np.ndarray]) -> tuple[DataSplit, list[np.ndarray]]:
+    """Reorder the evaluation set so its first REFERENCE_SAMPLES (the board's reference inputs) span
+    as many classes as possible (by label, else by the Keras prediction), not just the first class."""
+    cls = data.eval.y if data.eval.y is not None else E.top1(keras_out[0])
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(cls.tolist()):
+        by_class.setdefault(c, []).append(i)
+    first: list[int] = []
+    while len(first) < min(REFERENCE_SAMPLES, len(cls)):
+        for ix in by_class.values():
+            if ix and len(first) < REFERENCE_SAMPLES:
+                first.append(ix.pop(0))
+    order = np.array(first + sorted(set(range(len(cls))) - set(first)))
+    ev = data.eval
+    ev = replace(ev, x=ev.x[order], y=None if ev.y is None else ev.y[order],
+                 sources=tuple(ev.sources[i] for i in order) if ev.sources else ev.sources)
+    return replace(data, eval=ev), [k[order] for k in keras_out]
 
 
 def _reference(data: DataSplit, keras_out: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,118 +1,73 @@
-"""Validating a converted variant against the Keras model, through the real interpreter."""
+"""Validating a converted variant against the Keras model, through the board's own engine."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from keras_edge.device.bundle import TensorSpec
+from keras_edge.device.engine import Engine, EngineOptions
+from keras_edge.device.engine import load as load_engine
 from keras_edge.device.preprocess import dequantize, quantize
 
 from .tfenv import captured_output
 
 
-@dataclass(frozen=True)
-class VariantMetrics:
-    accuracy: float | None
-    agreement: float | None
-    max_abs_err: float
-    mean_abs_err: float
-    latency_ms: float
-    latency_p90_ms: float
-    threads: int
-    samples: int
-    ref_max_abs_err: float = 0.0
-    ref_agreement: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+def load_tflite(path: str | os.PathLike, threads: int | None = None) -> Engine:
+    """Load a .tflite file with the board's own engine (LiteRT on the CPU, XNNPACK), batch 1."""
+    return load_engine(path, EngineOptions(threads=threads))
 
 
-@dataclass
-class TFLiteModel:
-    """A loaded interpreter with its tensor specs (batch 1)."""
-
-    interpreter: Any
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    _in_idx: list[int] = field(default_factory=list)
-    _out_idx: list[int] = field(default_factory=list)
-
-    def run(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One sample: float inputs (each with batch dim 1) → dequantized float outputs."""
-        it = self.interpreter
-        for spec, idx, x in zip(self.inputs, self._in_idx, xs):
-            it.set_tensor(idx, quantize(x, spec.dtype, spec.scale, spec.zero_point))
-        it.invoke()
-        return [dequantize(it.get_tensor(idx), s.scale, s.zero_point) for s, idx in zip(self.outputs, self._out_idx)]
+def run_one(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One sample: float inputs (each with batch dim 1) → dequantized float outputs."""
+    for i, (spec, x) in enumerate(zip(model.inputs, xs)):
+        model.set_input(i, quantize(x, spec.dtype, spec.scale, spec.zero_point))
+    model.invoke()
+    return [dequantize(model.output(i), s.scale, s.zero_point) for i, s in enumerate(model.outputs)]
 
 
-def _specs(details) -> tuple[TensorSpec, ...]:
-    out = []
-    for d in details:
-        scale, zp = d.get("quantization", (0.0, 0))
-        shape = d.get("shape_signature", d["shape"])
-        out.append(TensorSpec(name=d["name"], shape=tuple(int(s) for s in shape), dtype=np.dtype(d["dtype"]).name,
-                              scale=float(scale), zero_point=int(zp)))
-    return tuple(out)
+def _set_first(model: Engine, xs: Sequence[np.ndarray]) -> None:
+    for i, (spec, x) in enumerate(zip(model.inputs, xs)):
+        model.set_input(i, quantize(x[:1], spec.dtype, spec.scale, spec.zero_point))
 
 
-def load_tflite(path: str | os.PathLike, threads: int | None = None) -> TFLiteModel:
-    """Load a .tflite file with LiteRT on the CPU (XNNPACK), batch 1."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with captured_output():
-        it = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
-        for d in it.get_input_details():
-            if any(s == -1 for s in d.get("shape_signature", [])):
-                shape = [1 if s == -1 else int(s) for s in d["shape_signature"]]
-                it.resize_tensor_input(d["index"], shape)
-        it.allocate_tensors()
-    ins, outs = it.get_input_details(), it.get_output_details()
-    return TFLiteModel(it, _specs(ins), _specs(outs), [d["index"] for d in ins], [d["index"] for d in outs])
-
-
-def predict(model: TFLiteModel, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def predict(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run every sample of the input arrays one at a time; returns stacked float outputs."""
     n = len(xs[0])
     outs: list[list[np.ndarray]] = [[] for _ in model.outputs]
     for i in range(n):
-        for j, y in enumerate(model.run([x[i:i + 1] for x in xs])):
+        for j, y in enumerate(run_one(model, [x[i:i + 1] for x in xs])):
             outs[j].append(y[0])
     return [np.stack(o) for o in outs]
 
 
-def latency(model: TFLiteModel, xs: Sequence[np.ndarray], runs: int = 30, warmup: int = 3) -> tuple[float, float]:
-    """Median and p90 of ``invoke`` in milliseconds, inputs already set."""
-    for spec, idx, x in zip(model.inputs, model._in_idx, xs):
-        model.interpreter.set_tensor(idx, quantize(x[:1], spec.dtype, spec.scale, spec.zero_point))
+def latency(model: Engine, xs: Sequence[np.ndarray], runs: int = 30, warmup: int = 3) -> tuple[float, float]:
+    """Median and p90 of ``invoke`` in milliseconds on the first sample."""
+    _set_first(model, xs)
     for _ in range(warmup):
-        model.interpreter.invoke()
+        model.invoke()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter_ns()
-        model.interpreter.invoke()
+        model.invoke()
         times.append(time.perf_counter_ns() - t0)
     arr = np.asarray(times) / 1e6
     return float(np.median(arr)), float(np.percentile(arr, 90))
 
 
-def side_by_side(models: dict[str, TFLiteModel], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
+def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
                  warmup: int = 3) -> dict[str, tuple[float, float]]:
     """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""
     for m in models.values():
-        for spec, idx, x in zip(m.inputs, m._in_idx, xs):
-            m.interpreter.set_tensor(idx, quantize(x[:1], spec.dtype, spec.scale, spec.zero_point))
+        _set_first(m, xs)
         for _ in range(warmup):
-            m.interpreter.invoke()
+            m.invoke()
     times: dict[str, list[int]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, m in models.items():
-            invoke = m.interpreter.invoke
+            invoke = m.invoke
             for _ in range(per_round):
                 t0 = time.perf_counter_ns()
                 invoke()
