@@ -51,20 +51,25 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def _ws_latency(metrics: dict[str, Any], threads: Any) -> float | None:
+    """The workstation's p50 at the board run's thread count when measured, else at all cores."""
+    return metrics.get("latency_by_threads", {}).get(str(threads), metrics.get("latency_ms"))
+
+
 def board_rows(report: dict[str, Any]) -> list[str]:
     """Markdown tables of board benchmarks stored by `keras-edge bench --on HOST`, one per board."""
     lines: list[str] = []
-    ws = {r["name"]: r.get("metrics", {}).get("latency_ms") for r in report["variants"]}
+    ws = {r["name"]: r.get("metrics", {}) for r in report["variants"]}
     for fingerprint, entry in sorted(report.get("boards", {}).items()):
         bench = entry.get("bench", entry)
         env = bench.get("environment", {})
         lines += ["", f"### Board: {fingerprint}", "",
                   f"{env.get('runtime', '?')}, {(env.get('cpu') or {}).get('model', '?')} ({env.get('arch', '?')}), "
                   f"measured {entry.get('measured', '?')}", "",
-                  "| variant | threads | backend | board p50 ms | workstation p50 ms |", "|---|---|---|---|---|"]
+                  "| variant | threads | backend | board p50 ms | workstation p50 ms (same threads) |", "|---|---|---|---|---|"]
         for r in bench.get("results", []):
             lines.append(f"| {r.get('variant')} | {r.get('threads')} | {r.get('backend')} | "
-                         f"{_fmt(r.get('median_ms'), 'f3')} | {_fmt(ws.get(r.get('variant')), 'f3')} |")
+                         f"{_fmt(r.get('median_ms'), 'f3')} | {_fmt(_ws_latency(ws.get(r.get('variant'), {}), r.get('threads')), 'f3')} |")
     return lines
 
 

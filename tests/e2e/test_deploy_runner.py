@@ -80,7 +80,7 @@ def test_cli_bench_on_prints_the_board_table_and_report_shows_it_beside_the_work
     assert main(["report", str(digits)]) == 0
     capsys.readouterr()
     md = (digits / B.REPORT_MD).read_text()
-    assert "### Board: " in md and "| int8 | 1 |" in md and "workstation p50 ms" in md
+    assert "### Board: " in md and "| int8 | 1 |" in md and "workstation p50 ms (same threads)" in md and "| int8 | 1 | cpu-xnnpack |" in md
 
 
 def test_bench_on_a_board_that_runs_another_version_says_so(lab, digits, tmp_path, capsys):
