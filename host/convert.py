@@ -266,7 +266,6 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
         outs = E.predict(tfl, [data.eval.x])
         cmp = E.compare(outs, keras_out, data.eval.y, classification)
         ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in keras_out], None, classification)
-        E.latency(tfl, [data.eval.x], runs=3, warmup=1)  # it must invoke; timing happens side by side later
     except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
         text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
         why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"

@@ -43,20 +43,6 @@ def predict(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.stack(o) for o in outs]
 
 
-def latency(model: Engine, xs: Sequence[np.ndarray], runs: int = 30, warmup: int = 3) -> tuple[float, float]:
-    """Median and p90 of ``invoke`` in milliseconds on the first sample."""
-    _set_first(model, xs)
-    for _ in range(warmup):
-        model.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        model.invoke()
-        times.append(time.perf_counter_ns() - t0)
-    arr = np.asarray(times) / 1e6
-    return float(np.median(arr)), float(np.percentile(arr, 90))
-
-
 def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
                  warmup: int = 3) -> dict[str, tuple[float, float]]:
     """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""
