@@ -201,6 +201,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     if keras_acc is not None:
         log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} held-out samples")
     name = cfg.name or loaded.path.stem
+    board = board_times(cfg.out)  # a reconvert keeps choosing by the board it was benchmarked on
+    if board:
+        log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
     with B.staged_dir(cfg.out) as tmp:
         rows, variants = [], []
         for i, vname in enumerate(cfg.variants, 1):
@@ -229,7 +232,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             first = rows[0]
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with --verbose to see the converter's log")
-        default, why = choose_default(rows, keras_acc, cfg.max_accuracy_drop)
+        default, why = choose_default(rows, keras_acc, cfg.max_accuracy_drop, board)
         labels = _write_labels(tmp, cfg, data)
         np.savez(tmp / B.REFERENCE, **_reference(data, keras_out))
         manifest = B.Manifest(
@@ -397,8 +400,41 @@ def _selective(model, data: DataSplit, keras_out, classification, keras_acc, tmp
     return row, variant, {"fits": True, "float_ops": list(res.denylist), "tried": res.tried, "layers": table}
 
 
-def choose_default(rows, keras_acc: float | None, max_drop: float) -> tuple[str, str]:
-    """The fastest validated variant whose accuracy drop (or disagreement) fits the budget."""
+@dataclass(frozen=True)
+class BoardTimes:
+    """p50 latency per variant measured on a board by `keras-edge bench --on` (from the previous bundle's report)."""
+
+    board: str
+    measured: str
+    latency_ms: dict[str, float]
+
+
+def board_times(bundle_dir: Path) -> BoardTimes | None:
+    """The most recent board benchmark stored in an existing bundle at ``bundle_dir`` (most threads per variant)."""
+    path = Path(bundle_dir) / B.REPORT_JSON
+    try:
+        boards = json.loads(path.read_text(encoding="utf-8")).get("boards") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    entries = [e for e in boards.values() if isinstance(e, dict) and e.get("bench", {}).get("results")]
+    if not entries:
+        return None
+    latest = max(entries, key=lambda e: str(e.get("measured", "")))
+    best: dict[str, tuple[int, float]] = {}
+    for r in latest["bench"]["results"]:
+        if r.get("median_ms") and not r.get("error"):
+            threads = int(r.get("threads") or 0)
+            if r["variant"] not in best or threads > best[r["variant"]][0]:
+                best[r["variant"]] = (threads, float(r["median_ms"]))
+    return BoardTimes(str(latest.get("fingerprint", "board")), str(latest.get("measured", "")),
+                      {k: v for k, (_, v) in best.items()}) if best else None
+
+
+def choose_default(rows, keras_acc: float | None, max_drop: float, board: BoardTimes | None = None) -> tuple[str, str]:
+    """The fastest validated variant whose accuracy drop (or disagreement) fits the budget.
+
+    Speed comes from a board benchmark when one covers every fitting variant, else from the workstation.
+    """
     ok = [r for r in rows if r.status is B.VariantStatus.OK]
     loss = lambda r: loss_of(r.metrics, keras_acc)  # noqa: E731
     fits = [r for r in ok if loss(r) <= max_drop + 1e-12]
@@ -406,13 +442,16 @@ def choose_default(rows, keras_acc: float | None, max_drop: float) -> tuple[str,
     if not fits:
         best = min(ok, key=loss)
         return best.name, f"no variant fits the {what} budget of {max_drop:.2%}; {best.name} has the smallest ({loss(best):.2%})"
-    fastest = min(r.metrics["latency_ms"] for r in fits)
-    # within 5% of the fastest is within this machine's noise: prefer less loss, then the smaller file
-    close = [r for r in fits if r.metrics["latency_ms"] <= fastest * (1 + NOISE)]
+    on_board = board is not None and all(r.name in board.latency_ms for r in fits)
+    speed = (lambda r: board.latency_ms[r.name]) if on_board else (lambda r: r.metrics["latency_ms"])  # noqa: E731
+    where = f"on board {board.board} (bench --on, {board.measured})" if on_board else "side by side on the workstation"
+    fastest = min(speed(r) for r in fits)
+    # within 5% of the fastest is within measurement noise: prefer less loss, then the smaller file
+    close = [r for r in fits if speed(r) <= fastest * (1 + NOISE)]
     best = min(close, key=lambda r: (round(loss(r), 6), r.bytes))
     tie = (f"; {', '.join(r.name for r in close if r is not best)} within {NOISE:.0%}, this one has less loss or a smaller file"
            if len(close) > 1 else "")
-    return best.name, (f"fastest measured side by side on the workstation ({best.metrics['latency_ms']:.3f} ms p50) among "
+    return best.name, (f"fastest measured {where} ({speed(best):.3f} ms p50) among "
                        f"variants within the {what} budget of {max_drop:.2%} ({loss(best):+.2%}){tie}")
 
 
@@ -508,7 +547,3 @@ def _tools() -> dict[str, str]:
     except Exception:  # noqa: BLE001 - metadata may be missing in odd installs
         pass
     return tools
-
-
-def summary_json(result: ConvertResult) -> str:
-    return json.dumps(result.to_dict(), indent=2)

@@ -66,7 +66,7 @@ def test_real_bundle_verified_by_the_runner_then_bench_on_the_board(lab, digits,
     assert B.content_hash(digits) == version  # the report is not part of the version
 
 
-def test_cli_bench_on_prints_the_board_table_and_report_shows_it_beside_the_workstation(lab, digits, capsys):
+def test_cli_bench_on_prints_the_board_table_and_report_shows_it_beside_the_workstation(lab, digits, digits_demo, capsys):
     from keras_edge.device.cli import main
 
     lab.start("board1", runner=Path(sys.prefix))
@@ -81,6 +81,14 @@ def test_cli_bench_on_prints_the_board_table_and_report_shows_it_beside_the_work
     capsys.readouterr()
     md = (digits / B.REPORT_MD).read_text()
     assert "### Board: " in md and "| int8 | 1 |" in md and "workstation p50 ms (same threads)" in md and "| int8 | 1 | cpu-xnnpack |" in md
+    # reconverting into the same bundle chooses the default by the board's measurements
+    code = main(["convert", str(digits_demo.model), "-o", str(digits), "--calib", str(digits_demo.train),
+                 "--eval", str(digits_demo.eval), "--variants", "int8", "--calib-samples", "50", "--eval-samples", "50"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    m = B.read_manifest(digits)
+    assert m.default == "int8" and "on board " in m.default_reason and "bench --on" in m.default_reason
+    assert "choosing the default with the latencies measured on board" in err
 
 
 def test_bench_on_a_board_that_runs_another_version_says_so(lab, digits, tmp_path, capsys):
