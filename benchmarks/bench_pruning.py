@@ -179,23 +179,15 @@ def digits_section(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def mobilenet_section(args: argparse.Namespace) -> dict[str, Any]:
-    import cv2
     import keras
 
-    from keras_edge.host.demo import digits_images
+    from keras_edge.host.demo import digits_rgb, settle_batchnorm
     from keras_edge.host.prune import prune_model
 
     keras.utils.set_random_seed(0)
     m = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None)
-    imgs, _ = digits_images()
-    x = np.stack([cv2.cvtColor(cv2.resize(im, (224, 224)), cv2.COLOR_GRAY2RGB) for im in imgs[:48]])
-    x = x.astype(np.float32) / 127.5 - 1.0
-    # Random weights shrink activations to nothing by the last layer; BatchNormalization statistics
-    # from real images (momentum 0: one training-mode pass sets them) give int8 realistic ranges.
-    for layer in m.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    m(x[:32], training=True)
+    x = digits_rgb(224, 48)
+    settle_batchnorm(m, x[:32])
     say("MobileNetV2 224: channel pruning 30% (kept channels rounded to multiples of 1, 8, 16) …")
     pruned = {m_: prune_model(m, "channels", 0.3, epochs=0, channel_multiple=m_) for m_ in MULTIPLES}
     say("MobileNetV2 224: int8 conversion (four models, a few minutes) …")

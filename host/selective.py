@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .tfenv import captured_output, import_tf
-from .variants import ConvertInputs, VariantFailed, _int8, _representative
+from .variants import ConvertInputs, VariantFailed, configure_int8, representative_dataset
 
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
 
@@ -55,7 +55,7 @@ def _channel_nsr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np
 
 def _converter(tf, model, inputs: ConvertInputs):
     c = tf.lite.TFLiteConverter.from_keras_model(model)
-    _int8(c, tf, inputs)
+    configure_int8(c, tf, inputs)
     # float I/O and builtins so that denylisted nodes can stay in float
     c.inference_input_type = tf.float32
     c.inference_output_type = tf.float32
@@ -69,7 +69,7 @@ def layer_errors(model, inputs: ConvertInputs, verbose: bool = False) -> list[La
     with captured_output(not verbose):
         opts = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"channel_nsr": _channel_nsr})
         dbg = tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs),
-                                                        debug_dataset=_representative(inputs), debug_options=opts)
+                                                        debug_dataset=representative_dataset(inputs), debug_options=opts)
         dbg.run()
         buf = io.StringIO()
         dbg.layer_statistics_dump(buf)
@@ -153,7 +153,7 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Callable[[bytes], flo
             with captured_output(not verbose):
                 opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
                 dbg = tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs),
-                                                                debug_dataset=_representative(inputs), debug_options=opts)
+                                                                debug_dataset=representative_dataset(inputs), debug_options=opts)
                 blob = dbg.get_nondebug_quantized_model()
         except Exception as err:  # noqa: BLE001 - converter failures for one denylist are not fatal
             log(f"  int8-selective: keeping {k} layer(s) in float failed to convert ({str(err).splitlines()[0][:120]})")

@@ -44,7 +44,7 @@ class VariantFailed(Exception):
         self.detail = detail
 
 
-def _representative(inputs: ConvertInputs):
+def representative_dataset(inputs: ConvertInputs):
     def gen():
         n = len(inputs.calib[0])
         for i in range(n):
@@ -65,9 +65,9 @@ def _dynamic(c, tf, inputs):
     c.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
-def _int8(c, tf, inputs):
+def configure_int8(c, tf, inputs):
     c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = _representative(inputs)
+    c.representative_dataset = representative_dataset(inputs)
     c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     io = {IoType.UINT8: tf.uint8, IoType.INT8: tf.int8, IoType.FLOAT32: tf.float32}[inputs.io]
     c.inference_input_type = io
@@ -76,7 +76,7 @@ def _int8(c, tf, inputs):
 
 def _int16x8(c, tf, inputs):
     c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = _representative(inputs)
+    c.representative_dataset = representative_dataset(inputs)
     c.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
 
 
@@ -84,7 +84,7 @@ VARIANTS: dict[str, Recipe] = {
     "fp32": Recipe("float32, no quantization", _fp32),
     "fp16": Recipe("float16 weights, float32 compute on CPU", _fp16),
     "dynamic": Recipe("int8 weights, float activations (dynamic range)", _dynamic),
-    "int8": Recipe("full integer int8, calibrated, integer I/O", _int8, calibrated=True, integer_only=True),
+    "int8": Recipe("full integer int8, calibrated, integer I/O", configure_int8, calibrated=True, integer_only=True),
     "int16x8": Recipe("int16 activations, int8 weights, calibrated", _int16x8, calibrated=True),
 }
 DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8")

@@ -10,10 +10,8 @@ keras = pytest.importorskip("keras")
 
 @pytest.mark.slow
 def test_mobilenet_v2_channel_prunes_converts_to_int8_and_runs():
-    import cv2
-
     from keras_edge.device.preprocess import dequantize, quantize
-    from keras_edge.host.demo import digits_images
+    from keras_edge.host.demo import digits_rgb, settle_batchnorm
     from keras_edge.host.prune import prune_model
     from keras_edge.host.prune_graph import count_flops
     from keras_edge.host.variants import ConvertInputs, convert
@@ -21,15 +19,8 @@ def test_mobilenet_v2_channel_prunes_converts_to_int8_and_runs():
     keras.utils.set_random_seed(0)
     m = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10,
                                        classifier_activation=None)
-    imgs, _ = digits_images()  # real images, as 96×96 RGB in [-1, 1] (MobileNetV2's preprocessing)
-    x = np.stack([cv2.cvtColor(cv2.resize(im, (96, 96)), cv2.COLOR_GRAY2RGB) for im in imgs[:120]])
-    x = x.astype(np.float32) / 127.5 - 1.0
-    # random weights shrink activations to nothing by the last layer; BatchNormalization statistics
-    # taken from real images (momentum 0: one training-mode pass sets them) keep them in range
-    for layer in m.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    m(x[:64], training=True)
+    x = digits_rgb(96, 120)  # real images, as 96×96 RGB in [-1, 1] (MobileNetV2's preprocessing)
+    settle_batchnorm(m, x[:64])
     r = prune_model(m, "channels", 0.5, epochs=0)
     assert [s.name for s in r.skipped] == ["predictions"], "only the classifier (the model output) stays whole"
     convs = [l.name for l in m.layers if isinstance(l, keras.layers.Conv2D)]
