@@ -41,7 +41,7 @@ def say(msg: str) -> None:
 
 
 def int8_bytes(model: Any, calib: np.ndarray) -> bytes:
-    from keras_edge.host.variants import ConvertInputs, IoType, convert
+    from keras_edge.host.convert.variants import ConvertInputs, IoType, convert
 
     data, _ = convert(model, "int8", ConvertInputs(calib=[calib], io=IoType.INT8))
     return data
@@ -121,9 +121,9 @@ def digits_section(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.model_selection import train_test_split
 
     from keras_edge.host.demo import build_model, digits_images
-    from keras_edge.host.distill import fit
+    from keras_edge.host.prune.distill import fit
     from keras_edge.host.prune import prune_model
-    from keras_edge.host.prune_graph import clone
+    from keras_edge.host.prune.graph import clone
 
     imgs, labels = digits_images()
     x = imgs[..., None].astype(np.float32)  # the demo model takes raw 0..255 pixels (leading Rescaling)
@@ -181,7 +181,7 @@ def digits_section(args: argparse.Namespace) -> dict[str, Any]:
 def mobilenet_section(args: argparse.Namespace) -> dict[str, Any]:
     import keras
 
-    from keras_edge.host.demo import digits_rgb, settle_batchnorm
+    from tests.support import digits_rgb, settle_batchnorm
     from keras_edge.host.prune import prune_model
 
     keras.utils.set_random_seed(0)

@@ -173,8 +173,8 @@ def prune_digits(digits: BenchModel, notes: list[str], log=print) -> dict[str, t
 def prune_mobilenet(mobilenet: BenchModel, notes: list[str]) -> dict[str, tuple[bytes, object]]:
     """Magnitude-50% and channels-50% MobileNetV2 (no fine-tuning), fp32 through the converter's recipe."""
     import keras
-    from keras_edge.host.variants import ConvertInputs
-    from keras_edge.host.variants import convert as convert_variant
+    from keras_edge.host.convert.variants import ConvertInputs
+    from keras_edge.host.convert.variants import convert as convert_variant
 
     base = keras.models.load_model(mobilenet.keras_path)
     blobs = {"none": ((mobilenet.bundle / "fp32.tflite").read_bytes(), None)}
@@ -200,7 +200,7 @@ def _interpreter(content: bytes):
 def time_pruned(model: str, blobs: dict[tuple[str, str], tuple[bytes, object]], rounds: int, per_round: int
                 ) -> list[PruneRow]:
     """Bare-interpreter latency of unpruned and pruned files, side by side per variant."""
-    from keras_edge.host.prune import gzip_size
+    from keras_edge.host.prune.base import gzip_size
 
     rows = []
     base_acc = next((res.accuracy_before for _, res in blobs.values() if res is not None), None)

@@ -2,7 +2,7 @@
 
 Each measurement is a fresh Python process started through :mod:`benchmarks.child` (argument lists,
 no shell): wall time from process start to its first result line on stdout, and the child's peak
-RSS. The runner is the device CLI (``python -m keras_edge.device.cli run BUNDLE IMAGE --json``), for
+RSS. The runner is the device CLI (``python -m keras_edge.cli run BUNDLE IMAGE --json``), for
 the manifest's default variant and for int8; the Keras side is :mod:`benchmarks.keras_once`.
 Repeats are interleaved so that machine load falls on both alike.
 """
@@ -52,7 +52,7 @@ def commands(model: BenchModel, image: Path) -> dict[str, list[str]]:
     from keras_edge.device.bundle import read_manifest
 
     default = read_manifest(model.bundle).default
-    run = [sys.executable, "-m", "keras_edge.device.cli", "run", str(model.bundle), str(image), "--json", "--top-k", "1"]
+    run = [sys.executable, "-m", "keras_edge.cli", "run", str(model.bundle), str(image), "--json", "--top-k", "1"]
     cmds = {"keras load + predict": [sys.executable, str(ROOT / "keras_once.py"), str(model.keras_path), str(image),
                                      model.preset or "raw"],
             f"keras-edge run ({default}, default)": run}

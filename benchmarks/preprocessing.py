@@ -110,8 +110,8 @@ def baked(model: BenchModel, frame: np.ndarray, rounds: int, per_round: int) -> 
     import keras
     from ai_edge_litert.interpreter import Interpreter
     from keras_edge.device.runtime import default_threads
-    from keras_edge.host.variants import ConvertInputs
-    from keras_edge.host.variants import convert as convert_variant
+    from keras_edge.host.convert.variants import ConvertInputs
+    from keras_edge.host.convert.variants import convert as convert_variant
 
     base = keras.models.load_model(model.keras_path)
     inp = keras.Input((1080, 1920, 3), dtype="uint8", name="frame")

@@ -100,10 +100,11 @@ def sample(records: Sequence[Record], n: int, seed: int) -> list[Record]:
     return [records[i] for i in sorted(chosen)]
 
 
-def split(records: Sequence[Record], n_calib: int, n_eval: int, seed: int) -> tuple[list[Record], list[Record]]:
-    """Disjoint calibration and evaluation samples from one folder (evaluation never reuses calibration)."""
+def split(records: Sequence[Record], n_calib: int, n_eval: int | None, seed: int) -> tuple[list[Record], list[Record]]:
+    """Disjoint calibration and evaluation samples from one folder (evaluation never reuses calibration);
+    ``n_eval`` None holds out a fifth."""
     records = list(records)
-    n_eval = min(n_eval, max(1, len(records) // 5)) if len(records) > 1 else 0
+    n_eval = min(n_eval or len(records), max(1, len(records) // 5)) if len(records) > 1 else 0
     eval_part = sample(records, n_eval, seed + 1) if n_eval else []
     taken = {r.path for r in eval_part}
     rest = [r for r in records if r.path not in taken]
@@ -186,15 +187,34 @@ class DataSplit:
     notes: tuple[str, ...] = ()
     spec: PreprocessSpec | None = None   # how the images were preprocessed (None for arrays)
 
+    def labels_fit(self, classes: int) -> "DataSplit":
+        """This split with its folder labels dropped, and a note, when their count is not ``classes``.
+
+        A folder with one subfolder of images (or 3 class folders for a 7-class model) is not a labelled
+        set for this model: scoring against such labels gives a meaningless accuracy.
+        """
+        names = self.calib.class_names or self.eval.class_names
+        if not names or len(names) == classes:
+            return self
+        unlabel = lambda d: Dataset(d.x, None, None, d.sources, d.skipped)  # noqa: E731
+        note = (f"the data has {len(names)} class folder(s) ({', '.join(names[:5])}{', …' if len(names) > 5 else ''}) "
+                f"but the model has {classes} outputs, so the folders are not used as labels: accuracy is not "
+                "reported and the budget uses agreement with Keras")
+        return DataSplit(unlabel(self.calib), unlabel(self.eval), (*self.notes, note), self.spec)
+
 
 def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval_dir: str | os.PathLike | None = None,
-                     calib_samples: int = 200, eval_samples: int = 300, seed: int = 0,
+                     calib_samples: int = 200, eval_samples: int | None = None, seed: int = 0,
                      progress: Progress | None = None) -> DataSplit:
-    """Calibration and evaluation data: seeded, stratified, disjoint when they come from one folder."""
+    """Calibration and evaluation data: seeded, stratified, disjoint when they come from one folder.
+
+    ``eval_samples`` caps the evaluation set; None evaluates on every image not used for calibration
+    (all of ``eval_dir``, or a fifth of ``calib`` held out).
+    """
     notes: list[str] = []
     if Path(calib).suffix.lower() in ARRAY_EXTENSIONS:
         full = load_arrays(calib)
-        n_eval = 0 if eval_dir or len(full) < 2 else min(eval_samples, max(1, len(full) // 5))
+        n_eval = 0 if eval_dir or len(full) < 2 else min(eval_samples or len(full), max(1, len(full) // 5))
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(full))
         ev, ca = perm[:n_eval], np.sort(perm[n_eval:][:calib_samples])
@@ -212,7 +232,7 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
     if eval_dir:
         eval_index = scan_folder(eval_dir)
         cal_recs = sample(index.records, calib_samples, seed)
-        ev_recs = sample(eval_index.records, eval_samples, seed + 1)
+        ev_recs = sample(eval_index.records, eval_samples or len(eval_index.records), seed + 1)
         class_names = index.class_names if index.class_names == eval_index.class_names else None
         if index.labeled and eval_index.labeled and class_names is None:
             notes.append(f"class folders differ between {calib} and {eval_dir}; accuracy is not reported")

@@ -20,7 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .engine import Accelerator
-from .errors import DataError, EdgeError
+from .checks import positive_int
+from .errors import ConfigError, DataError, EdgeError
 from .sysinfo import environment
 from .target import is_bundle, variant_names
 
@@ -42,12 +43,14 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accelerator", Accelerator(self.accelerator))
-        if self.runs < 1 or self.warmup < 0 or self.min_seconds < 0:
-            raise DataError("--runs must be >= 1, --warmup and --min-seconds >= 0", "fix the options")
-        if any(t < 1 for t in self.threads):
-            raise DataError(f"--threads {','.join(map(str, self.threads))} has a value below 1", "give 1 or more")
+        positive_int("runs", self.runs, "1 or more timed runs")
+        positive_int("warmup", self.warmup, "0 or more untimed runs", minimum=0)
+        if not self.min_seconds >= 0:
+            raise ConfigError("min_seconds", f"{self.min_seconds} is negative", "give 0 or more seconds")
+        for t in self.threads:
+            positive_int("threads", t, "1 or more threads")
         if self.e2e and not Path(self.e2e).is_file():
-            raise DataError(f"--e2e {self.e2e}: no such image file", "give one image file")
+            raise ConfigError("e2e", f"{self.e2e}: no such image file", "give one image file")
 
 
 @dataclass

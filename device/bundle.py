@@ -152,7 +152,7 @@ class Manifest:
         return tuple(v for v in self.variants if v.status is not VariantStatus.CONVERSION_FAILED)
 
     def to_dict(self) -> dict[str, Any]:
-        d = _jsonable(dataclasses.asdict(self))
+        d = jsonable(dataclasses.asdict(self))
         d["preprocess"] = self.preprocess.to_dict() if self.preprocess else None
         return d
 
@@ -181,11 +181,11 @@ class Manifest:
                               "reconvert the bundle with `keras-edge convert`") from None
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, StrEnum):
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
@@ -293,12 +293,20 @@ def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
     check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; a bundle follows the umask like mkdir
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir(tmp, target)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_dir(src: Path, target: Path) -> None:

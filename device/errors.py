@@ -38,3 +38,23 @@ class RuntimeUnavailable(EdgeError):
 
 class RemoteError(EdgeError):
     """A board could not be reached or refused an operation."""
+
+
+class ConfigError(DataError):
+    """A configuration field has a value the library cannot use.
+
+    The message names the *field* (``calib_samples``), never a command-line flag: the command line,
+    which knows which flag sets which field, rewrites the name with :meth:`renamed`.
+    """
+
+    def __init__(self, field: str, problem: str, fix: str | None = None):
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field} {problem}", fix)
+
+    def renamed(self, name: str) -> "ConfigError":
+        """The same error with the field shown as ``name`` (a flag, for the CLI)."""
+        err = ConfigError(self.field, self.problem, self.fix)
+        err.what = f"{name} {self.problem}"
+        err.args = (err.what if not err.fix else f"{err.what}; {err.fix}",)
+        return err

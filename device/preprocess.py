@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 
 class ResizeMode(StrEnum):
@@ -88,17 +88,18 @@ class PreprocessSpec:
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         if self.height <= 0 or self.width <= 0:
-            raise DataError(f"input size {self.height}x{self.width} is not positive", "pass --input-shape H,W,C")
+            raise ConfigError("input_shape", f"{self.height}x{self.width} is not positive", "give H,W,C such as 224,224,3")
         if self.channels not in (1, 3):
             raise DataError(f"{self.channels}-channel image input is not supported", "image models take 1 or 3 channels")
         if self.channels == 1 and self.color is not ColorOrder.GRAY:
             object.__setattr__(self, "color", ColorOrder.GRAY)
         for vec, what in ((self.mean, "mean"), (self.std, "std")):
             if len(vec) not in (1, self.channels):
-                raise DataError(f"--{what} has {len(vec)} values for a {self.channels}-channel input",
-                                f"give 1 or {self.channels} values")
+                want = "one value (the input is gray, 1 channel)" if self.channels == 1 else \
+                    f"one value for all channels or {self.channels}, one per channel"
+                raise ConfigError(what, f"has {len(vec)} values for a {self.channels}-channel input", f"give {want}")
         if any(s == 0 for s in self.std):
-            raise DataError("--std contains 0", "every std value must be non-zero")
+            raise ConfigError("std", "contains 0", "every std value must be non-zero")
 
     @classmethod
     def from_preset(cls, preset: str, height: int, width: int, channels: int = 3, **kw: Any) -> "PreprocessSpec":

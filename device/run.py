@@ -17,6 +17,7 @@ import numpy as np
 
 from .bundle import Task
 from .engine import Engine, EngineOptions, load
+from .checks import positive_int
 from .errors import DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
 from .preprocess import dequantize, quantize
@@ -40,8 +41,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decode", DecodePolicy(self.decode))
-        if self.top_k < 1:
-            raise DataError(f"--top-k {self.top_k} is not positive", "give 1 or more")
+        positive_int("top_k", self.top_k, "1 or more classes")
 
 
 @dataclass(frozen=True)
@@ -207,9 +207,34 @@ class Runner:
         res = Result(item.name, decode_ms=item.decode_ms, preprocess_ms=item.preprocess_ms, infer_ms=ms)
         if self.classify:
             res.top = self._top_k(outs[0])
+            if self.config.save_outputs:  # the raw scores too: --save-outputs promises .npy files for every task
+                res.outputs = self._describe_outputs(item.name, outs)
         else:
             res.outputs = self._describe_outputs(item.name, outs)
         return res
+
+    def run_one(self, source: "str | os.PathLike | np.ndarray") -> Result:
+        """Run one input: an image file, a decoded BGR uint8 image (H, W, C as OpenCV gives it), or an array
+        shaped like the model's input (float in model units, or the input's own integer type)."""
+        if isinstance(source, np.ndarray):
+            if source.dtype == np.uint8 and self.plan is not None and source.ndim in (2, 3):
+                return self.infer(self.from_frame(source, "<array>"))
+            return self.infer(self.from_arrays("<array>", {"input_0": source})[0])
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot be read ({e.strerror or e})", "give an image file that exists") from None
+        return self.infer(self.from_bytes(data, str(path)))
+
+    def close(self) -> None:
+        self.engine = None  # type: ignore[assignment] - releases the interpreter with its buffers
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _top_k(self, raw: np.ndarray) -> list[Prediction]:
         spec = self.engine.outputs[0]

@@ -36,29 +36,6 @@ def digits_images(size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
     return imgs, d.target.astype(np.int64)
 
 
-def digits_rgb(size: int, n: int) -> np.ndarray:
-    """The first ``n`` digits as (n, size, size, 3) float32 in [-1, 1]: real images for ImageNet-shaped models."""
-    import cv2
-
-    imgs, _ = digits_images()
-    x = np.stack([cv2.cvtColor(cv2.resize(im, (size, size)), cv2.COLOR_GRAY2RGB) for im in imgs[:n]])
-    return x.astype(np.float32) / 127.5 - 1.0
-
-
-def settle_batchnorm(model, x: np.ndarray) -> None:
-    """Set every BatchNormalization layer's statistics from ``x`` in one training-mode pass.
-
-    With random weights (``weights=None``) activations shrink to nothing by the last layer; statistics
-    from real images keep them in a realistic range, so int8 calibration and pruning see real ranges.
-    """
-    import keras
-
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.0
-    model(x, training=True)
-
-
 def write_image_folder(root: Path, imgs: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
     import cv2
 
@@ -130,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from .convert import ConvertConfig, convert
-    from .report import table
+    from .report.render import table
 
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     t0 = time.perf_counter()

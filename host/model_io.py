@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import re
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +23,54 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 @dataclass(frozen=True)
 class LoadedModel:
     model: Any               # keras.Model
-    path: Path
-    kind: str                # "keras" | "h5" | "savedmodel"
+    path: Path | None        # None for a model object given through the Python API
+    kind: str                # "keras" | "h5" | "savedmodel" | "object"
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path is not None else str(getattr(self.model, "name", "model"))
+
+
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([\w.]+)'")
+
+
+def import_user_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import the user's modules (dotted names or .py files) so their Keras classes are registered."""
+    for name in modules:
+        try:
+            if name.endswith(".py"):
+                path = Path(name)
+                if not path.is_file():
+                    raise ModelError(f"{name}: no such Python file", "give a .py file or a dotted module name")
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except ModelError:
+            raise
+        except Exception as e:  # noqa: BLE001 - user code may raise anything while importing
+            raise ModelError(f"importing {name} failed ({type(e).__name__}: {_first_line(e)})",
+                             "check that the module imports on its own (python -c 'import ...')") from None
+
+
+def from_object(model: Any) -> LoadedModel:
+    """A model object given through the Python API (any built Keras model, subclassed ones included)."""
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{type(model).__name__} is not a keras.Model", "give a Keras model object or a model file path")
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs:
+        raise ModelError(f"model {model.name!r} has not been built, so its input shape is unknown",
+                         "call it once on an input (model(x)) or build it with model.build(shape) first")
+    return LoadedModel(model, None, "object", _specs(inputs), _specs(outputs))
 
 
 def _unsafe_hint(err: Exception) -> bool:
@@ -30,10 +78,14 @@ def _unsafe_hint(err: Exception) -> bool:
     return "safe_mode" in text or "Lambda" in text or "arbitrary code" in text
 
 
-def load_model(path: str | os.PathLike, safe_mode: bool = True, verbose: bool = False) -> LoadedModel:
-    """Load ``.keras``, ``.h5`` or a SavedModel directory; safe mode unless the user opts out."""
+def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports: tuple[str, ...] = ()) -> LoadedModel:
+    """Load ``.keras``, ``.h5`` or a SavedModel directory (or take a model object); safe mode unless the
+    user opts out. ``imports`` are the user's modules that register custom or subclassed classes."""
     tf = import_tf(verbose)  # first: on a board without TensorFlow, say so before anything else
+    if not isinstance(path, (str, os.PathLike)):
+        return from_object(path)
     path = Path(path)
+    import_user_modules(imports)
     if not path.exists():
         raise ModelError(f"{path}: no such model file", "pass a .keras or .h5 file, or a SavedModel directory")
     import keras
@@ -63,6 +115,12 @@ def load_model(path: str | os.PathLike, safe_mode: bool = True, verbose: bool = 
             with captured_output(not verbose):
                 model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
         except Exception as e:  # noqa: BLE001 - loaders raise anything from ValueError to OSError
+            unknown = _UNKNOWN_CLASS.search(str(e))
+            if unknown:
+                raise ModelError(f"{path} uses the custom class {unknown.group(1)}, which is not registered in this process",
+                                 "pass --import MODULE (a module or .py file that defines it with "
+                                 "@keras.saving.register_keras_serializable()), or give the model object to the Python API"
+                                 ) from None
             if safe_mode and _unsafe_hint(e):
                 raise ModelError(f"{path} contains a Lambda layer (or other code) that safe mode refuses to load",
                                  "if you trust this file, pass --unsafe") from None
@@ -84,9 +142,15 @@ def _wrap_tfsm(keras, tf, layer, path: Path):
     return keras.Model(inp, out)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
+def _first_line(e: Exception, limit: int = 300) -> str:
+    """The first line of an exception, cut at a sentence or word boundary, never mid-word."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].strip() if lines else type(e).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = max(cut.rfind(". "), cut.rfind("; "))
+    return cut[:end + 1] if end > limit // 2 else cut[:cut.rfind(" ")] + " …"
 
 
 def _specs(tensors) -> tuple[TensorSpec, ...]:
@@ -113,3 +177,27 @@ def leading_preprocessing(model) -> list[Any]:
             continue
         break
     return found
+
+
+def save_model(model: Any, out: str | os.PathLike) -> Path:
+    """Save a Keras model as ``.keras`` atomically: next to the target, then rename (an interrupted run
+    leaves the previous file intact). The file follows the umask, like any file the user creates."""
+    import tempfile
+
+    from keras_edge.device.bundle import current_umask
+    from keras_edge.device.errors import ConfigError
+
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ConfigError("out", f"{out} does not end in .keras", "Keras 3 saves models as NAME.keras")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".keras", dir=out.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

@@ -24,7 +24,7 @@ def test_package_is_installed_under_the_keras_edge_namespace_only():
 
 
 def test_cli_help_does_not_import_tensorflow(capsys):
-    from keras_edge.device.cli import main
+    from keras_edge.cli import main
 
     assert main(["--help"]) == 0
     assert "convert" in capsys.readouterr().out
@@ -32,7 +32,7 @@ def test_cli_help_does_not_import_tensorflow(capsys):
 
 
 def test_host_command_on_the_board_says_what_to_install(capsys, tmp_path):
-    from keras_edge.device.cli import main
+    from keras_edge.cli import main
 
     code = main(["convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "b"), "--calib", str(tmp_path)])
     err = capsys.readouterr().err

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_edge.device.cli import main
+from keras_edge.cli import main
 from keras_edge.device.runtime import RuntimeName, select_runtime
 
 # tflite_runtime 2.14 (the device-legacy extra) predates the op versions TF 2.21 writes for some
@@ -274,7 +274,7 @@ def test_probe_model_runs_on_the_selected_runtime():
 
 
 def test_device_commands_start_without_tensorflow():
-    code = ("import sys; from keras_edge.device.cli import main\n"
+    code = ("import sys; from keras_edge.cli import main\n"
             "for c in ('run', 'verify', 'bench', 'doctor'):\n"
             "    try: main([c, '--help'])\n"
             "    except SystemExit: pass\n"

@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from keras_edge.device.cli import COMMANDS
+from keras_edge.cli import COMMANDS
 
 CHILD = """
 import contextlib, io, json, sys
-from keras_edge.device.cli import main
+from keras_edge.cli import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     rc = main(sys.argv[1:])

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from keras_edge.device import bundle as B
-from keras_edge.device.cli import main
+from keras_edge.cli import main
 from keras_edge.device.preprocess import quantize
 
 SIZE = 16

@@ -11,8 +11,8 @@ import pytest
 
 from keras_edge.device import bundle as B
 from keras_edge.host.convert import ConvertConfig, convert
-from keras_edge.host.evaluate import load_tflite, predict
-from keras_edge.host.variants import VARIANTS
+from keras_edge.host.convert.evaluate import load_tflite, predict
+from keras_edge.host.convert.variants import VARIANTS
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 from sshd import lab  # noqa: F401  (the fixture)
 
 from keras_edge.device import bundle as B
-from keras_edge.device.cli import main
+from keras_edge.cli import main
 from keras_edge.device.preprocess import PreprocessSpec
 
 
@@ -146,7 +146,7 @@ def test_killed_transfer_leaves_current_on_the_previous_valid_version(lab, tmp_p
     assert deploy(capsys, lab, v1, "board1")[0] == 0
 
     # a throttled copy of 8 MiB takes about 8 s: kill the whole deploy once the big file is arriving
-    proc = subprocess.Popen([sys.executable, "-m", "keras_edge.device.cli", "deploy", str(big), "board1",
+    proc = subprocess.Popen([sys.executable, "-m", "keras_edge.cli", "deploy", str(big), "board1",
                              "-F", str(lab.config), "--bwlimit", "1024"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -275,7 +275,7 @@ def test_deploy_and_rollback_work_without_tensorflow(lab, tmp_path):
     board = lab.start("board1")
     v1, v2 = make_bundle(tmp_path, "v1"), make_bundle(tmp_path, "v2")
     blocked = ("import sys; sys.modules.update(tensorflow=None, keras=None); "
-               "from keras_edge.device.cli import main; rc = main(sys.argv[1:]); "
+               "from keras_edge.cli import main; rc = main(sys.argv[1:]); "
                "assert not any(m.startswith(('tensorflow', 'keras.')) for m in sys.modules if sys.modules[m]); sys.exit(rc)")
     for args in (["deploy", v1, "board1"], ["deploy", v2, "board1"], ["rollback", "toy", "board1"]):
         proc = subprocess.run([sys.executable, "-c", blocked, *map(str, args), "-F", str(lab.config)],

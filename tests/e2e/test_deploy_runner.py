@@ -20,8 +20,9 @@ from test_deploy import deploy, make_bundle
 
 from keras_edge.device import bundle as B
 from keras_edge.device.errors import RemoteError
-from keras_edge.host.deploy import build_wheel, remote_bench
-from keras_edge.host.ssh import SshOptions
+from keras_edge.host.deploy.core import build_wheel
+from keras_edge.host.deploy.remote import remote_bench
+from keras_edge.host.deploy.ssh import SshOptions
 
 NETWORK = os.environ.get("KERAS_EDGE_NETWORK_TESTS") == "1"
 
@@ -67,7 +68,7 @@ def test_real_bundle_verified_by_the_runner_then_bench_on_the_board(lab, digits,
 
 
 def test_cli_bench_on_prints_the_board_table_and_report_shows_it_beside_the_workstation(lab, digits, digits_demo, capsys):
-    from keras_edge.device.cli import main
+    from keras_edge.cli import main
 
     lab.start("board1", runner=Path(sys.prefix))
     rc, out, err = deploy(capsys, lab, digits, "board1")

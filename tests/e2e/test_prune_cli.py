@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from keras_edge.device.cli import main
+from keras_edge.cli import main
 
 
 def cli(capsys, *args):

@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 L = keras.layers
 
 from keras_edge.host.prune import prune_model  # noqa: E402
-from keras_edge.host.prune_graph import clone, count_flops  # noqa: E402
+from keras_edge.host.prune.graph import clone, count_flops  # noqa: E402
 
 PRUNABLE = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
 
@@ -70,7 +70,7 @@ def test_magnitude_pruning_reaches_the_sparsity_and_keeps_accuracy(digits, train
 
 def test_masks_hold_through_every_optimizer_step(digits, trained):
     """Adam moves a zeroed weight again unless the mask constraint puts it back after each step."""
-    from keras_edge.host.prune import _KeepMasked, apply_masks
+    from keras_edge.host.prune.magnitude import _KeepMasked, apply_masks
 
     x, y, *_ = digits
     m = clone(trained)
@@ -128,7 +128,7 @@ def test_fine_tuning_recovers_the_channel_pruned_model(channel_pruned):
 
 
 def test_distillation_trains_a_pruned_student_past_its_start(digits, trained):
-    from keras_edge.host.distill import DistillConfig, distill
+    from keras_edge.host.prune.distill import DistillConfig, distill
 
     x, y, xv, yv = digits
     student = prune_model(trained, "channels", 0.75, epochs=0, channel_multiple=1).model
@@ -154,7 +154,7 @@ def run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def test_pruned_model_converts_to_int8_and_agrees_with_keras(digits, channel_pruned):
-    from keras_edge.host.variants import ConvertInputs, convert
+    from keras_edge.host.convert.variants import ConvertInputs, convert
 
     x, _, xv, yv = digits
     data, _ = convert(channel_pruned.model, "int8", ConvertInputs(calib=[x[:100]]))

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_edge.device.cli import main
+from keras_edge.cli import main
 
 from runner_models import convert, multi_io_model
 
@@ -114,7 +114,7 @@ def test_tensorflow_lite_runtime_when_forced(capsys, tmp_path, multi_io, monkeyp
 
 def test_device_commands_do_not_import_tensorflow_even_when_installed(tmp_path, multi_io):
     files, batch, _ = multi_io
-    code = ("import sys, json; from keras_edge.device.cli import main\n"
+    code = ("import sys, json; from keras_edge.cli import main\n"
             f"assert main(['run', {str(files['int8'])!r}, {str(batch)!r}, '--json']) == 0\n"
             f"assert main(['bench', {str(files['int8'])!r}, '--runs', '2', '--min-seconds', '0', '--json']) == 0\n"
             "for c in ('run', 'verify', 'bench', 'doctor'):\n"

@@ -75,8 +75,8 @@ def test_when_nothing_fits_it_says_so_with_the_layer_ranking(digits_demo, tmp_pa
 
     from keras_edge.calibration.dataset import load_labeled
     from keras_edge.device.preprocess import PreprocessSpec
-    from keras_edge.host.selective import STEPS, selective_int8
-    from keras_edge.host.variants import ConvertInputs
+    from keras_edge.host.convert.selective import STEPS, selective_int8
+    from keras_edge.host.convert.variants import ConvertInputs
 
     model = keras.models.load_model(_wide_range_model(digits_demo.model, tmp_path / "wide.keras"))
     calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from keras_edge.device.errors import RemoteError
-from keras_edge.host.deploy import HostResult, Outcome, board_fingerprint, describe_board
-from keras_edge.host.deploy_cli import render_table
-from keras_edge.host.ssh import ScriptResult, SshOptions, Target, parse_values, ssh_failure
+from keras_edge.host.deploy.core import HostResult, Outcome, board_fingerprint, describe_board
+from keras_edge.host.deploy.cli import render_table
+from keras_edge.host.deploy.ssh import ScriptResult, SshOptions, Target, parse_values, ssh_failure
 
 
 @pytest.mark.parametrize("spec, destination, port, rsync", [

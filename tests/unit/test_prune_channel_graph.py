@@ -14,8 +14,8 @@ keras = pytest.importorskip("keras")
 L = keras.layers
 
 from keras_edge.device.errors import ModelError  # noqa: E402
-from keras_edge.host.channel_prune import keep_count, plan_and_rebuild  # noqa: E402
-from keras_edge.host.prune_graph import clone, count_flops  # noqa: E402
+from keras_edge.host.prune.channels import keep_count, plan_and_rebuild  # noqa: E402
+from keras_edge.host.prune.graph import clone, count_flops  # noqa: E402
 
 
 def randomize(model, seed=0):

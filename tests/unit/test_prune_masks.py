@@ -61,7 +61,7 @@ def test_bad_options_say_what_and_how_to_fix(field, value, text):
 
 
 def test_registry_keys_are_the_cli_choices():
-    from keras_edge.host.prune_cli import prune
+    from keras_edge.host.prune.cli import prune
 
     method = next(p for p in prune.params if p.name == "method")
     assert list(method.type.choices) == list(PRUNE_METHODS) == ["magnitude", "channels"]
@@ -102,7 +102,7 @@ def _np_loss(labels, t, s, temp, alpha):
 
 @pytest.mark.parametrize(("temp", "alpha"), [(1.0, 0.0), (4.0, 0.5), (2.0, 1.0)])
 def test_distillation_loss_is_weighted_kl_plus_cross_entropy(temp, alpha):
-    from keras_edge.host.distill import distillation_loss
+    from keras_edge.host.prune.distill import distillation_loss
 
     rng = np.random.default_rng(1)
     t, s = rng.normal(size=(6, 5)).astype(np.float32) * 3, rng.normal(size=(6, 5)).astype(np.float32) * 3
@@ -112,7 +112,7 @@ def test_distillation_loss_is_weighted_kl_plus_cross_entropy(temp, alpha):
 
 
 def test_distillation_loss_of_a_perfect_copy_has_no_soft_term():
-    from keras_edge.host.distill import distillation_loss
+    from keras_edge.host.prune.distill import distillation_loss
 
     t = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(distillation_loss(np.zeros(4, int), t, t, 3.0, 1.0)), 0.0, atol=1e-6)

@@ -12,7 +12,7 @@ from keras_edge.device.engine import Engine, EngineOptions
 from keras_edge.device.engine import load as load_engine
 from keras_edge.device.preprocess import dequantize, quantize
 
-from .tfenv import captured_output
+from ..tfenv import captured_output
 
 
 def load_tflite(path: str | os.PathLike, threads: int | None = None) -> Engine:

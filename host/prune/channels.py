@@ -24,8 +24,8 @@ import keras
 
 from keras_edge.device.errors import ModelError
 
-from . import prune_graph as g
-from .prune import Criterion, LayerReport, PruneConfig, PruneResult, SkippedLayer
+from . import graph as g
+from .base import Criterion, LayerReport, PruneConfig, PruneResult, SkippedLayer
 
 L = keras.layers
 

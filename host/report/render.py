@@ -1,12 +1,17 @@
-"""The bundle's report: ``report.json`` for tools and ``report.md`` for people."""
+"""The bundle's report for people: a terminal table, ``report.md`` and ``report.png``.
+
+Rendering reads the dict view of a :class:`~.contract.Report` (``report.to_dict()``); only
+:mod:`.contract` writes ``report.json``.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from keras_edge.device.bundle import REPORT_JSON, REPORT_MD
+from keras_edge.device.bundle import REPORT_MD
+
+from .contract import Report, write_report_json
 
 COLUMNS = ("variant", "status", "size", "gzip", "accuracy", "drop", "agreement", "max err", "p50 ms", "p50 ms 1T",
            "vs keras", "convert s")
@@ -40,7 +45,7 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     out = []
     for r in report["variants"]:
         m = r.get("metrics", {})
-        status = r["status"] + ("*" if r["name"] == report.get("default") else "")
+        status = r["status"] + (" (default)" if r["name"] == report.get("default") else "")
         sp = speedup(report, m)
         out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
                     _fmt(m.get("accuracy"), "pct"),
@@ -90,7 +95,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
-    lines += ["", f"`*` default variant: **{report.get('default')}** — {report.get('default_reason', '')}", ""]
+    lines += ["", f"Default variant: **{report.get('default')}** — {report.get('default_reason', '')}", ""]
     failed = [r for r in report["variants"] if r["status"] != "ok"]
     if failed:
         lines.append("Not ok:")
@@ -115,13 +120,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(directory: str | Path, report: dict[str, Any]) -> None:
+def write_report(directory: str | Path, report: Report) -> None:
     """Write report.json, report.md and report.png into a bundle directory (each file replaced atomically)."""
     d = Path(directory)
-    data = {k: v for k, v in report.items() if k != "bundle"}
-    _atomic_text(d / REPORT_JSON, json.dumps(data, indent=2) + "\n")
+    write_report_json(d, report)
+    data = report.to_dict()
     _atomic_text(d / REPORT_MD, markdown(data))
-    from .report_plot import plot
+    from .plot import plot
 
     tmp = d / ".report.png.tmp"
     plot(data, tmp)

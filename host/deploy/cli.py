@@ -1,6 +1,6 @@
-"""`keras-edge deploy` and `keras-edge rollback`: thin click fronts over :mod:`keras_edge.host.deploy`.
+"""`keras-edge deploy`, `rollback` and `bench --on`: thin click fronts over :mod:`keras_edge.host.deploy`.
 
-No TensorFlow here: both commands work in an environment without the host extra.
+No TensorFlow here: these commands work in an environment without the host extra.
 """
 
 from __future__ import annotations
@@ -14,19 +14,12 @@ import click
 
 from keras_edge.device.errors import EdgeError
 
-from .deploy import DeployConfig, HostResult, Outcome, Transport, deploy_many, rollback_many
+from keras_edge.board_cli import bench_options
+from keras_edge.board_cli import bench as local_bench
+from keras_edge.options import json_option, ssh_options
+
+from .core import DeployConfig, HostResult, Outcome, Transport, deploy_many, rollback_many
 from .ssh import SshOptions
-
-
-def ssh_options(f: Callable) -> Callable:
-    """Add --ssh-config/-F, --ssh-option/-o and --connect-timeout to a command (shared with `bench --on`)."""
-    f = click.option("--connect-timeout", default=10, show_default=True, type=click.IntRange(min=1),
-                     metavar="SECONDS", help="Give up on a board that does not answer within this time.")(f)
-    f = click.option("--ssh-option", "-o", "ssh_option", multiple=True, metavar="KEY=VALUE",
-                     help="Extra `ssh -o` option, repeatable (e.g. -o Port=2222). Yours win over the defaults.")(f)
-    f = click.option("--ssh-config", "-F", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="ssh config file to use instead of ~/.ssh/config (as `ssh -F`).")(f)
-    return f
 
 
 def ssh_from_options(ssh_config: Path | None, ssh_option: Sequence[str], connect_timeout: int) -> SshOptions:
@@ -47,7 +40,7 @@ def ssh_from_options(ssh_config: Path | None, ssh_option: Sequence[str], connect
 @click.option("--bwlimit", type=click.IntRange(min=1), metavar="KIB/S", help="Limit rsync's bandwidth per board.")
 @click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(min=1), help="Boards deployed at once.")
 @ssh_options
-@click.option("--json", "as_json", is_flag=True, help="Print the per-board results as JSON instead of a table.")
+@json_option
 def deploy(bundle_dir: Path, hosts: tuple[str, ...], keep: int, install_runner: bool, wheel: Path | None,
            transport: str, bwlimit: int | None, jobs: int, ssh_config: Path | None, ssh_option: tuple[str, ...],
            connect_timeout: int, as_json: bool) -> None:
@@ -67,7 +60,7 @@ def deploy(bundle_dir: Path, hosts: tuple[str, ...], keep: int, install_runner: 
 @click.argument("hosts", metavar="HOST...", nargs=-1, required=True)
 @click.option("--jobs", "-j", default=8, show_default=True, type=click.IntRange(min=1), help="Boards handled at once.")
 @ssh_options
-@click.option("--json", "as_json", is_flag=True, help="Print the per-board results as JSON instead of a table.")
+@json_option
 def rollback(name: str, hosts: tuple[str, ...], jobs: int, ssh_config: Path | None, ssh_option: tuple[str, ...],
              connect_timeout: int, as_json: bool) -> None:
     """Switch bundle NAME on each HOST back to its previous version (verified there first)."""
@@ -114,3 +107,51 @@ def _sent(r: HostResult) -> str:
     while size >= 1024 and len(units) > 1:
         size, units = size / 1024, units[1:]
     return f"{r.files_sent} files, {size:.0f} B" if units[0] == "B" else f"{r.files_sent} files, {size:.1f} {units[0]}"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@bench_options
+@click.option("--on", "hosts", multiple=True, metavar="HOST",
+              help="Run the benchmark on a board over ssh (the bundle must be deployed there) and store it in the report.")
+@ssh_options
+@click.pass_context
+def bench(ctx: click.Context, hosts: tuple[str, ...], ssh_config: Path | None, ssh_option: tuple[str, ...],
+          connect_timeout: int, **kw) -> int:
+    """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size (here, or --on boards)."""
+    if not hosts:
+        given = [p for p in ("ssh_config", "ssh_option") if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} only applies with --on HOST")
+        return ctx.invoke(local_bench, **kw)
+    return _bench_on(hosts, ssh_from_options(ssh_config, ssh_option, connect_timeout), **kw)
+
+
+def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variant, runs, warmup, min_seconds, threads,
+              as_json, out, e2e, preprocess, input_shape, accelerator, no_fallback, gpu_delegate) -> int:
+    from keras_edge.device import render
+    from keras_edge.device.bench import BenchReport, write_json
+
+    from .remote import remote_bench
+
+    unsupported = [f for f, v in (("--e2e", e2e), ("--preprocess", preprocess), ("--input-shape", input_shape),
+                                  ("--gpu-delegate", gpu_delegate)) if v]
+    if unsupported:
+        raise click.UsageError(f"{unsupported[0]} is not passed to boards by --on; run `keras-edge bench` on the board for it")
+    passthru = [*(["--variant", variant] if variant else []), "--runs", str(runs), "--warmup", str(warmup),
+                "--min-seconds", str(min_seconds), *(["--threads", ",".join(map(str, threads))] if threads else []),
+                "--accelerator", accelerator, *(["--no-fallback"] if no_fallback else [])]
+    runs_done = []
+    for host in hosts:
+        run = remote_bench(target, host, passthru, ssh=ssh)
+        runs_done.append(run.to_dict())
+        if as_json:
+            click.echo(json.dumps(run.to_dict(), default=str))
+            continue
+        click.echo(f"board {run.fingerprint} ({host}), bundle version {run.version}:")
+        for line in render.bench_table(BenchReport.from_dict(run.bench)):
+            click.echo(line)
+    if out:
+        write_json(out, {"boards": runs_done})
+    if not as_json:
+        click.echo(f"stored in {target}/report.json under boards; `keras-edge report {target}` shows them side by side")
+    return 0

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .tfenv import captured_output, import_tf
+from ..tfenv import captured_output, import_tf
 
 
 class IoType(StrEnum):

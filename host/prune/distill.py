@@ -20,10 +20,11 @@ import numpy as np
 import keras
 from keras import ops
 
-from keras_edge.device.errors import EdgeError, ModelError
+from keras_edge.device.checks import positive_float, positive_int
+from keras_edge.device.errors import ModelError
 
-from . import prune_graph as g
-from .prune import check_distill_params
+from . import graph as g
+from .base import check_distill_params
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,9 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         check_distill_params(self.temperature, self.alpha)
-        if self.epochs < 1:
-            raise EdgeError(f"--epochs {self.epochs} is below 1", "distillation trains for at least one epoch")
-        if self.batch_size < 1:
-            raise EdgeError(f"--batch-size {self.batch_size} is not positive", "pass a batch size such as 32")
-        if not self.learning_rate > 0:
-            raise EdgeError(f"learning rate {self.learning_rate} is not positive", "pass --lr such as 0.001")
+        positive_int("epochs", self.epochs, "at least one epoch: distillation trains")
+        positive_int("batch_size", self.batch_size, "a batch size such as 32")
+        positive_float("learning_rate", self.learning_rate, "a learning rate such as 0.001")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ environment that has the OpenSSH client (and ideally rsync).
 
 from __future__ import annotations
 
-import datetime as _dt
+
 import json
 import os
 import re
@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from keras_edge.device import bundle
-from keras_edge.device.errors import BundleError, EdgeError, RemoteError
+from keras_edge.device.checks import positive_int
+from keras_edge.device.errors import BundleError, ConfigError, EdgeError, RemoteError
 
-from . import deploy_scripts as scripts
+from . import scripts
 from .ssh import ScriptResult, SshOptions, Target, TransferStats, have_local_rsync, rsync_push, run_script, tar_push
 
 SUMS = "SHA256SUMS"
@@ -70,18 +71,16 @@ class DeployConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "bundle_dir", Path(self.bundle_dir))
         object.__setattr__(self, "transport", Transport(self.transport))
-        if self.keep < 1:
-            raise EdgeError(f"--keep {self.keep} would remove every version", "keep at least 1")
-        if self.jobs < 1:
-            raise EdgeError(f"--jobs {self.jobs} must be at least 1")
-        if self.bwlimit_kbps is not None and self.bwlimit_kbps < 1:
-            raise EdgeError(f"--bwlimit {self.bwlimit_kbps} must be a positive number of KiB/s")
+        positive_int("keep", self.keep, "at least 1 (0 would remove every version)")
+        positive_int("jobs", self.jobs, "at least 1 board at once")
+        if self.bwlimit_kbps is not None:
+            positive_int("bwlimit_kbps", self.bwlimit_kbps, "a positive number of KiB/s")
         if self.wheel is not None:
             wheel = Path(self.wheel)
             if not wheel.is_file() or wheel.suffix != ".whl":
-                raise EdgeError(f"{wheel} is not a wheel file", "give a .whl built from keras-edge, or leave --wheel out")
+                raise ConfigError("wheel", f"{wheel} is not a wheel file", "give a .whl built from keras-edge, or leave it out")
             if not self.install_runner:
-                raise EdgeError("--wheel only makes sense with --install-runner", "add --install-runner")
+                raise ConfigError("wheel", "only makes sense when installing the runner", "add install_runner")
 
 
 @dataclass(frozen=True)
@@ -375,54 +374,3 @@ def summarize_doctor(result: ScriptResult) -> str:
         return ""
     runtime = doc.get("selected_runtime") if isinstance(doc, dict) else None
     return f"runtime {runtime}" if runtime else "no usable runtime"
-
-
-# ---------------------------------------------------------------- remote benchmark
-
-def remote_bench(bundle_dir: str | os.PathLike, host: str, args: Sequence[str] = (), *,
-                 ssh: SshOptions | None = None) -> dict[str, Any]:
-    """Run the board's ``keras-edge bench <current> --json`` and store it in the bundle's report.
-
-    The board must run this very bundle (same version). The result goes into ``report.json``
-    under ``boards.<fingerprint>``; the returned entry holds the board facts and the bench JSON
-    (``{"environment": ..., "results": [...]}``) for the caller to print.
-    """
-    src = Path(bundle_dir)
-    manifest = bundle.read_manifest(src)
-    version = bundle.content_hash(src)
-    target = Target.parse(host)
-    result = run_script(target, ssh or SshOptions(), scripts.BENCH, [manifest.name, version, *args])
-    if result.returncode != 0:
-        raise RemoteError(f"{host}: bench failed on the board: {result.failure()}")
-    _, marker, body = result.stdout.partition("json-follows\n")
-    try:
-        bench = json.loads(body) if marker else None
-    except json.JSONDecodeError:
-        bench = None
-    if not isinstance(bench, dict) or not isinstance(bench.get("results"), list):
-        raise RemoteError(f"{host}: the board's `keras-edge bench --json` printed no benchmark JSON",
-                          "update the runner on the board with `keras-edge deploy --install-runner`")
-    facts = {k: result.values.get(k, "") for k in ("model", "cpu", "arch", "os", "os_id", "kernel", "hostname", "cores")}
-    entry = {"fingerprint": board_fingerprint(facts), "host": host, "board": facts, "version": version,
-             "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "bench": bench}
-    store_board_result(src, entry)
-    return entry
-
-
-def store_board_result(bundle_dir: Path, entry: dict[str, Any]) -> Path:
-    """Write ``entry`` into ``report.json`` under ``boards.<fingerprint>`` (atomic replace)."""
-    path = Path(bundle_dir) / bundle.REPORT_JSON
-    report: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise BundleError(f"{path} is not valid JSON ({e})", "regenerate it with `keras-edge report`") from None
-        if not isinstance(report, dict):
-            raise BundleError(f"{path} is not a JSON object", "regenerate it with `keras-edge report`")
-    boards = report.setdefault("boards", {})
-    boards[entry["fingerprint"]] = entry
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -1,0 +1,58 @@
+"""Which variant a bundle runs by default: the fastest one within the accuracy budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from keras_edge.device import bundle as B
+
+NOISE = 0.05  # latency differences below this fraction do not decide the default
+
+
+@dataclass(frozen=True)
+class BoardTimes:
+    """p50 latency per variant measured on a board by `keras-edge bench --on` (from the previous report)."""
+
+    board: str
+    measured: str
+    latency_ms: dict[str, float]
+
+
+def board_times(report: Any) -> BoardTimes | None:
+    """The most recent board benchmark stored in ``report`` (a :class:`Report`, or None)."""
+    run = report.latest_board() if report is not None else None
+    return BoardTimes(run.fingerprint, run.measured, run.latencies()) if run else None
+
+
+def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:
+    """Accuracy drop against Keras when labels exist, otherwise disagreement with Keras."""
+    if keras_acc is not None and metrics.get("accuracy") is not None:
+        return keras_acc - metrics["accuracy"]
+    return 1.0 - metrics["agreement"] if metrics.get("agreement") is not None else 0.0
+
+
+def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_drop: float,
+                   board: BoardTimes | None = None) -> tuple[str, str]:
+    """The fastest validated variant whose accuracy drop (or disagreement) fits the budget.
+
+    Speed comes from a board benchmark when one covers every fitting variant, else from the workstation.
+    """
+    ok = [v for v in variants if v.status is B.VariantStatus.OK]
+    loss = lambda v: loss_of(v.metrics, keras_acc)  # noqa: E731
+    fits = [v for v in ok if loss(v) <= max_drop + 1e-12]
+    what = "accuracy drop" if keras_acc is not None else "disagreement with Keras"
+    if not fits:
+        best = min(ok, key=loss)
+        return best.name, f"no variant fits the {what} budget of {max_drop:.2%}; {best.name} has the smallest ({loss(best):.2%})"
+    on_board = board is not None and all(v.name in board.latency_ms for v in fits)
+    speed = (lambda v: board.latency_ms[v.name]) if on_board else (lambda v: v.metrics["latency_ms"])  # noqa: E731
+    where = f"on board {board.board} (bench --on, {board.measured})" if on_board else "side by side on the workstation"
+    fastest = min(speed(v) for v in fits)
+    # within 5% of the fastest is within measurement noise: prefer less loss, then the smaller file
+    close = [v for v in fits if speed(v) <= fastest * (1 + NOISE)]
+    best = min(close, key=lambda v: (round(loss(v), 6), v.bytes))
+    tie = (f"; {', '.join(v.name for v in close if v is not best)} within {NOISE:.0%}, this one has less loss or a smaller file"
+           if len(close) > 1 else "")
+    return best.name, (f"fastest measured {where} ({speed(best):.3f} ms p50) among "
+                       f"variants within the {what} budget of {max_drop:.2%} ({loss(best):+.2%}){tie}")

@@ -1,0 +1,99 @@
+"""`keras-edge convert`: parse, build a :class:`ConvertConfig`, call the library, render."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from keras_edge.options import (json_option, model_loading, out_option, preprocess_config, preprocess_options,
+                                threads_one, verbose_option)
+
+from .variants import DEFAULT_VARIANTS, VARIANTS, IoType
+
+
+def _variants(ctx, param, text: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if "all" in names:
+        return tuple(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}, all")
+    return names
+
+
+def _prune_specs(ctx, param, values: tuple[str, ...]):
+    """``channels:0.5`` → PruneSpec("channels", 0.5); the library never sees the CLI's string form."""
+    from ..prune.base import PruneMethod
+
+    specs = []
+    for text in values:
+        method, sep, value = text.partition(":")
+        try:
+            sparsity = float(value)
+        except ValueError:
+            sparsity = None
+        if not sep or method not in list(PruneMethod) or sparsity is None:
+            raise click.BadParameter(f"{text!r} is not METHOD:SPARSITY; write e.g. channels:0.5, with METHOD one of: "
+                                     f"{', '.join(PruneMethod)}")
+        specs.append((method, sparsity))
+    return tuple(specs)
+
+
+class _Progress:
+    """Image-loading progress on stderr: a live counter on a terminal, nothing in logs."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            click.echo(f"\r  preprocessing images {done}/{total}", err=True, nl=done == total)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@out_option("Bundle directory to write (replaced atomically).", directory=True)
+@click.option("--calib", required=True, type=click.Path(path_type=Path),
+              help="Representative images (folder, class subfolders give labels) or a .npy/.npz of inputs.")
+@click.option("--eval", "eval", type=click.Path(path_type=Path),
+              help="Evaluation data; default: a held-out fifth of --calib.")
+@click.option("--variants", default=",".join(DEFAULT_VARIANTS), show_default=True, callback=_variants,
+              help=f"Comma-separated from: {', '.join(VARIANTS)}, or all.")
+@click.option("--io", type=click.Choice([t.value for t in IoType]), default="uint8", show_default=True,
+              help="Input/output type of the int8 variant.")
+@preprocess_options
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: class folder names).")
+@click.option("--name", help="Bundle name (default: the model file's stem).")
+@click.option("--calib-samples", type=int, default=200, show_default=True, help="Images used for calibration.")
+@click.option("--eval-samples", type=int, default=None, help="Cap on evaluation images (default: all of them).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bake-preprocess", is_flag=True, help="Fold normalisation into the graph: the model takes raw pixels.")
+@click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True,
+              help="Accuracy budget for choosing the default variant (absolute top-1 drop).")
+@click.option("--prune", "prune", multiple=True, metavar="METHOD:SPARSITY", callback=_prune_specs,
+              help="Also add pruned variants (fp32-/int8-pruned-METHOD), e.g. channels:0.5 or magnitude:0.8; "
+                   "fine-tunes on the labeled --calib images.")
+@click.option("--prune-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after pruning.")
+@click.option("--threads", callback=threads_one, metavar="N", help="Interpreter threads for validation latency (default: all cores).")
+@model_loading
+@json_option
+@verbose_option
+def convert(**kw) -> None:
+    """Convert MODEL (.keras, .h5 or SavedModel dir) into a bundle of validated TFLite variants."""
+    from ..report.render import table
+    from .core import ConvertConfig
+    from .core import convert as run_convert
+
+    as_json = kw.pop("as_json")
+    preprocess = preprocess_config(kw)
+    cfg = ConvertConfig(preprocess=preprocess, safe_mode=not kw.pop("unsafe"), **kw)
+    result = run_convert(cfg, log=lambda s: click.echo(s, err=True), progress=_Progress())
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(table(result.report.to_dict()))
+        click.echo(f"\ndefault: {result.manifest.default} ({result.manifest.default_reason})")
+        click.echo(f"bundle written to {cfg.out}")

@@ -1,0 +1,466 @@
+"""`keras-edge convert`: a Keras model → a bundle of validated TFLite variants.
+
+Each variant is converted, loaded in the board's own engine and validated against the Keras model
+on held-out samples. One variant failing does not lose the others: each gets a status and a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from keras_edge.calibration.dataset import DataSplit, calibration_sets
+from keras_edge.device import bundle as B
+from keras_edge.device.checks import in_range, positive_int
+from keras_edge.device.errors import ConfigError, ConversionError, DataError, EdgeError
+from keras_edge.device.preprocess import PreprocessSpec
+
+from ..model_io import LoadedModel, load_model
+from ..preprocessing import PreprocessOptions, spec_for_data
+from ..prune.base import PruneSpec
+from ..report.contract import Report, VariantRecord, read_report
+from ..report.render import write_report
+from . import evaluate as E
+from .choose import board_times, choose_default, loss_of
+from .variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
+from .variants import convert as convert_variant
+
+Log = Callable[[str], None]
+REFERENCE_SAMPLES = 8
+# Floors for verify tolerances, by mode: the board may use other kernels than the workstation.
+TOLERANCE_FLOOR = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 1e-2, "int8": 1e-2, "int16x8": 1e-2}
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """What to convert and how; validated on construction (errors name the field, not a flag).
+
+    ``model`` is a path (.keras, .h5, SavedModel directory) or a Keras model object.
+    """
+
+    model: Any
+    out: Path
+    calib: Path
+    eval: Path | None = None
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    io: IoType = IoType.UINT8
+    preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
+    labels: Path | None = None
+    name: str | None = None
+    calib_samples: int = 200
+    eval_samples: int | None = None   # None: every image not used for calibration
+    seed: int = 0
+    bake_preprocess: bool = False
+    safe_mode: bool = True
+    imports: tuple[str, ...] = ()     # user modules that register custom/subclassed Keras classes
+    threads: int | None = None
+    max_accuracy_drop: float = 0.01
+    selective: bool = True   # produce int8-selective when full int8 exceeds the budget
+    prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
+    prune_epochs: int = 3
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "calib", Path(self.calib))
+        object.__setattr__(self, "io", IoType(self.io))
+        object.__setattr__(self, "variants", tuple(self.variants))
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown or not self.variants:
+            raise ConfigError("variants", f"names unknown variant(s) {', '.join(unknown) or '(none given)'}",
+                              f"choose from: {', '.join(VARIANTS)}")
+        positive_int("calib_samples", self.calib_samples, "at least 1 (the default is 200)")
+        if self.eval_samples is not None:
+            positive_int("eval_samples", self.eval_samples, "at least 1, or leave it unset to evaluate on every image")
+        if self.threads is not None:
+            positive_int("threads", self.threads, "a thread count such as 4")
+        positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
+        object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
+        if len({p.method for p in self.prune}) != len(self.prune):
+            raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
+        in_range("max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0, "a fraction such as 0.01 for one percentage point")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    bundle: Path
+    manifest: B.Manifest
+    report: Report
+
+    @property
+    def variants(self) -> tuple[B.Variant, ...]:
+        return self.manifest.variants
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle), **self.report.to_dict()}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every variant of one conversion is validated against."""
+
+    model: Any
+    data: DataSplit
+    keras_out: list[np.ndarray]
+    classification: bool
+    keras_acc: float | None
+    tmp: Path
+    cfg: ConvertConfig
+
+    @property
+    def inputs(self) -> ConvertInputs:
+        return ConvertInputs([self.data.calib.x], self.cfg.io)
+
+    def convert(self, name: str, mode: str, model: Any = None, extra: dict | None = None) -> B.Variant:
+        """Convert ``model`` (default: the job's) with recipe ``mode``, then validate it as ``name``."""
+        t0 = time.perf_counter()
+        try:
+            blob, warnings = convert_variant(self.model if model is None else model, mode, self.inputs, self.cfg.verbose)
+        except VariantFailed as e:
+            return B.Variant(name=name, mode=name, status=B.VariantStatus.CONVERSION_FAILED, reason=e.reason,
+                             metrics={"convert_s": round(time.perf_counter() - t0, 2)})
+        return self.validate(name, name, blob, time.perf_counter() - t0, warnings, extra)
+
+    def validate(self, name: str, mode: str, blob: bytes, convert_s: float, warnings: list[str],
+                 extra: dict | None = None) -> B.Variant:
+        """Write the variant, run it on the evaluation set in the board's engine, record metrics and tolerances."""
+        path = self.tmp / f"{name}.tflite"
+        path.write_bytes(blob)
+        reason = "; ".join(warnings)
+        timing = {"convert_s": round(convert_s, 2)}
+        try:
+            tfl = E.load_tflite(path, self.cfg.threads)
+            outs = E.predict(tfl, [self.data.eval.x])
+            cmp = E.compare(outs, self.keras_out, self.data.eval.y, self.classification)
+            ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
+                            None, self.classification)
+        except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
+            text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
+            why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"
+            return B.Variant(name=name, mode=mode, status=B.VariantStatus.VALIDATION_FAILED, file=path.name,
+                             sha256=B.sha256_file(path), bytes=path.stat().st_size,
+                             reason="; ".join(filter(None, [reason, why])), metrics=timing)
+        metrics = {**cmp, "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0)),
+                   "threads": tfl_threads(self.cfg), **timing, **(extra or {})}
+        if self.keras_acc is not None and cmp["accuracy"] is not None:
+            metrics["accuracy_drop"] = round(self.keras_acc - cmp["accuracy"], 6)
+        floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
+        tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
+                          min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
+                          if self.classification else 1.0)
+        return B.Variant(name=name, mode=mode, status=B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED,
+                         file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,
+                         inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics)
+
+    def loss(self, v: B.Variant) -> float:
+        return loss_of(v.metrics, self.keras_acc)
+
+
+def _fixed_model(loaded: LoadedModel, shape: tuple[int, ...], spec: PreprocessSpec | None, bake: bool):
+    """The model with a fixed input shape, and the spec's normalisation folded in when baking."""
+    import keras
+
+    model = loaded.model
+    dynamic = tuple(loaded.inputs[0].shape[1:]) != shape
+    if not dynamic and not bake:
+        return model, spec
+    inp = keras.Input(shape=shape, name="pixels" if bake else None)
+    x = inp
+    if bake and spec is not None and not spec.identity_normalization:
+        std = np.broadcast_to(np.asarray(spec.std, np.float32), (shape[-1],))
+        mean = np.broadcast_to(np.asarray(spec.mean, np.float32), (shape[-1],))
+        x = keras.layers.Rescaling(scale=spec.scale / std, offset=-mean / std, name="baked_normalization")(x)
+    model = keras.Model(inp, model(x))
+    if bake and spec is not None:
+        spec = replace(spec, baked=True, reason=f"{spec.reason}; normalisation baked into the graph (--bake-preprocess)")
+    return model, spec
+
+
+def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> ConvertResult:
+    """Convert, validate, and write the bundle atomically to ``cfg.out``."""
+    B.check_replaceable(cfg.out)  # before the slow part, not after it
+    previous = _previous_report(cfg.out, log)
+    _check_labels_file(cfg.labels)
+    loaded = load_model(cfg.model, safe_mode=cfg.safe_mode, verbose=cfg.verbose, imports=cfg.imports)
+    shape, spec = spec_for_data(loaded, cfg.preprocess, cfg.calib, log)
+    model, spec = _fixed_model(loaded, shape, spec, cfg.bake_preprocess)
+    if spec is not None:
+        log(f"preprocessing: {spec.preset} {spec.height}x{spec.width}x{spec.channels} {spec.color} "
+            f"{spec.resize} ({spec.reason})")
+    classification = _is_classifier(loaded)
+    classes = loaded.outputs[0].shape[-1] if classification else None
+    if classes:
+        _check_label_count(cfg.labels, classes)
+    data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress)
+    if classes:
+        data = data.labels_fit(classes)
+    for note in data.notes:
+        log(f"note: {note}")
+    if tuple(data.calib.x.shape[1:]) != shape:
+        raise DataError(f"calibration inputs have shape {data.calib.x.shape[1:]} but the model takes {shape}",
+                        "give inputs of the model's shape")
+    keras_out = _keras_predict(model, data.eval.x)
+    if classification:
+        data, keras_out = _reference_first(data, keras_out)
+    keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
+    keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib),
+             **E.keras_latency(model, data.eval.x)}
+    if keras_acc is not None:
+        log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} evaluation samples")
+    board = board_times(previous)  # a reconvert keeps choosing by the board it was benchmarked on
+    if board:
+        log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
+    with B.staged_dir(cfg.out) as tmp:
+        job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg)
+        variants: list[B.Variant] = []
+        for i, vname in enumerate(cfg.variants, 1):
+            log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")
+            variants.append(job.convert(vname, vname))
+            log(f"[{i}/{len(cfg.variants)}] {vname}: {_summary(variants[-1])}")
+        for prune_spec in cfg.prune:
+            for v in _pruned_variants(job, prune_spec, log):
+                variants.append(v)
+                log(f"{v.name}: {_summary(v)}")
+        selective = None
+        int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
+        if cfg.selective and int8 and job.loss(int8) > cfg.max_accuracy_drop:
+            log(f"int8 exceeds the accuracy budget ({job.loss(int8):.2%} > {cfg.max_accuracy_drop:.2%}): "
+                "searching for layers to keep in float")
+            variant, selective = _selective(job, log)
+            if variant is not None:
+                variants.append(variant)
+                log(f"int8-selective: {_summary(variant)}")
+        variants = _with_latencies(tmp, variants, data.eval.x, cfg, log)
+        if not any(v.status is B.VariantStatus.OK for v in variants):
+            first = variants[0]
+            raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
+                                  "run with verbose logs to see the converter's output")
+        default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
+        labels = _write_labels(tmp, cfg, data)
+        np.savez(tmp / B.REFERENCE, **_reference(data, keras_out))
+        name = cfg.name or loaded.name
+        manifest = B.Manifest(
+            name=name, preprocess=spec, inputs=_keras_specs(loaded.inputs, shape), outputs=loaded.outputs,
+            variants=tuple(variants), task=B.Task.CLASSIFICATION if classification else B.Task.OTHER, labels=labels,
+            default=default, default_reason=why, reference=B.REFERENCE,
+            source={"file": loaded.path.name if loaded.path else f"<{loaded.name}>",
+                    "sha256": _source_sha(loaded.path) if loaded.path else None, "kind": loaded.kind},
+            tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        B.write_manifest(tmp, manifest)
+        report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
+                        variants=tuple(VariantRecord.of(v) for v in variants),
+                        selective=selective).with_boards_of(previous)
+        write_report(tmp, report)
+    return ConvertResult(Path(cfg.out), manifest, report)
+
+
+def _previous_report(out: Path, log: Log) -> Report | None:
+    """The report of the bundle about to be replaced: its board benchmarks carry over."""
+    if not (Path(out) / B.MANIFEST).is_file():
+        return None
+    try:
+        return read_report(out)
+    except EdgeError as e:
+        log(f"note: the previous report in {out} is unreadable ({e.what}); its board results are not kept")
+        return None
+
+
+def _with_latencies(tmp: Path, variants: list[B.Variant], x: np.ndarray, cfg: ConvertConfig, log: Log) -> list[B.Variant]:
+    """Time every validated variant side by side, interleaved round by round, so that load on the
+    machine hits all of them alike (timing each right after its conversion made the default a coin toss)."""
+    measured = [v.name for v in variants if v.status is B.VariantStatus.OK]
+    if not measured:
+        return variants
+    counts = [tfl_threads(cfg)] + ([1] if cfg.threads is None and tfl_threads(cfg) > 1 else [])
+    log(f"timing {len(measured)} variant(s) side by side ({', '.join(f'{t} thread(s)' for t in counts)})")
+    stats = {}
+    for threads in counts:
+        models = {name: E.load_tflite(tmp / f"{name}.tflite", threads) for name in measured}
+        stats[threads] = E.side_by_side(models, [x])
+    out = []
+    for v in variants:
+        if v.name in measured:
+            p50, p90 = stats[counts[0]][v.name]
+            v = replace(v, metrics={**v.metrics, "latency_ms": round(p50, 4), "latency_p90_ms": round(p90, 4),
+                                    "latency_by_threads": {str(t): round(stats[t][v.name][0], 4) for t in counts}})
+        out.append(v)
+    return out
+
+
+PRUNED_BASES = ("fp32", "int8")
+
+
+def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> list[B.Variant]:
+    """Prune the model (fine-tuned on the labeled calibration images, never the evaluation ones), convert, validate."""
+    from keras_edge.calibration.dataset import load_labeled
+
+    from ..prune.api import prune_model
+    from ..tfenv import captured_output
+
+    cfg, data = job.cfg, job.data
+    if data.spec is None:
+        raise ConfigError("prune", "needs calibration images: pruning from arrays is not supported by convert",
+                          "prune the model with `keras-edge prune` first")
+    train = load_labeled(cfg.calib, data.spec, seed=cfg.seed) if data.calib.y is not None else None
+    if train is None or train.y is None:
+        raise ConfigError("prune", f"({spec.method}:{spec.sparsity}) fine-tunes the pruned model and needs labeled "
+                          "calibration images", "arrange the calibration folder as ROOT/<class>/<image>")
+    keep = np.array([s not in set(data.eval.sources) for s in train.sources])
+    log(f"pruning: {spec.method} at {spec.sparsity:.0%}, fine-tuning {cfg.prune_epochs} epoch(s) on "
+        f"{int(keep.sum())} labeled images")
+    with captured_output(not cfg.verbose):
+        res = prune_model(job.model, spec.method, spec.sparsity, train.x[keep], train.y[keep], cfg.prune_epochs,
+                          distill=spec.method == "channels", verbose=0)
+    info = {"method": str(spec.method), "sparsity": spec.sparsity, "achieved": round(res.achieved, 4),
+            "params_before": res.params_before, "params_after": res.params_after,
+            "flops_before": res.flops_before, "flops_after": res.flops_after,
+            "skipped_layers": [s.to_dict() for s in res.skipped]}
+    log(f"pruning: {res.achieved:.1%} removed, params {res.params_before:,} → {res.params_after:,}"
+        + (f", FLOPs {res.flops_before:,} → {res.flops_after:,}" if res.flops_before else "")
+        + (f"; left unpruned: {', '.join(s.name for s in res.skipped)}" if res.skipped else ""))
+    return [job.convert(f"{base}-pruned-{spec.method}", base, res.model, {"pruning": info})
+            for base in PRUNED_BASES if base in cfg.variants]
+
+
+def tfl_threads(cfg: ConvertConfig) -> int:
+    return cfg.threads or os.cpu_count() or 1
+
+
+def _selective(job: _Job, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
+    """int8-selective: the int8 variant with its worst layers kept in float, within the accuracy budget."""
+    from .selective import selective_int8
+
+    def evaluate(blob: bytes) -> float:
+        probe = job.tmp / ".selective-probe.tflite"
+        probe.write_bytes(blob)
+        outs = E.predict(E.load_tflite(probe, job.cfg.threads), [job.data.eval.x])
+        probe.unlink()
+        return loss_of(E.compare(outs, job.keras_out, job.data.eval.y, job.classification), job.keras_acc)
+
+    t0 = time.perf_counter()
+    res = selective_int8(job.model, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log)
+    table = [e.to_dict() for e in res.layers[:12]]
+    if not res.fits:
+        lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
+        log("int8-selective: no mix of int8 and float layers fits the budget "
+            f"(best loss {res.loss:.2%} with {len(res.denylist)} ops in float); per-layer quantization error, worst first:\n"
+            "    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
+        return None, {"fits": False, "best_loss": res.loss, "tried": res.tried, "layers": table}
+    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried]}
+    variant = job.validate("int8-selective", "int8-selective", res.model, time.perf_counter() - t0, [], extra)
+    return variant, {"fits": True, "float_ops": list(res.denylist), "tried": res.tried, "layers": table}
+
+
+def _summary(v: B.Variant) -> str:
+    m = v.metrics
+    if v.status is B.VariantStatus.CONVERSION_FAILED:
+        return f"FAILED to convert: {v.reason}"
+    parts = [f"{v.bytes / 1024:.1f} KiB"]
+    if m.get("accuracy") is not None:
+        parts.append(f"acc {m['accuracy']:.4f}")
+    if m.get("agreement") is not None:
+        parts.append(f"agree {m['agreement']:.4f}")
+    if "latency_ms" in m:
+        parts.append(f"{m['latency_ms']:.3f} ms")
+    parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
+    head = "ok" if v.status is B.VariantStatus.OK else f"VALIDATION FAILED ({v.reason})"
+    return f"{head}: " + ", ".join(parts)
+
+
+def _check_labels_file(labels: Path | None) -> None:
+    if labels is not None and not Path(labels).is_file():
+        raise ConfigError("labels", f"{labels}: no such file", "give a text file with one class name per line")
+
+
+def _check_label_count(labels: Path | None, classes: int) -> None:
+    if labels is None:
+        return
+    names = [ln.strip() for ln in Path(labels).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    if len(names) != classes:
+        raise ConfigError("labels", f"{labels} has {len(names)} name(s) but the model has {classes} classes",
+                          "give one class name per line, in output order")
+
+
+def _is_classifier(loaded: LoadedModel) -> bool:
+    out = loaded.outputs
+    return len(out) == 1 and len(out[0].shape) == 2 and out[0].shape[-1] > 1
+
+
+def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
+    from ..tfenv import captured_output
+
+    with captured_output():
+        y = model.predict(x, batch_size=64, verbose=0)
+    ys = y if isinstance(y, (list, tuple)) else [y]
+    return [np.asarray(v, np.float32) for v in ys]
+
+
+def _reference_first(data: DataSplit, keras_out: list[np.ndarray]) -> tuple[DataSplit, list[np.ndarray]]:
+    """Reorder the evaluation set so its first REFERENCE_SAMPLES (the board's reference inputs) span
+    as many classes as possible (by label, else by the Keras prediction), not just the first class."""
+    cls = data.eval.y if data.eval.y is not None else E.top1(keras_out[0])
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(cls.tolist()):
+        by_class.setdefault(c, []).append(i)
+    first: list[int] = []
+    while len(first) < min(REFERENCE_SAMPLES, len(cls)):
+        for ix in by_class.values():
+            if ix and len(first) < REFERENCE_SAMPLES:
+                first.append(ix.pop(0))
+    order = np.array(first + sorted(set(range(len(cls))) - set(first)))
+    ev = data.eval
+    ev = replace(ev, x=ev.x[order], y=None if ev.y is None else ev.y[order],
+                 sources=tuple(ev.sources[i] for i in order) if ev.sources else ev.sources)
+    return replace(data, eval=ev), [k[order] for k in keras_out]
+
+
+def _reference(data: DataSplit, keras_out: list[np.ndarray]) -> dict[str, np.ndarray]:
+    ref = {"input_0": data.eval.x[:REFERENCE_SAMPLES].astype(np.float32)}
+    for i, y in enumerate(keras_out):
+        ref[f"output_{i}"] = y[:REFERENCE_SAMPLES].astype(np.float32)
+    return ref
+
+
+def _write_labels(tmp: Path, cfg: ConvertConfig, data: DataSplit) -> str | None:
+    if cfg.labels:
+        shutil.copyfile(cfg.labels, tmp / "labels.txt")
+        return "labels.txt"
+    if data.calib.class_names:
+        (tmp / "labels.txt").write_text("\n".join(data.calib.class_names) + "\n", encoding="utf-8")
+        return "labels.txt"
+    return None
+
+
+def _keras_specs(specs, shape) -> tuple[B.TensorSpec, ...]:
+    return tuple(B.TensorSpec(s.name, (1, *shape) if i == 0 else s.shape, s.dtype) for i, s in enumerate(specs))
+
+
+def _source_sha(path: Path) -> str:
+    if path.is_dir():
+        return B.sha256_file(path / "saved_model.pb")
+    return B.sha256_file(path)
+
+
+def _tools() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+    from importlib.metadata import version
+
+    from keras_edge import __version__
+
+    tools = {"keras-edge": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+             "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        tools["ai-edge-litert"] = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - metadata may be missing in odd installs
+        pass
+    return tools

@@ -1,0 +1,154 @@
+"""``report.json``, the bundle's second contract: host measurements and board benchmarks.
+
+This module alone reads and writes it. Everything else holds a :class:`Report` and changes it with
+its methods (``with_board``), never as a loose dict. Like the manifest it carries a format version;
+files written before the version existed (no ``format`` key) are read as version 1. No TensorFlow
+here: ``deploy`` and ``bench --on`` store board results on a machine without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from keras_edge.device.bundle import REPORT_JSON, Variant, jsonable
+from keras_edge.device.errors import BundleError
+
+REPORT_FORMAT = "keras-edge-report/1"
+
+
+@dataclass(frozen=True)
+class VariantRecord:
+    """What the report says of one variant: the manifest's facts plus host metrics."""
+
+    name: str
+    mode: str
+    status: str
+    reason: str = ""
+    bytes: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, v: Variant) -> "VariantRecord":
+        return cls(v.name, v.mode, str(v.status), v.reason, v.bytes, dict(v.metrics or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": self.mode, "status": self.status, "reason": self.reason,
+                "bytes": self.bytes, "convert_s": self.metrics.get("convert_s"), "metrics": jsonable(self.metrics)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VariantRecord":
+        return cls(str(d["name"]), str(d.get("mode", d["name"])), str(d["status"]), str(d.get("reason") or ""),
+                   int(d.get("bytes") or 0), dict(d.get("metrics") or {}))
+
+
+@dataclass(frozen=True)
+class BoardRun:
+    """One ``keras-edge bench --on HOST`` result: the board's facts and its bench JSON."""
+
+    fingerprint: str
+    host: str
+    version: str          # the bundle's content hash the board ran
+    measured: str         # ISO 8601, UTC
+    board: dict[str, str] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)   # device.bench.BenchReport.to_dict()
+
+    @property
+    def key(self) -> str:
+        return self.fingerprint
+
+    def latencies(self) -> dict[str, float]:
+        """p50 per variant at the highest thread count measured (errors left out)."""
+        best: dict[str, tuple[int, float]] = {}
+        for r in self.bench.get("results", []):
+            if r.get("median_ms") and not r.get("error"):
+                threads = int(r.get("threads") or 0)
+                if r["variant"] not in best or threads > best[r["variant"]][0]:
+                    best[r["variant"]] = (threads, float(r["median_ms"]))
+        return {k: v for k, (_, v) in best.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "host": self.host, "board": dict(self.board), "version": self.version,
+                "measured": self.measured, "bench": self.bench}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BoardRun":
+        return cls(str(d.get("fingerprint", "board")), str(d.get("host", "")), str(d.get("version", "")),
+                   str(d.get("measured", "")), dict(d.get("board") or {}), dict(d.get("bench") or {}))
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``report.json`` holds."""
+
+    name: str
+    default: str | None = None
+    default_reason: str = ""
+    keras: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    variants: tuple[VariantRecord, ...] = ()
+    selective: dict[str, Any] | None = None
+    boards: dict[str, BoardRun] = field(default_factory=dict)
+    format: str = REPORT_FORMAT
+
+    def with_board(self, run: BoardRun) -> "Report":
+        return replace(self, boards={**self.boards, run.key: run})
+
+    def with_boards_of(self, previous: "Report | None") -> "Report":
+        """This report carrying the board runs of ``previous`` (a reconvert keeps what boards measured)."""
+        if previous is None or not previous.boards:
+            return self
+        return replace(self, boards={**previous.boards, **self.boards})
+
+    def latest_board(self) -> BoardRun | None:
+        runs = [b for b in self.boards.values() if b.latencies()]
+        return max(runs, key=lambda b: b.measured) if runs else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "name": self.name, "default": self.default,
+                "default_reason": self.default_reason, "keras": jsonable(self.keras), "notes": list(self.notes),
+                "variants": [v.to_dict() for v in self.variants], "selective": jsonable(self.selective),
+                "boards": {k: b.to_dict() for k, b in sorted(self.boards.items())}}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = REPORT_JSON) -> "Report":
+        if not isinstance(d, dict):
+            raise BundleError(f"{where} is not a JSON object", "regenerate it by converting the bundle again")
+        fmt = d.get("format", REPORT_FORMAT)
+        if fmt != REPORT_FORMAT:
+            raise BundleError(f"{where} has format {fmt!r}; this keras-edge reads {REPORT_FORMAT!r}",
+                              "use the keras-edge version that wrote it, or convert the bundle again")
+        try:
+            return cls(name=str(d.get("name", "bundle")), default=d.get("default"),
+                       default_reason=str(d.get("default_reason") or ""), keras=dict(d.get("keras") or {}),
+                       notes=tuple(d.get("notes") or ()),
+                       variants=tuple(VariantRecord.from_dict(v) for v in d.get("variants") or ()),
+                       selective=d.get("selective"),
+                       boards={k: BoardRun.from_dict(b) for k, b in (d.get("boards") or {}).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise BundleError(f"{where} is not a keras-edge report ({type(e).__name__}: {e})",
+                              "regenerate it by converting the bundle again") from None
+
+
+def read_report(bundle_dir: str | os.PathLike) -> Report | None:
+    """The report of the bundle at ``bundle_dir``, or None when it has none."""
+    path = Path(bundle_dir) / REPORT_JSON
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON ({e})", "regenerate it by converting the bundle again") from None
+    return Report.from_dict(data, str(path))
+
+
+def write_report_json(bundle_dir: str | os.PathLike, report: Report) -> Path:
+    """Replace ``report.json`` atomically (a temporary file beside it, then rename)."""
+    path = Path(bundle_dir) / REPORT_JSON
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
