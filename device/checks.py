@@ -40,4 +40,5 @@ def choice(field: str, value: object, enum: type[E]) -> E:
     try:
         return enum(value)
     except ValueError:
-        raise ConfigError(field, f"{value!r} is not one of {', '.join(str(e.value) for e in enum)}") from None
+        raise ConfigError(field, f"{value!r} is not a known {field.rpartition('.')[2].replace('_', ' ')}",
+                          f"use one of: {', '.join(str(e.value) for e in enum)}") from None

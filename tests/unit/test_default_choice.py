@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from keras_edge.device.bundle import VariantStatus
-from keras_edge.host.convert import BoardTimes, VariantRow, choose_default
+from keras_edge.device.bundle import Variant, VariantStatus
+from keras_edge.host.convert import BoardTimes, choose_default
 
 
 def row(name, acc, ms, size=1000, status=VariantStatus.OK):
-    return VariantRow(name, name, status, bytes=size, metrics={"accuracy": acc, "agreement": 1.0, "latency_ms": ms})
+    return Variant(name, name, status, file=f"{name}.tflite", bytes=size,
+                   metrics={"accuracy": acc, "agreement": 1.0, "latency_ms": ms})
 
 
 ROWS = [row("fp32", 0.99, 1.00, 4000), row("fp16", 0.99, 0.90, 2000), row("int8", 0.985, 0.50, 1000),

@@ -264,13 +264,14 @@ def test_dequantize_of_float_output_is_unchanged():
 # --- invalid specs -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(std=(1.0, 0.0, 1.0)), "--std contains 0"),
-    (dict(mean=(1.0, 2.0)), "--mean has 2 values for a 3-channel input"),
-    (dict(std=(1.0, 2.0)), "--std has 2 values for a 3-channel input"),
+    (dict(std=(1.0, 0.0, 1.0)), "std contains 0"),
+    (dict(mean=(1.0, 2.0)), "mean has 2 values for a 3-channel input; give one value for all channels or 3"),
+    (dict(std=(1.0, 2.0)), "std has 2 values for a 3-channel input"),
+    (dict(channels=1, mean=(1.0, 2.0, 3.0)), "mean has 3 values for a 1-channel input; give one value \\(the input is gray"),
     (dict(resize="zoom"), "unknown resize 'zoom'"),
     (dict(interpolation="lanczos9"), "unknown interpolation 'lanczos9'"),
     (dict(color="cmyk"), "unknown color 'cmyk'"),
-    (dict(height=0), "input size 0x4 is not positive"),
+    (dict(height=0), "input_shape 0x4 is not positive"),
     (dict(channels=4), "4-channel image input is not supported"),
 ])
 def test_invalid_spec_is_a_data_error(kwargs, message):

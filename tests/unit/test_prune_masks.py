@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from keras_edge.device.errors import EdgeError
-from keras_edge.host.prune import (PRUNE_METHODS, PruneConfig, Schedule, gzip_size, magnitude_mask,
-                                   parse_prune_spec, sparsity_at)
+from keras_edge.host.prune import PRUNE_METHODS, PruneConfig, PruneSpec, Schedule
+from keras_edge.host.prune.base import gzip_size
+from keras_edge.host.prune.magnitude import magnitude_mask, sparsity_at
 
 
 def test_mask_zeroes_exactly_the_smallest_weights():
@@ -46,12 +47,13 @@ def test_sparsity_outside_the_open_unit_interval_is_refused(sparsity):
 
 
 @pytest.mark.parametrize(("field", "value", "text"), [
-    ("method", "random", "unknown pruning method 'random'; use one of: magnitude, channels"),
-    ("schedule", "cosine", "unknown schedule 'cosine'"),
-    ("criterion", "taylor", "unknown criterion 'taylor'"),
+    ("method", "random", "method 'random' is not a known method; use one of: magnitude, channels"),
+    ("schedule", "cosine", "schedule 'cosine' is not a known schedule"),
+    ("criterion", "taylor", "criterion 'taylor' is not a known criterion"),
     ("alpha", 1.5, "alpha 1.5 is outside [0, 1]"),
     ("temperature", 0.0, "temperature 0.0 is not positive"),
-    ("epochs", -1, "--epochs -1 is negative"),
+    ("epochs", -1, "epochs is -1, negative"),
+    ("batch_size", 0, "batch_size is 0, below 1"),
 ])
 def test_bad_options_say_what_and_how_to_fix(field, value, text):
     kwargs = {"method": "channels", "sparsity": 0.5, field: value}
@@ -73,13 +75,12 @@ def test_config_takes_enum_values_from_strings():
 
 
 def test_prune_spec_for_convert():
-    assert parse_prune_spec("channels:0.5") == ("channels", 0.5)
-    assert parse_prune_spec("magnitude:0.8") == ("magnitude", 0.8)
-    for bad in ("channels", "chanels:0.5", "magnitude:x", "magnitude:"):
-        with pytest.raises(EdgeError, match="is not METHOD:SPARSITY"):
-            parse_prune_spec(bad)
-    with pytest.raises(EdgeError, match=r"sparsity 1.2 is outside \(0, 1\)"):
-        parse_prune_spec("channels:1.2")
+    assert PruneSpec("channels", 0.5) == PruneSpec("channels", 0.5)
+    assert PruneSpec("magnitude", "0.8").sparsity == 0.8
+    with pytest.raises(EdgeError, match=r"^prune.method 'chanels' is not a known method; use one of: magnitude, channels"):
+        PruneSpec("chanels", 0.5)
+    with pytest.raises(EdgeError, match=r"^sparsity 1.5 is outside \(0, 1\)"):
+        PruneSpec("channels", 1.5)
 
 
 def test_zeros_compress():
