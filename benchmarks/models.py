@@ -92,13 +92,14 @@ def convert_bundle(keras_path: Path, out: Path, calib: Path, preset: str | None,
     variant fits, so the default is the fastest it measured) and no int8-selective search.
     """
     from keras_edge.host.convert import ConvertConfig, convert
+    from keras_edge.host.preprocessing import PreprocessOptions
 
     key = f"{converter_hash()}:{keras_path.stat().st_mtime_ns}:{','.join(variants)}:{preset}:{budget}"
     if not reconvert and _fresh(out, key):
         log(f"  reusing {out} (converter unchanged)")
         return out
     off = {} if budget else dict(max_accuracy_drop=0.999, selective=False)
-    cfg = ConvertConfig(model=keras_path, out=out, calib=calib, eval=eval_dir, variants=variants, preset=preset,
+    cfg = ConvertConfig(model=keras_path, out=out, calib=calib, eval=eval_dir, variants=variants, preprocess=PreprocessOptions(preset=preset),
                         calib_samples=32, eval_samples=16, name=keras_path.stem, **off)
     result = convert(cfg, log=lambda s: log(f"  {s}"))
     _stamp(out).write_text(json.dumps({"key": key}))   # written last: a bundle without it is reconverted

@@ -106,8 +106,8 @@ def jobs(config: BenchConfig) -> list[dict[str, Any]]:
 
     names: list[str | None] = list(variant_names(config.target, config.variants)) if is_bundle(config.target) else [None]
     if config.variants not in (None, "all") and not is_bundle(config.target):
-        raise DataError(f"--variant {config.variants} needs a bundle, but {config.target} is a single model file",
-                        "drop --variant")
+        raise ConfigError("variants", f"{config.variants} needs a bundle, but {config.target} is a single model file",
+                          "leave it out for a .tflite file")
     threads = config.threads or (default_threads(),)
     base = {k: v for k, v in asdict(config).items() if k not in ("variants", "threads")}
     base["accelerator"] = str(config.accelerator)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from .preprocess import PreprocessSpec
 
 FORMAT = "keras-edge/1"
 MANIFEST = "manifest.json"
+# A bundle's name becomes a directory name on the board (deploy), so it keeps to a safe alphabet.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 REFERENCE = "reference.npz"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

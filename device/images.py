@@ -51,9 +51,22 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
+def _cv2():
+    """OpenCV with its own console warnings off: a bad file is reported once, by us, as one line."""
+    import cv2
+
+    if not getattr(_cv2, "quiet", False):
+        try:
+            cv2.setLogLevel(2)  # ERROR: no "[ WARN:0@…] imdecode_(…)" lines on corrupt files
+        except AttributeError:   # very old OpenCV builds
+            pass
+        _cv2.quiet = True
+    return cv2
+
+
 def decode(data: bytes, name: str = "image", reduce: int = 1) -> np.ndarray:
     """Decode image bytes, keeping depth and alpha (``reduce`` 2/4/8 uses JPEG reduced decoding)."""
-    import cv2
+    cv2 = _cv2()
 
     buf = np.frombuffer(data, dtype=np.uint8)
     flag = {1: cv2.IMREAD_UNCHANGED, 2: cv2.IMREAD_REDUCED_COLOR_2,

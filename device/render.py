@@ -49,7 +49,8 @@ def verify_lines(rep: VerifyReport) -> list[str]:
 def verify_failure(rep: VerifyReport) -> str:
     from .verify import Verdict
 
-    bad = [f"variant {c.variant!r}: {c.message}" for c in rep.checks if c.verdict is Verdict.FAIL]
+    bad = [c.message if c.message.startswith(f"variant {c.variant!r}") else f"variant {c.variant!r}: {c.message}"
+           for c in rep.checks if c.verdict is Verdict.FAIL]
     return "verify failed: " + "; ".join(bad + rep.problems)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from .bundle import Task
 from .engine import Engine, EngineOptions, load
 from .checks import positive_int
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
 from .preprocess import dequantize, quantize
 from .sources import Feed, Item, Prefetch, StreamStats, plan_sources, produce
@@ -42,6 +42,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "decode", DecodePolicy(self.decode))
         positive_int("top_k", self.top_k, "1 or more classes")
+        if self.max_frames is not None:
+            positive_int("max_frames", self.max_frames, "1 or more frames, or leave it unset to read whole streams")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Runner:
         self.notes: list[str] = list(target.assumptions) + list(engine.notes)
         self.plan = self._image_plan()
         self.classify = self._is_classifier()
+        self._check_labels()
         self._softmax_noted = False
         self._reduce_ok: bool | None = None if config.decode is DecodePolicy.AUTO else config.decode is DecodePolicy.FAST
         self._saved = 0
@@ -134,6 +137,16 @@ class Runner:
             return self.target.task is Task.CLASSIFICATION and len(self.engine.outputs) == 1
         outs = self.engine.outputs
         return len(outs) == 1 and len(outs[0].shape) == 2 and outs[0].shape[1] > 1
+
+    def _check_labels(self) -> None:
+        """A labels file of the wrong length would name every class wrongly: refuse it (bundles are checked at convert)."""
+        labels, outs = self.target.labels, self.engine.outputs
+        if not self.config.labels or not labels or not self.classify:
+            return
+        classes = int(np.prod(outs[0].shape[1:]))
+        if classes > 0 and len(labels) != classes:
+            raise ConfigError("labels", f"{self.config.labels} has {len(labels)} name(s) but the model has {classes} classes",
+                              "give one class name per line, in the order of the model's outputs")
 
     # ---- inputs → tensors (called on the decode thread)
     def from_bytes(self, data: bytes, name: str) -> Item:

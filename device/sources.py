@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import DataError, EdgeError
-from .images import expand_sources, read_bytes
+from .images import is_image, read_bytes
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 ARRAY_EXTENSIONS = frozenset({".npy", ".npz"})
@@ -62,6 +62,13 @@ def _kind(p: Path) -> str:
     return "image"
 
 
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under ``root``, recursively, sorted; hidden entries skipped (as the image walk does)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield from (Path(dirpath) / n for n in sorted(filenames) if not n.startswith("."))
+
+
 def plan_sources(sources: Iterable[str], camera: int | None) -> list[tuple[str, Path | int]]:
     """Expand folders and classify every source; refuse a missing path or camera up front."""
     out: list[tuple[str, Path | int]] = []
@@ -70,10 +77,11 @@ def plan_sources(sources: Iterable[str], camera: int | None) -> list[tuple[str, 
         if not p.exists():
             raise DataError(f"{src}: no such file or folder", "check the path")
         if p.is_dir():
-            found = list(expand_sources([p]))
+            found = [f for f in _walk(p) if _kind(f) in ("image", "video") and (is_image(f) or _kind(f) == "video")]
             if not found:
-                raise DataError(f"{src} contains no images", "give a folder with jpg/png/bmp/webp/tiff files")
-            out += [("image", f) for f in found]
+                raise DataError(f"{src} contains no images or videos",
+                                "give a folder with jpg/png/bmp/webp/tiff images or mp4/avi/mkv videos")
+            out += [(_kind(f), f) for f in found]
         else:
             out.append((_kind(p), p))
     if camera is not None:

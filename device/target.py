@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import MANIFEST, Manifest, Task, TensorSpec, Variant, check_variant, read_labels, read_manifest
-from .errors import BundleError, DataError
+from .errors import BundleError, ConfigError, DataError
 from .preprocess import PRESETS, PreprocessSpec
 
 
@@ -78,12 +78,14 @@ def open_target(path: str | os.PathLike, variant: str | None = None, labels: str
     if p.is_dir():
         raise BundleError(f"{p} has no {MANIFEST}", "give a bundle directory written by `keras-edge convert` or a .tflite file")
     if variant:
-        raise DataError(f"--variant {variant} needs a bundle, but {p} is a single model file", "drop --variant")
+        raise ConfigError("variant", f"{variant} needs a bundle, but {p} is a single model file", "leave it out for a .tflite file")
     names = _read_label_file(labels) if labels else None
     return Target(model=p, name=p.stem, labels=tuple(names) if names else None)
 
 
 def _read_label_file(path: str) -> list[str]:
+    if not Path(path).is_file():
+        raise ConfigError("labels", f"{path}: no such file", "give a text file with one class name per line")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -63,14 +63,8 @@ def from_object(model: Any) -> LoadedModel:
 
     if not isinstance(model, keras.Model):
         raise ModelError(f"{type(model).__name__} is not a keras.Model", "give a Keras model object or a model file path")
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs:
-        raise ModelError(f"model {model.name!r} has not been built, so its input shape is unknown",
-                         "call it once on an input (model(x)) or build it with model.build(shape) first")
-    return LoadedModel(model, None, "object", _specs(inputs), _specs(outputs))
+    model = functional(model)
+    return LoadedModel(model, None, "object", _specs(model.inputs), _specs(model.outputs))
 
 
 def _unsafe_hint(err: Exception) -> bool:
@@ -126,7 +120,31 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
                                  "if you trust this file, pass --unsafe") from None
             raise ModelError(f"{path} could not be loaded ({_first_line(e)})",
                              "check that the file is a complete Keras model (it may be truncated or corrupt)") from None
+    model = functional(model)
     return LoadedModel(model, path, kind, _specs(model.inputs), _specs(model.outputs))
+
+
+def functional(model: Any, input_shape: tuple[int | None, ...] | None = None) -> Any:
+    """A subclassed model as a functional one (symbolic inputs and outputs), from its build shape.
+
+    Subclassed ``keras.Model``s have no ``inputs`` until traced; the converter and the spec need them.
+    """
+    import keras
+
+    try:
+        if model.inputs:
+            return model
+    except (AttributeError, ValueError):
+        pass
+    shape = input_shape
+    if shape is None:
+        build = (model.get_build_config() or {}) if hasattr(model, "get_build_config") else {}
+        shape = build.get("input_shape")
+    if not shape or isinstance(shape, dict) or isinstance(shape[0], (list, tuple)):
+        raise ModelError(f"model {model.name!r} is subclassed and its input shape is unknown",
+                         "build it before saving (model(x) or model.build(shape)), or give the Python API a built model")
+    inp = keras.Input(shape=tuple(shape[1:]), name="input")
+    return keras.Model(inp, model(inp), name=model.name)
 
 
 def _wrap_tfsm(keras, tf, layer, path: Path):

@@ -109,7 +109,7 @@ def bench_options(f):
     """bench's own options (shared with `bench --on`, which adds the ssh ones)."""
     for deco in reversed([
         click.argument("target", type=click.Path()),
-        click.option("--variant", default=None, help="'all', a variant, or a comma-separated list (default: the default)."),
+        click.option("--variant", "variants", default=None, help="'all', a variant, or a comma-separated list (default: the default)."),
         click.option("--runs", default=50, show_default=True, type=click.IntRange(min=1), help="Timed invocations (at least)."),
         click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Untimed invocations first."),
         click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0),
@@ -127,14 +127,14 @@ def bench_options(f):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @bench_options
-def bench(target, variant, runs, warmup, min_seconds, e2e, preprocess, input_shape, as_json, out, threads,
+def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_shape, as_json, out, threads,
           accelerator, no_fallback, gpu_delegate) -> int:
     """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size."""
     from keras_edge.device import render
     from keras_edge.device.bench import BenchConfig, write_json
     from keras_edge.device.bench import bench as measure
 
-    cfg = BenchConfig(target=target, variants=variant, runs=runs, warmup=warmup, min_seconds=min_seconds,
+    cfg = BenchConfig(target=target, variants=variants, runs=runs, warmup=warmup, min_seconds=min_seconds,
                       threads=threads, e2e=e2e, accelerator=accelerator, fallback=not no_fallback,
                       gpu_delegate=gpu_delegate, preprocess=preprocess,
                       input_shape=(1, *input_shape) if input_shape else None)

@@ -34,7 +34,7 @@ COMMANDS: dict[str, Command] = {
     "run": Command("keras_edge.board_cli", "run", "Run a bundle or .tflite on images, folders, video or a camera.", False),
     "verify": Command("keras_edge.board_cli", "verify", "Check a bundle's checksums and reference outputs.", False),
     "bench": Command("keras_edge.host.deploy.cli", "bench",
-                     "Benchmark a bundle's variants or a .tflite file, here or on boards (--on).", False),
+                     "Benchmark a bundle's variants or a .tflite, here or on boards.", False),
     "doctor": Command("keras_edge.board_cli", "doctor", "Show runtimes, CPU features and accelerators found here.", False),
 }
 
@@ -83,8 +83,24 @@ def flag_for(field: str, command: click.Command | None) -> str:
     return "--" + head.replace("_", "-")
 
 
+def usage_message(e: click.ClickException) -> str:
+    """Click's errors as one line (no usage block), pointing at the command's --help."""
+    text = " ".join(e.format_message().split())
+    if not isinstance(e, click.UsageError):
+        return text
+    ctx = e.ctx
+    if ctx is not None:
+        path = ctx.command_path
+    elif LazyGroup.resolved is not None:
+        path = f"keras-edge {LazyGroup.resolved.name}"
+    else:
+        path = "keras-edge"
+    return f"{text} (see {path} --help)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-facing errors print one line and exit non-zero; bugs keep their traceback."""
+    LazyGroup.resolved = None   # in-process callers (tests, the Python API) run several commands
     try:
         rv = cli.main(args=argv, prog_name="keras-edge", standalone_mode=False)
     except ConfigError as e:
@@ -98,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {usage_message(e)}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -9,6 +9,7 @@ No TensorFlow and no host code are imported here.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,14 +73,14 @@ def check_writable(path: Path, *, kind: str = "file") -> Path:
     """Fail now, in one line, if ``path`` (a file or directory to create/replace) cannot be written.
 
     The nearest existing ancestor must be a writable directory; an existing target must be of the
-    right kind. Nothing is created here.
+    right kind. Nothing is left behind here.
     """
     path = Path(path)
     if path.exists():
         if kind == "file" and path.is_dir():
             raise click.BadParameter(f"{path} is a directory; give a file name")
         if kind == "dir" and not path.is_dir():
-            raise click.BadParameter(f"{path} exists and is not a directory")
+            raise click.BadParameter(f"{path} exists and is not a directory; choose another output path")
         probe = path if kind == "dir" else path.parent
     else:
         probe = path.parent
@@ -90,9 +91,21 @@ def check_writable(path: Path, *, kind: str = "file") -> Path:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise click.BadParameter(f"{probe} is a file, so {path} cannot be created under it")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK) or not _can_create_in(probe):
         raise click.BadParameter(f"{probe} is not writable, so {path} cannot be written; choose another place")
     return path
+
+
+def _can_create_in(directory: Path) -> bool:
+    """Whether a file can really be created in ``directory``: access() says yes to root everywhere,
+    also on read-only file systems and in /proc, so try it (the probe is removed at once)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".keras-edge-probe-", dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 def out_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

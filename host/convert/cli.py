@@ -26,7 +26,9 @@ def _variants(ctx, param, text: str) -> tuple[str, ...]:
 
 def _prune_specs(ctx, param, values: tuple[str, ...]):
     """``channels:0.5`` → PruneSpec("channels", 0.5); the library never sees the CLI's string form."""
-    from ..prune.base import PruneMethod
+    from keras_edge.device.errors import ConfigError
+
+    from ..prune.base import PruneMethod, PruneSpec
 
     specs = []
     for text in values:
@@ -38,7 +40,10 @@ def _prune_specs(ctx, param, values: tuple[str, ...]):
         if not sep or method not in list(PruneMethod) or sparsity is None:
             raise click.BadParameter(f"{text!r} is not METHOD:SPARSITY; write e.g. channels:0.5, with METHOD one of: "
                                      f"{', '.join(PruneMethod)}")
-        specs.append((method, sparsity))
+        try:
+            specs.append(PruneSpec(method, sparsity))
+        except ConfigError as e:  # the spec's own check, said in terms of this flag's value
+            raise click.BadParameter(f"{text!r}: the sparsity {e.problem}; {e.fix}") from None
     return tuple(specs)
 
 

@@ -88,6 +88,9 @@ class ConvertConfig:
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
         in_range("max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0, "a fraction such as 0.01 for one percentage point")
+        if self.name is not None and not B.NAME.fullmatch(self.name):  # deploy makes it a directory on the board
+            raise ConfigError("name", f"{self.name!r} cannot be a bundle name",
+                              "use letters, digits, '.', '_' and '-', starting with a letter or digit")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,16 @@ class ConvertResult:
     @property
     def variants(self) -> tuple[B.Variant, ...]:
         return self.manifest.variants
+
+    @property
+    def keras(self) -> dict[str, Any]:
+        """The Keras model's own accuracy and latency on the same evaluation set."""
+        return self.report.keras
+
+    @property
+    def selective(self) -> dict[str, Any] | None:
+        """What the int8-selective search tried (None when it did not run)."""
+        return self.report.selective
 
     def to_dict(self) -> dict[str, Any]:
         return {"bundle": str(self.bundle), **self.report.to_dict()}

@@ -126,7 +126,7 @@ def bench(ctx: click.Context, hosts: tuple[str, ...], ssh_config: Path | None, s
     return _bench_on(hosts, ssh_from_options(ssh_config, ssh_option, connect_timeout), **kw)
 
 
-def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variant, runs, warmup, min_seconds, threads,
+def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variants, runs, warmup, min_seconds, threads,
               as_json, out, e2e, preprocess, input_shape, accelerator, no_fallback, gpu_delegate) -> int:
     from keras_edge.device import render
     from keras_edge.device.bench import BenchReport, write_json
@@ -137,7 +137,7 @@ def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variant, runs,
                                   ("--gpu-delegate", gpu_delegate)) if v]
     if unsupported:
         raise click.UsageError(f"{unsupported[0]} is not passed to boards by --on; run `keras-edge bench` on the board for it")
-    passthru = [*(["--variant", variant] if variant else []), "--runs", str(runs), "--warmup", str(warmup),
+    passthru = [*(["--variant", variants] if variants else []), "--runs", str(runs), "--warmup", str(warmup),
                 "--min-seconds", str(min_seconds), *(["--threads", ",".join(map(str, threads))] if threads else []),
                 "--accelerator", accelerator, *(["--no-fallback"] if no_fallback else [])]
     runs_done = []

@@ -34,7 +34,7 @@ from . import scripts
 from .ssh import ScriptResult, SshOptions, Target, TransferStats, have_local_rsync, rsync_push, run_script, tar_push
 
 SUMS = "SHA256SUMS"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_NAME = bundle.NAME
 _VERSION = re.compile(r"[0-9a-f]{12}")
 
 Events = Callable[[str, str], None]  # (host as given, one line of progress)
@@ -170,6 +170,8 @@ def deploy_many(config: DeployConfig, hosts: Sequence[str], on_event: Events | N
     hosts = list(dict.fromkeys(hosts))  # the same board twice would race with itself
     if not hosts:
         raise EdgeError("no host given", "name at least one board, e.g. pi@raspberrypi.local")
+    for host in hosts:  # a misspelt destination is refused before any board is touched
+        Target.parse(host)
     say = on_event or (lambda host, line: None)
     with tempfile.TemporaryDirectory(prefix="keras-edge-deploy-") as tmp:
         plan = plan_bundle(config.bundle_dir, Path(tmp))
@@ -286,6 +288,8 @@ def rollback_many(name: str, hosts: Sequence[str], ssh: SshOptions | None = None
     hosts = list(dict.fromkeys(hosts))
     if not hosts:
         raise EdgeError("no host given", "name at least one board")
+    for host in hosts:
+        Target.parse(host)
     say = on_event or (lambda host, line: None)
     ssh = ssh or SshOptions()
     with ThreadPoolExecutor(max_workers=min(jobs, len(hosts))) as pool:

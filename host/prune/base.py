@@ -138,7 +138,7 @@ class PruneSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", choice("prune.method", self.method, PruneMethod))
-        object.__setattr__(self, "sparsity", check_sparsity(self.sparsity))
+        object.__setattr__(self, "sparsity", check_sparsity(self.sparsity, "prune.sparsity"))
 
 
 def check_sparsity(value: float, field: str = "sparsity") -> float:

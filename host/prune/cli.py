@@ -99,7 +99,7 @@ def _out(help: str):
 @click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
 @_out("Pruned model, NAME.keras.")
-@click.option("--method", type=click.Choice(list(PruneMethod)), required=True)
+@click.option("--method", type=click.Choice([m.value for m in PruneMethod]), required=True)
 @click.option("--sparsity", type=float, required=True, help="Fraction to remove, in (0, 1).")
 @click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs (0: prune only).")
 @click.option("--schedule", type=click.Choice([s.value for s in Schedule]), default="polynomial", show_default=True,

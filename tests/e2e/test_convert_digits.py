@@ -46,7 +46,7 @@ def test_each_variant_reproduces_keras_on_the_reference_inputs(digits_bundle):
 
 
 def test_int8_meets_the_accuracy_and_size_targets(digits_bundle):
-    rows = {r.name: r for r in digits_bundle.rows}
+    rows = {r.name: r for r in digits_bundle.variants}
     keras_acc = digits_bundle.keras["accuracy"]
     assert keras_acc > 0.9  # the model really learned the digits
     assert rows["int8"].metrics["accuracy"] >= keras_acc - 0.01
@@ -109,19 +109,20 @@ def test_bake_preprocess_folds_normalisation_into_the_graph(digits_demo, tmp_pat
     import keras
 
     from keras_edge.host.convert import ConvertConfig, convert
+    from keras_edge.host.preprocessing import PreprocessOptions
 
     src = keras.models.load_model(digits_demo.model)
     inner = keras.Model(src.layers[2].input, src.output)  # drop Input + Rescaling: expects [0, 1] inputs
     path = tmp_path / "unit.keras"
     inner.save(path)
     res = convert(ConvertConfig(model=path, out=tmp_path / "b", calib=digits_demo.train, eval=digits_demo.eval,
-                                variants=("fp32", "int8"), preset="unit", bake_preprocess=True, calib_samples=60,
+                                variants=("fp32", "int8"), preprocess=PreprocessOptions(preset="unit"), bake_preprocess=True, calib_samples=60,
                                 eval_samples=60))
     m = res.manifest
     assert m.preprocess.baked
     ref = np.load(res.bundle / B.REFERENCE)
     assert ref["input_0"].max() > 1.5  # raw 0..255 pixels go in
-    rows = {r.name: r for r in res.rows}
+    rows = {r.name: r for r in res.variants}
     assert rows["fp32"].metrics["agreement"] == 1.0
     assert rows["int8"].metrics["agreement"] >= 0.97
 

@@ -159,7 +159,7 @@ MODEL_FAILURES = {
     "random-bytes-h5": (_corrupt_h5, ["could not be loaded", "truncated or corrupt"]),
     "lambda-under-safe-mode": (lambda models, tmp: models["lambda"], ["Lambda layer", "pass --unsafe"]),
     "unknown-input-size": (lambda models, tmp: models["dynamic"], ["input size is unknown (?, ?, 3)",
-                                                                   "pass --input-shape H,W,C"]),
+                                                                   "--input-shape is needed"]),
 }
 
 

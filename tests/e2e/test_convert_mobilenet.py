@@ -11,6 +11,7 @@ import pytest
 
 from keras_edge.device import bundle as B
 from keras_edge.host.convert import ConvertConfig, convert
+from keras_edge.host.preprocessing import PreprocessOptions
 from keras_edge.host.convert.evaluate import load_tflite, predict
 from keras_edge.host.convert.variants import VARIANTS
 
@@ -44,7 +45,7 @@ def mobilenet(tmp_path_factory):
 
 def test_mobilenetv2_converts_to_every_variant_and_runs(mobilenet, photos, tmp_path):
     res = convert(ConvertConfig(model=mobilenet, out=tmp_path / "mnv2", calib=photos, variants=tuple(VARIANTS),
-                                preset="tf", resize="crop", calib_samples=24, eval_samples=8))
+                                preprocess=PreprocessOptions(preset="tf", resize="crop"), calib_samples=24, eval_samples=8))
     m = B.read_manifest(res.bundle)
     assert m.preprocess.preset == "tf" and m.preprocess.resize == "crop"
     ref = np.load(res.bundle / B.REFERENCE)

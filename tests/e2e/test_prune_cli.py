@@ -89,10 +89,10 @@ def test_distill_trains_the_pruned_student(digits_demo, pruned_channels, tmp_pat
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--sparsity", "1.5"], "error: sparsity 1.5 is outside (0, 1); pass the fraction to remove"),
-    (["--sparsity", "0"], "error: sparsity 0.0 is outside (0, 1)"),
-    (["--sparsity", "0.5"], "error: fine-tuning needs labeled data and none was given"),
-    (["--sparsity", "0.5", "--epochs", "0", "-o", "{tmp}/out.h5"], "error: output {tmp}/out.h5 does not end in .keras"),
+    (["--sparsity", "1.5"], "error: --sparsity 1.5 is outside (0, 1); give the fraction to remove"),
+    (["--sparsity", "0"], "error: --sparsity 0.0 is outside (0, 1)"),
+    (["--sparsity", "0.5"], "error: --data is needed: fine-tuning needs labeled data and none was given"),
+    (["--sparsity", "0.5", "--epochs", "0", "-o", "{tmp}/out.h5"], "error: Invalid value for '-o' / '--out': {tmp}/out.h5 does not end in .keras"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(digits_demo, tmp_path, capsys, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -114,7 +114,7 @@ def test_data_with_the_wrong_number_of_classes_is_refused(digits_demo, tmp_path,
     three = write_images(tmp_path / "three", {"a": 2, "b": 2, "c": 2}, size=32)
     code, _, err = cli(capsys, "prune", digits_demo.model, "-o", tmp_path / "o.keras", "--method", "channels",
                        "--sparsity", "0.5", "--data", three)
-    assert code == 2 and "has 3 class subfolders but the model has 10 outputs" in one_error_line(err)
+    assert code == 2 and "has 3 class subfolder(s) but the model has 10 outputs" in one_error_line(err)
 
 
 def test_missing_model_file(tmp_path, capsys):

@@ -44,7 +44,7 @@ def wide_bundle(digits_demo, tmp_path_factory):
 
 
 def test_full_int8_breaks_the_budget(wide_bundle):
-    int8 = next(r for r in wide_bundle.rows if r.name == "int8")
+    int8 = next(r for r in wide_bundle.variants if r.name == "int8")
     assert int8.metrics["accuracy_drop"] > 0.2
 
 
