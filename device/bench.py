@@ -21,7 +21,7 @@ import numpy as np
 
 from .engine import Accelerator
 from .checks import positive_int
-from .errors import ConfigError, DataError, EdgeError
+from .errors import ConfigError, EdgeError
 from .sysinfo import environment
 from .target import is_bundle, variant_names
 

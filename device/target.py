@@ -78,7 +78,8 @@ def open_target(path: str | os.PathLike, variant: str | None = None, labels: str
     if p.is_dir():
         raise BundleError(f"{p} has no {MANIFEST}", "give a bundle directory written by `keras-edge convert` or a .tflite file")
     if variant:
-        raise ConfigError("variant", f"{variant} needs a bundle, but {p} is a single model file", "leave it out for a .tflite file")
+        raise ConfigError("variant", f"{variant} needs a bundle, but {p} is a single model file",
+                          "leave it out for a .tflite file")
     names = _read_label_file(labels) if labels else None
     return Target(model=p, name=p.stem, labels=tuple(names) if names else None)
 

@@ -263,8 +263,8 @@ def test_tar_transport_for_boards_without_rsync(lab, tmp_path, capsys):
 def test_bad_arguments_are_one_line_errors(lab, tmp_path, capsys):
     v1 = make_bundle(tmp_path, "v1")
     rc, _, err = run(capsys, "deploy", v1, "-F", lab.config, "--", "-oProxyCommand=touch /tmp/x")
-    assert rc == 2 and "failed: host '-oProxyCommand=touch /tmp/x' is not a valid ssh destination" in err
-    rc, _, err = deploy(capsys, lab, v1, "board1", extra=["-o", "ProxyCommand"])
+    assert rc == 2 and err.startswith("error: host '-oProxyCommand=touch /tmp/x' is not a valid ssh destination")
+    rc, _, err = deploy(capsys, lab, v1, "board1", extra=["--ssh-option", "ProxyCommand"])
     assert rc == 2 and err.startswith("error: ssh option 'ProxyCommand' is not of the form Key=Value")
     rc, _, err = run(capsys, "deploy", tmp_path, "board1")
     assert rc == 2 and err.startswith(f"error: {tmp_path} has no manifest.json")

@@ -79,7 +79,7 @@ def test_prune_spec_for_convert():
     assert PruneSpec("magnitude", "0.8").sparsity == 0.8
     with pytest.raises(EdgeError, match=r"^prune.method 'chanels' is not a known method; use one of: magnitude, channels"):
         PruneSpec("chanels", 0.5)
-    with pytest.raises(EdgeError, match=r"^sparsity 1.5 is outside \(0, 1\)"):
+    with pytest.raises(EdgeError, match=r"^prune.sparsity 1.5 is outside \(0, 1\)"):
         PruneSpec("channels", 1.5)
 
 
