@@ -226,7 +226,7 @@ class Runner:
             res.outputs = self._describe_outputs(item.name, outs)
         return res
 
-    def run_one(self, source: "str | os.PathLike | np.ndarray") -> Result:
+    def run(self, source: "str | os.PathLike | np.ndarray") -> Result:
         """Run one input: an image file, a decoded BGR uint8 image (H, W, C as OpenCV gives it), or an array
         shaped like the model's input (float in model units, or the input's own integer type)."""
         if isinstance(source, np.ndarray):

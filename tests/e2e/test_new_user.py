@@ -111,10 +111,11 @@ def test_subclassed_model_converts_with_import(subclassed, digits_demo, tmp_path
     out = tmp_path / "b"
     rc = main(["convert", str(subclassed / "tiny.keras"), "-o", str(out), "--calib", str(digits_demo.train),
                "--eval", str(digits_demo.eval), "--eval-samples", "40", "--variants", "fp32,int8",
-               "--import", str(subclassed / "tinynet.py")])
+               "--import", str(subclassed / "tinynet.py"), "--preprocess", "raw"])
     assert rc == 0, capsys.readouterr().err
     m = B.read_manifest(out)
     assert {v.name for v in m.variants if v.status is B.VariantStatus.OK} == {"fp32", "int8"}
+    capsys.readouterr()
     rc = main(["run", str(out), str(next(Path(digits_demo.eval).rglob("*.png"))), "--json"])
     assert rc == 0 and json.loads(capsys.readouterr().out.splitlines()[0])["top_k"]
 
