@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+import keras_edge
 from sshd import lab  # noqa: F401  (the fixture)
 from test_deploy import deploy, make_bundle
 
@@ -55,7 +57,7 @@ def test_real_bundle_verified_by_the_runner_then_bench_on_the_board(lab, digits,
     assert board.link("digits") == version
 
     entry = remote_bench(digits, "board1", ["--runs", "5", "--warmup", "1", "--min-seconds", "0", "--threads", "1"],
-                         ssh=SshOptions(config=lab.config))
+                         ssh=SshOptions(config=lab.config)).to_dict()
     assert entry["version"] == version and entry["host"] == "board1"
     [result] = entry["bench"]["results"]
     assert result["variant"] == B.read_manifest(digits).default and result["threads"] == 1
@@ -103,7 +105,7 @@ def test_bench_on_a_board_that_runs_another_version_says_so(lab, digits, tmp_pat
     with pytest.raises(RemoteError, match=rf"runs version {B.content_hash(other)} of digits, not this bundle's "
                                           rf"{B.content_hash(digits)}; deploy this bundle first"):
         remote_bench(digits, "board1", [], ssh=ssh)
-    assert not (digits / B.REPORT_JSON).exists() or "boards" not in json.loads((digits / B.REPORT_JSON).read_text())
+    assert not (digits / B.REPORT_JSON).exists() or not json.loads((digits / B.REPORT_JSON).read_text()).get("boards")
 
 
 def test_install_runner_builds_copies_the_wheel_and_reports_an_offline_pip(lab, tmp_path, capsys):
@@ -111,14 +113,14 @@ def test_install_runner_builds_copies_the_wheel_and_reports_an_offline_pip(lab, 
     board = lab.start("board1", env={"PIP_NO_INDEX": "1"})
     wheel = build_wheel(tmp_path / "wheel")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"keras_edge/device/cli.py", "keras_edge/host/deploy.py", "keras_edge/host/deploy_scripts.py"} <= set(names)
+    assert {"keras_edge/cli.py", "keras_edge/host/deploy/core.py", "keras_edge/host/deploy/scripts.py", "keras_edge/device/bundle.py"} <= set(names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Provides-Extra: device" in meta
 
     fake = make_bundle(tmp_path, "v1")
     rc, out, err = deploy(capsys, lab, fake, "board1", extra=["--install-runner", "--wheel", wheel])
     assert rc == 2
-    assert "[board1] installing the runner (keras_edge-0.1.0-py3-none-any.whl)" in err
+    assert f"[board1] installing the runner (keras_edge-{keras_edge.__version__}-py3-none-any.whl)" in err
     assert "[board1] failed: installing the runner failed: pip install on the board failed: " in err
     copied = board.home / "keras-edge" / "wheels" / wheel.name
     assert B.sha256_file(copied) == B.sha256_file(wheel)
@@ -131,7 +133,7 @@ def test_install_runner_from_pypi_then_the_runner_verifies(lab, digits, capsys):
     board = lab.start("board1")
     rc, out, err = deploy(capsys, lab, digits, "board1", extra=["--install-runner"])
     assert rc == 0, err
-    assert "runner keras-edge, version 0.1.0 installed; runtime ai_edge_litert" in err
+    assert f"runner keras-edge, version {keras_edge.__version__} installed; runtime ai_edge_litert" in err
     assert "(verified: sha256 + keras-edge verify)" in err
     assert out.splitlines()[1].endswith("; runtime ai_edge_litert 2.3.0")
     assert (board.home / "keras-edge" / "venv" / "bin" / "keras-edge").exists()
