@@ -85,10 +85,10 @@ $(FIXTURE): $(VENV)/.installed $(SOURCES)
 fixtures: $(FIXTURE)
 
 test-device: fixtures setup-device
-	KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_DEVICE)/bin/python -m pytest -q tests/device
+	PYTHONSAFEPATH=1 KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_DEVICE)/bin/python -m pytest -q tests/device
 
 test-device-legacy: fixtures $(VENV_LEGACY)/.installed
-	KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_LEGACY)/bin/python -m pytest -q tests/device
+	PYTHONSAFEPATH=1 KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_LEGACY)/bin/python -m pytest -q tests/device
 
 # The board side on emulated 64-bit ARM: Debian bookworm arm64 (= Raspberry Pi OS bookworm) under
 # qemu-user, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76). build/arm is cached; the first run builds it.

@@ -107,7 +107,7 @@ def test_run_classifies_real_images_with_top_k(board, fixtures, bundle):
 def test_bench_measures_in_emulated_worker_processes(board, bundle, tmp_path):
     out = tmp_path / "bench.json"
     argv = ["bench", str(bundle), "--variant", "int8,fp32", "--runs", "5", "--warmup", "1", "--min-seconds", "0",
-            "--threads", "1", "--output", str(out)]
+            "--threads", "1", "-o", str(out)]
     r = board.keras_edge(*argv)
     board.transcript("bench", argv, r)
     ok(r, "bench")

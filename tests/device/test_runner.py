@@ -223,7 +223,7 @@ def test_bench_json_and_output_file(capsys, fx, bundle, tmp_path):
     out_file = tmp_path / "res" / "bench.json"
     img = eval_images(fx, 1)[0][0]
     code, out, _ = cli(capsys, "bench", bundle, "--variant", LEGACY_VARIANTS, "--runs", "5", "--warmup", "1",
-                       "--min-seconds", "0", "--threads", "1,2", "--e2e", img, "--json", "--output", out_file)
+                       "--min-seconds", "0", "--threads", "1,2", "--e2e", img, "--json", "-o", out_file)
     assert code == 0
     data = json.loads(out)
     assert json.loads(out_file.read_text()) == data
