@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from keras_edge.device import images
-from keras_edge.device.errors import DataError
+from keras_edge.device.errors import ConfigError, DataError
 from keras_edge.device.preprocess import PreprocessSpec, preprocess
 
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -227,7 +227,8 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
             notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
         return DataSplit(cal, evs, tuple(notes), spec)
     if spec is None:
-        raise DataError("image calibration data needs a preprocessing spec", "pass --input-shape H,W,C")
+        raise ConfigError("input_shape", "is needed: image calibration data needs the model's input size",
+                          "give H,W,C such as 224,224,3")
     index = scan_folder(calib)
     if eval_dir:
         eval_index = scan_folder(eval_dir)

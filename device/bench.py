@@ -129,7 +129,7 @@ def run_job(job: dict[str, Any], timeout: float = 1800) -> BenchResult:
         data = json.loads(text)
     except subprocess.TimeoutExpired:
         raise EdgeError(f"benchmark of {job.get('variant') or job['target']} took longer than {timeout:.0f} s",
-                        "lower --runs or --min-seconds") from None
+                        "time fewer runs, or a shorter minimum time") from None
     finally:
         Path(out).unlink(missing_ok=True)
     if "variant" not in data:  # the worker's {"error", "fix"}

@@ -87,7 +87,7 @@ def plan_sources(sources: Iterable[str], camera: int | None) -> list[tuple[str, 
     if camera is not None:
         out.append(("camera", open_camera_check(camera)))
     if not out:
-        raise DataError("nothing to run on", "give image files, folders, video files, .npy/.npz files or --camera N")
+        raise DataError("nothing to run on", "give image files, folders, video files, .npy/.npz files or a camera")
     return out
 
 

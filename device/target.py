@@ -115,7 +115,7 @@ def infer_spec(tensor: TensorSpec, preset: str | None) -> tuple[PreprocessSpec, 
         spec = PreprocessSpec(height=h, width=w, channels=c, scale=tensor.scale, mean=(mean,), std=(1.0,),
                               preset="custom", reason="inferred from the input's quantization")
         return spec, [f"{tensor.dtype} input takes pixel values directly (q = pixel{' - 128' if shift else ''}); "
-                      "pass --preprocess to override"]
+                      "give a preprocessing preset to override"]
     spec = PreprocessSpec.from_preset("unit", h, w, c)
     choices = "|".join(PRESETS)
     return spec, [f"float input normalised to [0, 1] (preset 'unit'); pass --preprocess {choices} if the model "

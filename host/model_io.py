@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_edge.device.bundle import TensorSpec
-from keras_edge.device.errors import ModelError
+from keras_edge.device.errors import ConfigError, ModelError
 
 from .tfenv import captured_output, import_tf
 
@@ -111,10 +111,10 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
         except Exception as e:  # noqa: BLE001 - loaders raise anything from ValueError to OSError
             unknown = _UNKNOWN_CLASS.search(str(e))
             if unknown:
-                raise ModelError(f"{path} uses the custom class {unknown.group(1)}, which is not registered in this process",
-                                 "pass --import MODULE (a module or .py file that defines it with "
-                                 "@keras.saving.register_keras_serializable()), or give the model object to the Python API"
-                                 ) from None
+                raise ConfigError("imports", f"MODULE is needed: {path} uses the custom class {unknown.group(1)}, which is "
+                                  "not registered in this process", "give a module or .py file that defines it with "
+                                  "@keras.saving.register_keras_serializable(), or give the model object to the Python API"
+                                  ) from None
             if safe_mode and _unsafe_hint(e):
                 raise ModelError(f"{path} contains a Lambda layer (or other code) that safe mode refuses to load",
                                  "if you trust this file, pass --unsafe") from None

@@ -247,7 +247,7 @@ def _transport(wanted: Transport, prep: ScriptResult) -> Transport:
     board_rsync, board_tar = prep.get("has_rsync") == "yes", prep.get("has_tar") == "yes"
     if wanted is Transport.RSYNC and not (board_rsync and have_local_rsync()):
         where = "the board" if not board_rsync else "this workstation"
-        raise RemoteError(f"rsync is not installed on {where}", "install rsync, or use --transport tar")
+        raise RemoteError(f"rsync is not installed on {where}", "install rsync, or copy with the tar transport")
     if wanted is Transport.AUTO:
         wanted = Transport.RSYNC if board_rsync and have_local_rsync() else Transport.TAR
     if wanted is Transport.TAR and not board_tar:
@@ -317,8 +317,8 @@ def project_root() -> Path:
     """The source tree this keras-edge runs from (needed to build a wheel of it)."""
     root = Path(__file__).resolve().parents[2]   # host/deploy/core.py → the repository
     if not (root / "pyproject.toml").is_file() or not (root / "keras_edge" / "cli.py").is_file():
-        raise EdgeError("this keras-edge is not installed from a source tree, so no wheel can be built here",
-                        "pass a keras-edge wheel with --wheel FILE")
+        raise ConfigError("wheel", "is needed: this keras-edge is not installed from a source tree, so no wheel "
+                          "can be built here", "give a keras-edge wheel file")
     return root
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 import keras
 
-from keras_edge.device.errors import ModelError
+from keras_edge.device.errors import ConfigError, ModelError
 
 from . import graph as g
 from .base import Criterion, LayerReport, PruneConfig, PruneResult, SkippedLayer
@@ -352,15 +352,15 @@ def plan_and_rebuild(model: keras.Model, sparsity: float, criterion: Criterion |
         shown = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:2])
         raise ModelError(f"nothing in model {model.name!r} can be channel-pruned ({shown})",
                          "channel pruning needs Conv/Dense layers whose outputs feed supported layers; "
-                         "try --method magnitude")
+                         "try the magnitude method")
     roots = {w.root(gid) for name, (role, _, out) in w.io.items() if role is Role.PRODUCER
              for gid, _ in out.segments}
     kept = [w.groups[r] for r in roots if w.groups[r].keep is not None]
     plan = ChannelPlan(tuple(reports), tuple(skipped), sum(gr.size for gr in kept), sum(len(gr.keep) for gr in kept))
     if plan.channels_after == plan.channels_before:
-        raise ModelError(f"sparsity {sparsity} removes no channel from model {model.name!r} (its prunable layers "
-                         f"have {min(r.before for r in reports)}–{max(r.before for r in reports)} channels, "
-                         f"kept in multiples of {multiple})", "raise --sparsity or pass --channel-multiple 1")
+        raise ConfigError("channel_multiple", f"{multiple} keeps every channel of model {model.name!r} at sparsity "
+                          f"{sparsity} (its prunable layers have {min(r.before for r in reports)}–"
+                          f"{max(r.before for r in reports)} channels)", "give 1 to keep exact channel counts, or a higher sparsity")
     return _rebuild(model, w), plan
 
 

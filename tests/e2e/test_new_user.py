@@ -103,7 +103,7 @@ def test_subclassed_model_without_its_class_names_it_and_the_fix(subclassed, dig
     err = capsys.readouterr().err
     assert rc == 2 and not (tmp_path / "b").exists()
     (line,) = _err_lines(err)
-    assert "uses the custom class" in line and "TinyNet" in line and "--import MODULE" in line
+    assert line.startswith("error: --import MODULE is needed:") and "uses the custom class" in line and "TinyNet" in line
     assert "corrupt" not in line and "…" not in line
 
 
