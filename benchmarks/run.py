@@ -22,7 +22,8 @@ from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
 FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner")
-OPT_IN = ("pruning",)  # the long pruning study (fine-tuning runs): `make bench BENCH_ARGS="--only pruning"`
+# long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
+OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
 
 
@@ -64,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     from . import claims, coldstart, inference, preprocessing
     from .models import digits_model, imagenet_model
 
-    log("models: building and converting (reused when the converter is unchanged)")
-    models = [imagenet_model("mobilenetv2", args.reconvert, log), imagenet_model("efficientnetb0", args.reconvert, log),
-              digits_model(args.reconvert, log)]
-    mobilenet, digits = models[0], models[2]
-    log(f"models ready after {time.perf_counter() - t0:.0f}s")
     inf = pre = None
+    if fams & set(FAMILIES):   # the opt-in studies build their own models
+        log("models: building and converting (reused when the converter is unchanged)")
+        models = [imagenet_model("mobilenetv2", args.reconvert, log),
+                  imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
+        mobilenet, digits = models[0], models[2]
+        log(f"models ready after {time.perf_counter() - t0:.0f}s")
     if "inference" in fams:
         inf = inference.run(models, rounds=args.rounds, per_round=3, log=log)
         write_json(RESULTS / "inference.json", inf)
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)
+    if "prune-budget" in fams:
+        log("pruning to an accuracy budget: benchmarks/bench_prune_budget.py")
+        script("bench_prune_budget.py", RESULTS / "prune_budget.json", timeout=5400)
     wall = time.perf_counter() - t0
     readme.write(wall if fams == set(FAMILIES) else None)
     log(f"done in {wall / 60:.1f} min: {RESULTS}/*.json and {ROOT / 'README.md'}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -234,7 +234,15 @@ def keep_count(channels: int, sparsity: float, multiple: int = 1) -> int:
     return min(channels, n)
 
 
-def _rank(model: keras.Model, w: _Walk, sparsity: float, criterion: Criterion, multiple: int) -> None:
+def _group_sparsity(group: Group, sparsity: float | Mapping[str, float]) -> float:
+    """One sparsity for a group: the uniform one, or the least any of its producers asks for."""
+    if not isinstance(sparsity, Mapping):
+        return sparsity
+    return min((sparsity.get(p, 0.0) for p in group.producers), default=0.0)
+
+
+def _rank(model: keras.Model, w: _Walk, sparsity: float | Mapping[str, float], criterion: Criterion,
+          multiple: int) -> None:
     scores: dict[int, np.ndarray] = {}
     bn: dict[int, np.ndarray] = {}
     for name, (role, ins, out) in w.io.items():
@@ -255,7 +263,8 @@ def _rank(model: keras.Model, w: _Walk, sparsity: float, criterion: Criterion, m
         if group.pinned:
             continue
         s = bn.get(r, s) if criterion is Criterion.BN else s
-        group.keep = np.sort(np.argsort(-s, kind="stable")[:keep_count(group.size, sparsity, multiple)])
+        group.keep = np.sort(np.argsort(-s, kind="stable")[:keep_count(group.size, _group_sparsity(group, sparsity),
+                                                                            multiple)])
 
 
 def _indices(w: _Walk, ch: Channels) -> np.ndarray | None:
@@ -330,9 +339,13 @@ class ChannelPlan:
     channels_after: int
 
 
-def plan_and_rebuild(model: keras.Model, sparsity: float, criterion: Criterion | str = Criterion.L1,
+def plan_and_rebuild(model: keras.Model, sparsity: float | Mapping[str, float], criterion: Criterion | str = Criterion.L1,
                      multiple: int = 1) -> tuple[keras.Model, ChannelPlan]:
-    """Rank and remove ``sparsity`` of every prunable channel group; the smaller model and the plan."""
+    """Rank and remove ``sparsity`` of every prunable channel group; the smaller model and the plan.
+
+    ``sparsity`` is one fraction for every group, or a fraction per producer layer name (a group tied
+    by Add takes the smallest of its producers'; groups not named keep all their channels).
+    """
     w = _walk(model)
     _rank(model, w, sparsity, Criterion(criterion), multiple)
     reports, skipped = [], list(w.blocked)
@@ -357,7 +370,7 @@ def plan_and_rebuild(model: keras.Model, sparsity: float, criterion: Criterion |
              for gid, _ in out.segments}
     kept = [w.groups[r] for r in roots if w.groups[r].keep is not None]
     plan = ChannelPlan(tuple(reports), tuple(skipped), sum(gr.size for gr in kept), sum(len(gr.keep) for gr in kept))
-    if plan.channels_after == plan.channels_before:
+    if plan.channels_after == plan.channels_before and not isinstance(sparsity, Mapping):
         raise ConfigError("channel_multiple", f"{multiple} keeps every channel of model {model.name!r} at sparsity "
                           f"{sparsity} (its prunable layers have {min(r.before for r in reports)}–"
                           f"{max(r.before for r in reports)} channels)", "give 1 to keep exact channel counts, or a higher sparsity")
@@ -370,9 +383,15 @@ def channel_prune(model: keras.Model, x: np.ndarray | None, y: np.ndarray | None
 
     pruned, plan = plan_and_rebuild(model, config.sparsity, config.criterion, config.channel_multiple)
     if config.epochs > 0:
-        fit(pruned, x, y, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-            teacher=model if config.distill else None, temperature=config.temperature, alpha=config.alpha,
-            verbose=config.verbose)
+        # a tenth of the training data decides when to stop (epochs is a ceiling); never the caller's validation data
+        order = np.random.default_rng(0).permutation(len(x))
+        n_stop = len(x) // 10 if len(x) >= 50 else 0
+        stop, train = order[:n_stop], order[n_stop:]
+        fit(pruned, x[train], y[train], epochs=config.epochs, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, teacher=model if config.distill else None,
+            temperature=config.temperature, alpha=config.alpha, verbose=config.verbose,
+            validation=(x[stop], y[stop]) if n_stop else None,
+            recovered=g.accuracy(model, x[stop], y[stop]) if n_stop else None)
     pruned = g.clone(pruned)  # no optimizer or compile state, whatever the input model carried
     return PruneResult(
         model=pruned, method=config.method, sparsity=config.sparsity,
@@ -380,3 +399,19 @@ def channel_prune(model: keras.Model, x: np.ndarray | None, y: np.ndarray | None
         params_before=g.count_params(model), params_after=g.count_params(pruned),
         nonzero_before=g.count_nonzero(model), nonzero_after=g.count_nonzero(pruned),
         flops_before=g.count_flops(model), flops_after=g.count_flops(pruned), epochs=config.epochs)
+
+
+def channel_groups(model: keras.Model) -> list[tuple[str, int, tuple[str, ...]]]:
+    """The prunable channel groups: (a producer layer naming it, channels, every producer tied to it)."""
+    w = _walk(model)
+    seen, out = set(), []
+    for name, (role, _, ch) in w.io.items():
+        if role is not Role.PRODUCER:
+            continue
+        r = w.root(ch.segments[0][0])
+        group = w.groups[r]
+        if r in seen or group.pinned:
+            continue
+        seen.add(r)
+        out.append((group.producers[0], group.size, tuple(group.producers)))
+    return out

@@ -94,8 +94,15 @@ def _packed_accuracy(y_true: Any, y_pred: Any) -> Any:
 
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 32,
         learning_rate: float = 1e-3, teacher: keras.Model | None = None, temperature: float = 4.0,
-        alpha: float = 0.5, callbacks: Sequence[Any] = (), verbose: int | str = "auto") -> Any:
-    """Train ``model`` in place on labels, or distil ``teacher`` into it; returns the Keras History."""
+        alpha: float = 0.5, callbacks: Sequence[Any] = (), verbose: int | str = "auto",
+        validation: tuple[np.ndarray, np.ndarray] | None = None, patience: int = 2,
+        recovered: float | None = None) -> Any:
+    """Train ``model`` in place on labels, or distil ``teacher`` into it; returns the Keras History.
+
+    With ``validation`` (x_val, y_val), ``epochs`` is a ceiling: the learning rate drops when validation
+    accuracy stalls, training stops after ``patience`` epochs without improvement (keeping the best
+    weights), and stops at once when validation accuracy reaches ``recovered``.
+    """
     y = np.asarray(y)
     g.check_classifier(model, y)
     probs = g.output_is_probabilities(model, x)
@@ -103,15 +110,41 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_
     if teacher is None:
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probs),
                       metrics=["accuracy"])
-        target = y.astype(np.int32)
+        pack = lambda xs, ys: ys.astype(np.int32)  # noqa: E731
     else:
-        t_logits = np.asarray(_as_logits(teacher.predict(x, batch_size=max(batch_size, 64), verbose=0),
-                                         g.output_is_probabilities(teacher, x)), np.float32)
+        t_probs = g.output_is_probabilities(teacher, x)
+
+        def pack(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+            t_logits = np.asarray(_as_logits(teacher.predict(xs, batch_size=max(batch_size, 64), verbose=0), t_probs),
+                                  np.float32)
+            return np.concatenate([ys.astype(np.float32)[:, None], t_logits], axis=1)
+
         model.compile(optimizer=optimizer, loss=_PackedDistillLoss(temperature, alpha, probs),
                       metrics=[keras.metrics.MeanMetricWrapper(_packed_accuracy, name="accuracy")])
-        target = np.concatenate([y.astype(np.float32)[:, None], t_logits], axis=1)
-    return model.fit(x, target, epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=list(callbacks),
-                     verbose=verbose)
+    cbs = list(callbacks)
+    val = None
+    if validation is not None and len(validation[0]):
+        val = (validation[0], pack(validation[0], np.asarray(validation[1])))
+        cbs += [keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.3, patience=1,
+                                                  min_lr=learning_rate / 100, verbose=0),
+                keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
+                                              restore_best_weights=True, verbose=0)]
+        if recovered is not None:
+            cbs.append(_StopWhenRecovered(recovered))
+    return model.fit(x, pack(x, y), epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=cbs,
+                     validation_data=val, verbose=verbose)
+
+
+class _StopWhenRecovered(keras.callbacks.Callback):
+    """Stop as soon as validation accuracy is back at ``target``: more epochs would only cost time."""
+
+    def __init__(self, target: float):
+        super().__init__()
+        self.target = target
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs and logs.get("val_accuracy", -1.0) >= self.target:
+            self.model.stop_training = True
 
 
 def _check_pair(teacher: keras.Model, student: keras.Model) -> None:

@@ -1,0 +1,299 @@
+"""Prune to an accuracy budget: the largest channel pruning whose fine-tuned int8 model stays within it.
+
+1. A quick sensitivity scan prunes each channel group alone (25/50/75%, no fine-tuning) and measures
+   the accuracy it costs, so that sensitive (often early and narrow) layers keep more channels.
+2. For each global level (the fraction of prunable channels removed), a threshold on that cost gives
+   every group its own sparsity; the pruned model is fine-tuned (early stopping on a split of the
+   training data, learning rate lowered on plateaus, stop once recovered), converted to int8 and
+   measured on the validation data against the budget, its latency timed side by side with the
+   unpruned int8 model.
+3. The levels rise until two in a row miss the budget (or the target speed-up is met); the chosen
+   point is the fastest one within the budget. When none is faster, the answer is an honest no.
+
+The budget is convert's: accuracy drop of the int8 model against the unpruned Keras model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from keras_edge.device.checks import in_range, positive_int
+from keras_edge.device.errors import ConfigError
+
+from . import graph as g
+from .base import Criterion, check_sparsity
+
+Log = Callable[[str], None]
+SCAN = (0.25, 0.5, 0.75)          # sparsities of the per-group sensitivity scan
+LEVELS = (0.3, 0.45, 0.6, 0.7, 0.8)
+FASTER = 1.05                     # a speed-up below this is measurement noise, not a reason to prune
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search; validated on construction (errors name the field)."""
+
+    max_accuracy_drop: float = 0.01
+    target_speedup: float | None = None
+    levels: tuple[float, ...] = LEVELS
+    epochs: int = 12                # a ceiling per level: early stopping ends most runs sooner
+    patience: int = 2
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    criterion: Criterion = Criterion.L1
+    channel_multiple: int = 8
+    sensitivity: bool = True
+    distill: bool | None = None     # None: try both at the first level and keep the better
+    threads: int | None = None      # interpreter threads for the int8 latency
+    calib_samples: int = 200
+    verbose: int | str = 0
+
+    def __post_init__(self) -> None:
+        in_range("max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0, "a fraction such as 0.01 for one point")
+        if self.target_speedup is not None and not (math.isfinite(self.target_speedup) and self.target_speedup > 1.0):
+            raise ConfigError("target_speedup", f"{self.target_speedup} is not above 1", "give a speed-up such as 1.5")
+        if not self.levels:
+            raise ConfigError("levels", "is empty", "give fractions such as 0.3,0.5,0.7")
+        object.__setattr__(self, "levels", tuple(sorted(check_sparsity(v, "levels") for v in self.levels)))
+        positive_int("epochs", self.epochs, "a ceiling on fine-tuning epochs such as 12")
+        positive_int("patience", self.patience, "1 or more epochs")
+        positive_int("batch_size", self.batch_size, "a batch size such as 32")
+        positive_int("channel_multiple", self.channel_multiple, "1, 4, 8 or 16")
+        positive_int("calib_samples", self.calib_samples, "at least 1")
+        object.__setattr__(self, "criterion", Criterion(self.criterion))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured pruning level (level 0 is the unpruned model)."""
+
+    level: float
+    achieved: float                 # fraction of prunable channels removed
+    params: int
+    flops: int | None
+    int8_ms: float
+    speedup: float                  # unpruned int8 p50 / this p50, timed side by side
+    accuracy: float                 # Keras, on the validation data
+    int8_accuracy: float
+    drop: float                     # unpruned Keras accuracy − this int8 accuracy
+    within: bool
+    epochs: int = 0
+    seconds: float = 0.0
+    distill: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    layer: str
+    channels: int
+    drops: dict[float, float]       # sparsity → accuracy lost, pruned alone without fine-tuning
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "channels": self.channels, "drops": {str(k): round(v, 6) for k, v in self.drops.items()}}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    base: Point
+    points: tuple[Point, ...]
+    chosen: Point | None
+    model: Any | None               # the chosen pruned Keras model
+    sensitivity: tuple[Sensitivity, ...]
+    distill_note: str
+    verdict: str
+    interval_pp: float              # 95% Wilson half-width of the base accuracy, in points
+    n_val: int
+    seconds: float
+    per_layer: dict[str, float] = field(default_factory=dict)   # the chosen point's sparsity per group
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base.to_dict(), "points": [p.to_dict() for p in self.points],
+                "chosen": self.chosen.to_dict() if self.chosen else None, "verdict": self.verdict,
+                "distill": self.distill_note, "interval_pp": round(self.interval_pp, 3), "n_val": self.n_val,
+                "seconds": round(self.seconds, 1), "per_layer": {k: round(v, 4) for k, v in self.per_layer.items()},
+                "sensitivity": [s.to_dict() for s in self.sensitivity]}
+
+
+def wilson_half_width(p: float, n: int, z: float = 1.96) -> float:
+    """Half the width of the 95% Wilson score interval of a proportion ``p`` measured on ``n`` samples."""
+    if n <= 0:
+        return 1.0
+    return z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+
+
+# ---------------------------------------------------------------- sensitivity and allocation
+
+def scan(model: Any, x_val: np.ndarray, y_val: np.ndarray, cfg: SearchConfig, log: Log) -> tuple[Sensitivity, ...]:
+    """Accuracy lost by pruning each channel group alone (no fine-tuning), at the SCAN sparsities."""
+    from .channels import channel_groups, plan_and_rebuild
+
+    base = g.accuracy(model, x_val, y_val)
+    out = []
+    for layer, channels, producers in channel_groups(model):
+        drops = {}
+        for s in SCAN:
+            pruned, plan = plan_and_rebuild(model, {p: s for p in producers}, cfg.criterion, cfg.channel_multiple)
+            drops[s] = 0.0 if plan.channels_after == plan.channels_before else max(0.0, base - g.accuracy(pruned, x_val, y_val))
+        out.append(Sensitivity(layer, channels, drops))
+        log(f"  sensitivity {layer} ({channels} ch): " + ", ".join(f"{s:.0%} → -{d:.1%}" for s, d in drops.items()))
+    return tuple(out)
+
+
+def _sparsity_for(sens: Sensitivity, threshold: float) -> float:
+    """The largest sparsity (≤ 0.9) whose interpolated solo cost stays at or below ``threshold``."""
+    xs = [0.0, *sens.drops]
+    ys = np.maximum.accumulate([0.0, *sens.drops.values()])   # cost never falls as more is pruned
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if ys[-1] > ys[-2] else 0.05
+    grid = np.arange(0.0, 0.9001, 0.025)
+    cost = np.where(grid <= xs[-1], np.interp(grid, xs, ys), ys[-1] + slope * (grid - xs[-1]))
+    ok = grid[cost <= threshold + 1e-12]
+    return float(ok.max()) if ok.size else 0.0
+
+
+def allocate(level: float, sensitivity: tuple[Sensitivity, ...]) -> dict[str, float]:
+    """Per-group sparsities whose channel-weighted mean is ``level``, sensitive groups pruned least."""
+    total = sum(s.channels for s in sensitivity)
+
+    def mean(t: float) -> float:
+        return sum(s.channels * _sparsity_for(s, t) for s in sensitivity) / total
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mean(mid) < level else (lo, mid)
+    return {s.layer: _sparsity_for(s, hi) for s in sensitivity}
+
+
+# ---------------------------------------------------------------- the search
+
+class _Int8:
+    """Converts models to int8 and times them side by side against the unpruned one."""
+
+    def __init__(self, calib: np.ndarray, threads: int | None):
+        self.calib, self.threads = calib, threads
+
+    def convert(self, model: Any) -> bytes:
+        from ..convert.variants import ConvertInputs, IoType, convert
+        from ..tfenv import captured_output
+
+        with captured_output():
+            blob, _ = convert(model, "int8", ConvertInputs([self.calib], IoType.INT8))
+        return blob
+
+    def engine(self, blob: bytes) -> Any:
+        import os
+        import tempfile
+
+        from ..convert.evaluate import load_tflite
+
+        fd, path = tempfile.mkstemp(suffix=".tflite")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        try:
+            return load_tflite(path, self.threads)
+        finally:
+            os.unlink(path)
+
+    def accuracy(self, engine: Any, x: np.ndarray, y: np.ndarray) -> float:
+        from ..convert.evaluate import predict, top1
+
+        return float(np.mean(top1(predict(engine, [x])[0]) == y))
+
+    def times(self, engines: dict[str, Any], x: np.ndarray) -> dict[str, float]:
+        from ..convert.evaluate import side_by_side
+
+        return {k: v[0] for k, v in side_by_side(engines, [x]).items()}
+
+
+def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+           cfg: SearchConfig = SearchConfig(), log: Log = lambda s: None) -> SearchResult:
+    """The largest channel pruning of ``model`` whose fine-tuned int8 accuracy on ``x_val`` stays within budget."""
+    from .channels import plan_and_rebuild
+    from .distill import fit
+
+    t_start = time.perf_counter()
+    g.check_classifier(model, np.asarray(y))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    n_stop = max(1, len(x) // 10)          # early stopping watches this, never the validation data
+    stop_x, stop_y, fit_x, fit_y = x[order[:n_stop]], y[order[:n_stop]], x[order[n_stop:]], y[order[n_stop:]]
+    q = _Int8(x[order[:cfg.calib_samples]], cfg.threads)
+    base_acc = g.accuracy(model, x_val, y_val)
+    base_blob = q.convert(model)
+    base_engine = q.engine(base_blob)
+    base_int8 = q.accuracy(base_engine, x_val, y_val)
+    half = wilson_half_width(base_acc, len(y_val))
+    base_ms = q.times({"base": base_engine}, x_val[:1])["base"]
+    base = Point(0.0, 0.0, g.count_params(model), g.count_flops(model), base_ms, 1.0, base_acc, base_int8,
+                 base_acc - base_int8, base_acc - base_int8 <= cfg.max_accuracy_drop + 1e-12)
+    log(f"unpruned: accuracy {base_acc:.2%} (Keras), {base_int8:.2%} (int8) on {len(y_val)} validation images "
+        f"(±{half * 100:.1f} pp at 95%); budget {cfg.max_accuracy_drop:.2%}")
+    sens = scan(model, x_val, y_val, cfg, log) if cfg.sensitivity else ()
+    points: list[Point] = []
+    models: dict[float, Any] = {}
+    maps: dict[float, dict[str, float]] = {}
+    distill = cfg.distill
+    distill_note = "on (given)" if distill else "off (given)" if distill is False else ""
+    misses = 0
+    recovered = g.accuracy(model, stop_x, stop_y)
+    for level in cfg.levels:
+        t0 = time.perf_counter()
+        per_layer = allocate(level, sens) if sens else level
+        tries = [True, False] if distill is None else [distill]
+        best, seen = None, {}
+        for use in tries:
+            pruned, plan = plan_and_rebuild(model, per_layer, cfg.criterion, cfg.channel_multiple)
+            hist = fit(pruned, fit_x, fit_y, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                       teacher=model if use else None, validation=(stop_x, stop_y), patience=cfg.patience,
+                       recovered=recovered, verbose=cfg.verbose)
+            pruned = g.clone(pruned)
+            acc = g.accuracy(pruned, x_val, y_val)
+            seen[use] = acc
+            if best is None or acc > best[0]:
+                best = (acc, use, pruned, plan, len(hist.history.get("loss", [])))
+            if len(tries) > 1:
+                log(f"  level {level:.0%}: fine-tuned {'with' if use else 'without'} distillation → {acc:.2%}")
+        acc, use, pruned, plan, epochs = best
+        if distill is None:
+            distill = use
+            distill_note = (f"{'on' if use else 'off'} (measured at {level:.0%}: {seen[True]:.2%} with the unpruned model "
+                            f"as teacher, {seen[False]:.2%} without" + ("; a tie keeps it on)" if seen[True] == seen[False] else ")"))
+        blob = q.convert(pruned)
+        engine = q.engine(blob)
+        int8_acc = q.accuracy(engine, x_val, y_val)
+        t = q.times({"base": base_engine, "pruned": engine}, x_val[:1])
+        drop = base_acc - int8_acc
+        p = Point(level, 1.0 - plan.channels_after / plan.channels_before, g.count_params(pruned), g.count_flops(pruned),
+                  t["pruned"], t["base"] / t["pruned"], acc, int8_acc, drop, drop <= cfg.max_accuracy_drop + 1e-12,
+                  epochs, time.perf_counter() - t0, use)
+        points.append(p)
+        models[level], maps[level] = pruned, (per_layer if isinstance(per_layer, dict) else {})
+        log(f"level {level:.0%}: {p.achieved:.0%} of channels removed, params {p.params:,}, int8 {p.int8_ms:.3f} ms "
+            f"({p.speedup:.2f}x), int8 accuracy {int8_acc:.2%} (drop {drop * 100:+.2f} pp, "
+            f"{'within' if p.within else 'over'} budget), {epochs} epoch(s), {p.seconds:.0f} s")
+        misses = 0 if p.within else misses + 1
+        if misses >= 2 or (p.within and cfg.target_speedup and p.speedup >= cfg.target_speedup):
+            break
+    fits = [p for p in points if p.within and p.speedup >= FASTER]
+    chosen = max(fits, key=lambda p: (p.speedup, -p.drop)) if fits else None
+    if chosen is None:
+        verdict = (f"no pruning level within the {cfg.max_accuracy_drop:.2%} budget is faster than the unpruned int8 "
+                   "model (curve above): keep the unpruned model, or allow a larger drop")
+    else:
+        short = cfg.target_speedup and chosen.speedup < cfg.target_speedup
+        verdict = (f"chose {chosen.level:.0%}: {chosen.speedup:.2f}x faster int8 at {chosen.drop * 100:+.2f} pp"
+                   + (f"; the target {cfg.target_speedup:.2f}x was not reached within the budget" if short else ""))
+    if half * 2 > cfg.max_accuracy_drop:
+        verdict += (f" (note: {len(y_val)} validation images resolve accuracy to ±{half * 100:.1f} pp at 95%, "
+                    f"wider than the budget; give more labeled images for a firmer answer)")
+    return SearchResult(base, tuple(points), chosen, models.get(chosen.level) if chosen else None, sens, distill_note,
+                        verdict, half * 100, len(y_val), time.perf_counter() - t_start,
+                        maps.get(chosen.level, {}) if chosen else {})
