@@ -258,6 +258,10 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with verbose logs to see the converter's output")
         default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
+        for v in variants:
+            if v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop + 1e-12:
+                log(f"note: {v.name} misses the accuracy budget ({job.loss(v):.2%} > {cfg.max_accuracy_drop:.2%}): "
+                    "reported, not chosen")
         labels = _write_labels(tmp, cfg, data)
         np.savez(tmp / B.REFERENCE, **_reference(data, keras_out))
         name = cfg.name or loaded.name

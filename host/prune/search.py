@@ -165,6 +165,9 @@ def allocate(level: float, sensitivity: tuple[Sensitivity, ...]) -> dict[str, fl
     def mean(t: float) -> float:
         return sum(s.channels * _sparsity_for(s, t) for s in sensitivity) / total
 
+    free = mean(0.0)
+    if free >= level:   # pruning that costs nothing already goes past the level: take it in proportion
+        return {s.layer: _sparsity_for(s, 0.0) * level / free for s in sensitivity}
     lo, hi = 0.0, 1.0
     for _ in range(40):
         mid = (lo + hi) / 2
