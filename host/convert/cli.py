@@ -34,10 +34,10 @@ def _prune_specs(ctx, param, values: tuple[str, ...]):
     for text in values:
         method, sep, value = text.partition(":")
         try:
-            sparsity = float(value)
+            sparsity = float(value) if sep else None
         except ValueError:
-            sparsity = None
-        if not sep or method not in list(PruneMethod) or sparsity is None:
+            sparsity = float("nan")
+        if method not in list(PruneMethod) or (sep and not sparsity == sparsity) or (not sep and method != "channels"):
             raise click.BadParameter(f"{text!r} is not METHOD:SPARSITY; write e.g. channels:0.5, with METHOD one of: "
                                      f"{', '.join(PruneMethod)}")
         try:
@@ -78,8 +78,9 @@ class _Progress:
 @click.option("--bake-preprocess", is_flag=True, help="Fold normalisation into the graph: the model takes raw pixels.")
 @click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True,
               help="Accuracy budget for choosing the default variant (absolute top-1 drop).")
-@click.option("--prune", "prune", multiple=True, metavar="METHOD:SPARSITY", callback=_prune_specs,
-              help="Also add pruned variants (fp32-/int8-pruned-METHOD), e.g. channels:0.5 or magnitude:0.8; "
+@click.option("--prune", "prune", multiple=True, metavar="METHOD[:SPARSITY]", callback=_prune_specs,
+              help="Also add pruned variants (fp32-/int8-pruned-METHOD), e.g. channels:0.5 or magnitude:0.8, or "
+                   "`channels` alone: the largest channel pruning within --max-accuracy-drop (a measured search); "
                    "fine-tunes on the labeled --calib images.")
 @click.option("--prune-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after pruning.")
 @click.option("--threads", callback=threads_one, metavar="N", help="Interpreter threads for validation latency (default: all cores).")

@@ -239,8 +239,11 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")
             variants.append(job.convert(vname, vname))
             log(f"[{i}/{len(cfg.variants)}] {vname}: {_summary(variants[-1])}")
+        pruning = None
         for prune_spec in cfg.prune:
-            for v in _pruned_variants(job, prune_spec, log):
+            pruned, curve = _pruned_variants(job, prune_spec, log)
+            pruning = curve or pruning
+            for v in pruned:
                 variants.append(v)
                 log(f"{v.name}: {_summary(v)}")
         selective = None
@@ -275,7 +278,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         B.write_manifest(tmp, manifest)
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective).with_boards_of(previous)
+                        selective=selective, pruning=pruning).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 
@@ -316,8 +319,11 @@ def _with_latencies(tmp: Path, variants: list[B.Variant], x: np.ndarray, cfg: Co
 PRUNED_BASES = ("fp32", "int8")
 
 
-def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> list[B.Variant]:
-    """Prune the model (fine-tuned on the labeled calibration images, never the evaluation ones), convert, validate."""
+def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> tuple[list[B.Variant], dict[str, Any] | None]:
+    """Prune the model (fine-tuned on the labeled calibration images, never the evaluation ones), convert, validate.
+
+    Without a sparsity, channel pruning runs the budgeted search and returns its measured curve too.
+    """
     from keras_edge.calibration.dataset import load_labeled
 
     from ..prune.api import prune_model
@@ -329,9 +335,11 @@ def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> list[B.Variant]:
                           "prune the model with `keras-edge prune` first")
     train = load_labeled(cfg.calib, data.spec, seed=cfg.seed) if data.calib.y is not None else None
     if train is None or train.y is None:
-        raise ConfigError("prune", f"({spec.method}:{spec.sparsity}) fine-tunes the pruned model and needs labeled "
+        raise ConfigError("prune", f"({spec}) fine-tunes the pruned model and needs labeled "
                           "calibration images", "arrange the calibration folder as ROOT/<class>/<image>")
     keep = np.array([s not in set(data.eval.sources) for s in train.sources])
+    if spec.sparsity is None:
+        return _searched_variants(job, train.x[keep], train.y[keep], log)
     log(f"pruning: {spec.method} at {spec.sparsity:.0%}, fine-tuning {cfg.prune_epochs} epoch(s) on "
         f"{int(keep.sum())} labeled images")
     with captured_output(not cfg.verbose):
@@ -345,7 +353,35 @@ def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> list[B.Variant]:
         + (f", FLOPs {res.flops_before:,} → {res.flops_after:,}" if res.flops_before else "")
         + (f"; left unpruned: {', '.join(s.name for s in res.skipped)}" if res.skipped else ""))
     return [job.convert(f"{base}-pruned-{spec.method}", base, res.model, {"pruning": info})
-            for base in PRUNED_BASES if base in cfg.variants]
+            for base in PRUNED_BASES if base in cfg.variants], None
+
+
+def _searched_variants(job: _Job, x: np.ndarray, y: np.ndarray, log: Log) -> tuple[list[B.Variant], dict[str, Any]]:
+    """The budgeted channel-pruning search on the training images (a fifth held out for its decisions)."""
+    from ..prune.search import SearchConfig, search
+    from ..tfenv import captured_output
+
+    order = np.random.default_rng(job.cfg.seed).permutation(len(x))
+    n_val = max(1, len(x) // 5)
+    val, tr = order[:n_val], order[n_val:]
+    log(f"pruning: searching for the largest channel pruning within the budget ({len(tr)} training, "
+        f"{n_val} validation images; the evaluation images stay unseen)")
+    cfg = SearchConfig(max_accuracy_drop=job.cfg.max_accuracy_drop, epochs=max(job.cfg.prune_epochs, 1),
+                       threads=job.cfg.threads)
+    with captured_output(not job.cfg.verbose):
+        res = search(job.model, x[tr], y[tr], x[val], y[val], cfg)
+    curve = res.to_dict()
+    for p in (res.base, *res.points):
+        log(f"  pruning level {p.level:.0%}: {p.achieved:.0%} removed, {p.speedup:.2f}x int8, drop {p.drop * 100:+.2f} pp"
+            f" ({'within' if p.within else 'over'} budget)")
+    log(f"pruning: {res.verdict}")
+    if res.model is None:
+        return [], curve
+    info = {"method": "channels", "sparsity": res.chosen.level, "achieved": round(res.chosen.achieved, 4),
+            "params_before": res.base.params, "params_after": res.chosen.params, "flops_before": res.base.flops,
+            "flops_after": res.chosen.flops, "searched": True}
+    return [job.convert(f"{base}-pruned-channels", base, res.model, {"pruning": info})
+            for base in PRUNED_BASES if base in job.cfg.variants], curve
 
 
 def tfl_threads(cfg: ConvertConfig) -> int:

@@ -131,14 +131,23 @@ class PruneResult:
 
 @dataclass(frozen=True)
 class PruneSpec:
-    """One pruned variant for convert: a method and the fraction to remove."""
+    """One pruned variant for convert: a method and the fraction to remove (None: channel pruning searches
+    for the largest fraction within the accuracy budget)."""
 
     method: PruneMethod
-    sparsity: float
+    sparsity: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", choice("prune.method", self.method, PruneMethod))
+        if self.sparsity is None:
+            if self.method is not PruneMethod.CHANNELS:
+                raise ConfigError("prune.sparsity", f"is needed for {self.method} pruning (only channel pruning searches)",
+                                  "give the fraction to remove, such as magnitude:0.8")
+            return
         object.__setattr__(self, "sparsity", check_sparsity(self.sparsity, "prune.sparsity"))
+
+    def __str__(self) -> str:
+        return f"{self.method}:{self.sparsity}" if self.sparsity is not None else f"{self.method} (budgeted search)"
 
 
 def check_sparsity(value: float, field: str = "sparsity") -> float:

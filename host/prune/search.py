@@ -113,9 +113,10 @@ class SearchResult:
     n_val: int
     seconds: float
     per_layer: dict[str, float] = field(default_factory=dict)   # the chosen point's sparsity per group
+    budget: float = 0.01
 
     def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base.to_dict(), "points": [p.to_dict() for p in self.points],
+        return {"budget": self.budget, "base": self.base.to_dict(), "points": [p.to_dict() for p in self.points],
                 "chosen": self.chosen.to_dict() if self.chosen else None, "verdict": self.verdict,
                 "distill": self.distill_note, "interval_pp": round(self.interval_pp, 3), "n_val": self.n_val,
                 "seconds": round(self.seconds, 1), "per_layer": {k: round(v, 4) for k, v in self.per_layer.items()},
@@ -299,4 +300,4 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
                     f"wider than the budget; give more labeled images for a firmer answer)")
     return SearchResult(base, tuple(points), chosen, models.get(chosen.level) if chosen else None, sens, distill_note,
                         verdict, half * 100, len(y_val), time.perf_counter() - t_start,
-                        maps.get(chosen.level, {}) if chosen else {})
+                        maps.get(chosen.level, {}) if chosen else {}, cfg.max_accuracy_drop)

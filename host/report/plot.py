@@ -16,6 +16,24 @@ def pareto(points: list[tuple[str, float, float]]) -> list[str]:
     return front
 
 
+def _pruning_panel(ax: Any, curve: dict[str, Any]) -> None:
+    """The pruning search's curve: int8 speed-up against accuracy drop, the budget and the choice marked."""
+    pts = [curve["base"], *curve.get("points", [])]
+    ax.plot([p["speedup"] for p in pts], [p["drop"] * 100 for p in pts], "o-", c="tab:purple", ms=3, lw=1)
+    chosen = curve.get("chosen")
+    if chosen:
+        ax.scatter([chosen["speedup"]], [chosen["drop"] * 100], s=80, marker="*", c="tab:orange", zorder=4)
+    if curve.get("budget") is not None:
+        ax.axhline(curve["budget"] * 100, ls="--", c="tab:red", lw=0.8)
+    for p in pts:
+        ax.annotate(f"{p['level']:.0%}", (p["speedup"], p["drop"] * 100), textcoords="offset points", xytext=(4, 3),
+                    fontsize=7)
+    ax.set_xlabel("int8 speed-up over the unpruned model")
+    ax.set_ylabel("accuracy drop (pp)")
+    ax.set_title("channel pruning levels (dashed: budget)")
+    ax.grid(alpha=0.3)
+
+
 def plot(report: dict[str, Any], out: str | Path) -> Path:
     import matplotlib
 
@@ -27,7 +45,11 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     key = "accuracy" if use_acc else "agreement"
     pts = [(r["name"], r["metrics"]["latency_ms"], r["metrics"].get(key) or 0.0) for r in ok]
     front = set(pareto(pts))
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    curve = report.get("pruning")
+    if curve:
+        fig, (ax, bx, px) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [3, 2, 2]})
+    else:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     for name, lat, q in pts:
         on = name in front
         ax.scatter(lat, q * 100, s=60, c="tab:blue" if on else "tab:gray", zorder=3)
@@ -47,6 +69,8 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     ax.set_title(f"{report.get('name', 'bundle')}: latency vs {key}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    if curve:
+        _pruning_panel(px, curve)
     sized = [r for r in report["variants"] if r.get("bytes")]
     bx.barh([r["name"] for r in sized], [r["bytes"] / 1024 for r in sized], color="tab:green")
     bx.set_xlabel("file size (KiB)")

@@ -78,6 +78,29 @@ def board_rows(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def pruning_rows(curve: dict[str, Any] | None) -> list[str]:
+    """The budgeted pruning search's measured curve as a markdown table (chosen row in bold)."""
+    if not curve:
+        return []
+    lines = ["", "## Pruning to the accuracy budget", "",
+             f"Channel pruning levels measured on {curve.get('n_val')} validation images (±{curve.get('interval_pp', 0):.1f} pp "
+             f"at 95%); speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side; "
+             f"distillation: {curve.get('distill')}.", "",
+             "| level | removed | params | FLOPs | int8 ms | speed-up | int8 accuracy | drop | budget | epochs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    chosen = (curve.get("chosen") or {}).get("level")
+    for p in [curve["base"], *curve.get("points", [])]:
+        cells = [f"{p['level']:.0%}", f"{p['achieved']:.0%}", f"{p['params']:,}",
+                 f"{p['flops']:,}" if p.get("flops") else "—", f"{p['int8_ms']:.3f}", f"{p['speedup']:.2f}x",
+                 _fmt(p["int8_accuracy"], "pct"), f"{p['drop'] * 100:+.2f} pp", "ok" if p["within"] else "over",
+                 str(p.get("epochs", 0))]
+        if p["level"] and p["level"] == chosen:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", curve.get("verdict", "")]
+    return lines
+
+
 def table(report: dict[str, Any]) -> str:
     """A plain-text table for the terminal."""
     body = rows(report)
@@ -116,6 +139,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
         lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
                   for e in sel.get("layers", [])]
+    lines += pruning_rows(report.get("pruning"))
     lines += ["", "![latency against accuracy](report.png)"]
     return "\n".join(lines) + "\n"
 
