@@ -84,8 +84,9 @@ class Tolerance:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Tolerance":
+        max_abs = float(d["max_abs"])
         gpu = d.get("gpu_max_abs")
-        return cls(max_abs=float(d["max_abs"]), min_agreement=float(d.get("min_agreement", 1.0)),
+        return cls(max_abs=max_abs, min_agreement=float(d.get("min_agreement", 1.0)),
                    gpu_max_abs=float(gpu) if gpu is not None else None)
 
 
