@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .engine import Accelerator, EngineOptions
+from .gpu import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
 from .errors import DataError
 from .pipeline import DecodePolicy
 from .preprocess import PRESETS
@@ -33,10 +34,13 @@ def _engine_options(f):
     for deco in reversed([
         click.option("--threads", default=None, help="Interpreter threads (bench: a list, e.g. 1,2,4). Default: all cores."),
         click.option("--accelerator", type=click.Choice([a.value for a in Accelerator]), default="cpu", show_default=True,
-                     help="cpu: XNNPACK; gpu: the runtime's GPU path, falling back to CPU; auto: GPU only if it runs the whole model."),
+                     help="cpu: XNNPACK; gpu: the runtime's GPU path, falling back to CPU; auto: a hardware GPU only, "
+                          "if it runs the whole model faster than the CPU in a short trial."),
         click.option("--no-fallback", is_flag=True, help="With --accelerator gpu: fail instead of falling back to CPU."),
         click.option("--gpu-delegate", metavar="PATH", default=None,
                      help="GPU delegate library for load_delegate (or $KERAS_EDGE_GPU_DELEGATE)."),
+        click.option("--gpu-timeout", type=float, default=GPU_TIMEOUT, show_default=True, metavar="SECONDS",
+                     help="Time limit for the GPU compile and first run, tried in a child process (0: in this process, no limit)."),
     ]):
         f = deco(f)
     return f
@@ -67,14 +71,15 @@ def _note(text: str) -> None:
               help="Reduced JPEG decoding: auto uses it only if the input stays within tolerance.")
 @_engine_options
 def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outputs, labels, preprocess, input_shape,
-        decode, threads, accelerator, no_fallback, gpu_delegate) -> int:
+        decode, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
     from . import render
     from .run import RunConfig, open_runner
     from .run import run as run_all
 
     eng = EngineOptions(threads=_ints(threads, "--threads")[0] if threads else None, accelerator=accelerator,
-                        fallback=not no_fallback, gpu_delegate=gpu_delegate, input_shapes=_shape(input_shape))
+                        fallback=not no_fallback, gpu_delegate=gpu_delegate, input_shapes=_shape(input_shape),
+                        gpu_timeout=gpu_timeout)
     cfg = RunConfig(target=target, sources=tuple(sources), camera=camera, variant=variant, top_k=top_k, engine=eng,
                     save_outputs=save_outputs, labels=labels, preprocess=preprocess, decode=decode, max_frames=max_frames)
     if not sources and camera is None:
@@ -106,13 +111,13 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
 @click.option("--variant", default=None, help="Check only these variants (comma-separated).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_engine_options
-def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_delegate) -> int:
+def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Check BUNDLE's checksums and run reference.npz through each variant against its tolerance."""
     from . import render
     from .verify import verify_bundle
 
     eng = EngineOptions(threads=_ints(threads, "--threads")[0] if threads else None, accelerator=accelerator,
-                        fallback=not no_fallback, gpu_delegate=gpu_delegate)
+                        fallback=not no_fallback, gpu_delegate=gpu_delegate, gpu_timeout=gpu_timeout)
     rep = verify_bundle(bundle, eng, [v.strip() for v in variant.split(",")] if variant else None)
     if as_json:
         _echo_json(rep.to_dict())
@@ -142,7 +147,7 @@ def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_dele
 @click.option("-o", "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="With --on: extra ssh -o option.")
 @_engine_options
 def bench(target, variant, runs, warmup, min_seconds, e2e, preprocess, input_shape, as_json, output, hosts,
-          ssh_config, ssh_options, threads, accelerator, no_fallback, gpu_delegate) -> int:
+          ssh_config, ssh_options, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size."""
     from . import render
     from .bench import BenchConfig, BenchReport, write_json
@@ -168,7 +173,7 @@ def bench(target, variant, runs, warmup, min_seconds, e2e, preprocess, input_sha
 
     cfg = BenchConfig(target=target, variants=variant, runs=runs, warmup=warmup, min_seconds=min_seconds,
                       threads=_ints(threads, "--threads") or (), e2e=e2e, accelerator=accelerator,
-                      fallback=not no_fallback, gpu_delegate=gpu_delegate, preprocess=preprocess,
+                      fallback=not no_fallback, gpu_delegate=gpu_delegate, preprocess=preprocess, gpu_timeout=gpu_timeout,
                       input_shape=_ints(input_shape, "--input-shape") and (1, *_ints(input_shape, "--input-shape")))
     rep = measure(cfg, progress=lambda s: click.echo(f"measuring {s} …", err=True))
     data = rep.to_dict()
@@ -185,12 +190,14 @@ def bench(target, variant, runs, warmup, min_seconds, e2e, preprocess, input_sha
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--gpu-delegate", metavar="PATH", default=None, help="GPU delegate library to try.")
-def doctor(as_json, gpu_delegate) -> int:
+@click.option("--gpu-timeout", type=float, default=GPU_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Time limit for the GPU probe (it runs in a child process).")
+def doctor(as_json, gpu_delegate, gpu_timeout) -> int:
     """Show the runtimes, CPU features, cameras and accelerators found here (each one tried)."""
     from . import render
     from .doctor import diagnose
 
-    d = diagnose(gpu_delegate)
+    d = diagnose(gpu_delegate, gpu_timeout)
     if as_json:
         _echo_json(d)
     else:
