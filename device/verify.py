@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import GPU_FP16_SLACK, Manifest, Task, Variant, VariantStatus, check_variant, inside, read_labels, read_manifest
+from .bundle import Manifest, Task, Variant, VariantStatus, check_variant, gpu_slack, inside, read_labels, read_manifest
 from .engine import Engine, EngineOptions, load
 from .errors import BundleError, EdgeError
 from .preprocess import dequantize, quantize
@@ -133,10 +133,10 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
     if tol is None:
         fails.append("the manifest records no tolerance for it")
     else:
-        check.bound = tol.max_abs_on(on_gpu)
+        check.bound = tol.max_abs_on(on_gpu, v.mode)
         if on_gpu and tol.gpu_max_abs is None:
             check.notes.append(f"the manifest records no GPU tolerance (older bundle); using max_abs + "
-                               f"{GPU_FP16_SLACK:g} for fp16 arithmetic")
+                               f"{gpu_slack(v.mode):g} for the GPU's fp16 arithmetic")
         if not max_abs <= check.bound:
             fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
         if agreement is not None and agreement < tol.min_agreement:

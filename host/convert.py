@@ -35,8 +35,6 @@ REFERENCE_SAMPLES = 8
 NOISE = 0.05  # latency differences below this fraction do not decide the default
 # Floors for verify tolerances, by mode: the board may use other kernels than the workstation.
 TOLERANCE_FLOOR = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 1e-2, "int8": 1e-2, "int16x8": 1e-2}
-# On a GPU backend the bound grows by what fp16 arithmetic (the GPU default) adds.
-GPU_TOLERANCE_SLACK = B.GPU_FP16_SLACK
 
 
 @dataclass(frozen=True)
@@ -286,7 +284,7 @@ def _validate(vname, mode, blob: bytes, convert_s: float, warnings: list[str], d
     floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
     tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                       min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES) if classification else 1.0,
-                      gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + GPU_TOLERANCE_SLACK))
+                      gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + B.gpu_slack(mode)))
     row = VariantRow(vname, mode, status, reason, path.stat().st_size, convert_s, metrics)
     variant = B.Variant(name=vname, mode=mode, status=status, file=path.name, sha256=B.sha256_file(path),
                         bytes=row.bytes, reason=reason, inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol,
