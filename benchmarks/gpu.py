@@ -108,6 +108,20 @@ def _queue_only_child(model_path: str) -> None:
     print(json.dumps({"queue_only_ms": float(np.median(times)) / 1e6}))
 
 
+def probe_vulkan() -> list[dict[str, Any]] | None:
+    """The Vulkan devices, queried in the GPU probe's child: in this process (TensorFlow loaded, with its own
+    LLVM) llvmpipe can crash."""
+    import tempfile
+
+    from keras_edge.device.gpu import probe
+    from keras_edge.device.probe_model import PROBE_TFLITE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "probe.tflite"
+        path.write_bytes(PROBE_TFLITE)
+        return probe(path).vulkan
+
+
 def measure(model: BenchModel, runs: int, log=print) -> tuple[list[Row], dict | None]:
     from keras_edge.device.bench import BenchConfig, bench
 
@@ -145,13 +159,7 @@ def run(models: list[BenchModel], runs: int = 10, log=print) -> GpuResult:
         got, a = measure(m, runs, log)
         rows += got
         adapter = adapter or a
-    vulkan = None
-    try:
-        from keras_edge.device.gpu import vulkan_devices
-
-        vulkan = vulkan_devices()
-    except (OSError, AttributeError):
-        pass
+    vulkan = probe_vulkan()
     notes = ["each side is a fresh `keras-edge bench` worker; GPU init includes the compile and first run tried in "
              "a child process with a time limit (probe_ms), then the compile in the worker",
              "a first GPU compile fills the driver's shader cache (llvmpipe: 22-29 s for MobileNetV2 on 2 cores); "
