@@ -393,7 +393,7 @@ def _auto_decision(probe: gpu.GpuProbe) -> None:
     if a is None:
         raise RuntimeUnavailable("the GPU accelerator did not name its adapter, so it cannot be shown to be a GPU")
     if a.is_software:
-        raise RuntimeUnavailable(f"the only adapter, {a.name} ({a.backend}), is a {gpu.SOFTWARE_WORDS}")
+        raise RuntimeUnavailable(f"the only adapter, {a.name} on {a.backend or 'an unnamed API'}, is a {gpu.SOFTWARE_WORDS}")
     if not a.is_gpu:
         raise RuntimeUnavailable(f"the adapter {a.name} is of unknown kind; auto uses only a hardware GPU")
     if not probe.fully_accelerated:
