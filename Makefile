@@ -20,7 +20,7 @@ PRUNE ?=
 ARGS  ?=
 
 .PHONY: setup setup-device demo convert deploy bench test test-host test-device test-device-legacy test-tools fixtures \
-        test-arm test-arm-if-able clean
+        test-gpu test-arm test-arm-if-able clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -64,7 +64,7 @@ deploy: setup
 	@test -n "$(BUNDLE)" -a -n "$(HOST)" || { echo 'usage: make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]'; exit 2; }
 	$(BIN)/keras-edge deploy "$(BUNDLE)" $(HOST) $(ARGS)
 
-test: test-host test-device test-device-legacy test-arm-if-able
+test: test-host test-device test-device-legacy test-gpu test-arm-if-able
 
 # The deploy tests start a real sshd on 127.0.0.1 and copy with rsync (CI runs as root on Debian).
 test-tools:
@@ -89,6 +89,14 @@ test-device: fixtures setup-device
 
 test-device-legacy: fixtures $(VENV_LEGACY)/.installed
 	PYTHONSAFEPATH=1 KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) $(VENV_LEGACY)/bin/python -m pytest -q tests/device
+
+# LiteRT's GPU path for real, on whatever adapter is here (on a CI runner: Mesa's llvmpipe, a software
+# rasterizer). As root with apt-get it installs the Vulkan driver first (Debian 12: from bookworm-backports);
+# where it cannot, it prints `gpu tests: skipped: <why>` and succeeds.
+test-gpu: fixtures setup-device
+	@if PYTHONSAFEPATH=1 $(VENV_DEVICE)/bin/python tests/gpu/gpuenv.py ensure; then \
+	  PYTHONSAFEPATH=1 KERAS_EDGE_FIXTURES=$(abspath $(BUILD)/test-fixtures) KERAS_EDGE_HOST_PYTHON=$(abspath $(BIN)/python) \
+	    $(VENV_DEVICE)/bin/python -m pytest -q tests/gpu; fi
 
 # The board side on emulated 64-bit ARM: Debian bookworm arm64 (= Raspberry Pi OS bookworm) under
 # qemu-user, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76). build/arm is cached; the first run builds it.

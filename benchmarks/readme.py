@@ -157,10 +157,25 @@ def runner_section(ro: dict[str, Any]) -> str:
                      "bench worker RSS MB"], rows))
 
 
+def gpu_section(g: dict[str, Any]) -> str:
+    a = g.get("adapter")
+    who = (f"{a['name']} — {a.get('backend')}, {'a software rasterizer on the CPU, not a GPU' if a.get('software') else a.get('type')}"
+           f", driver {a.get('driver')}" if a else "no adapter")
+    rows = [[r["model"], r["variant"], r["gpu"]["backend"], r["gpu"]["init_ms"], r["gpu"]["first_ms"], r["gpu"]["median_ms"],
+             r["gpu"]["p90_ms"], r["gpu"]["p99_ms"], r["gpu"]["rss_mb"], r["cpu"]["init_ms"], r["cpu"]["first_ms"],
+             r["cpu"]["median_ms"], r["cpu"]["p90_ms"], r["cpu"]["p99_ms"], r["cpu"]["rss_mb"], r["gpu_time_over_cpu"],
+             r["queue_only_ms"]] for r in g["rows"]]
+    return ("## GPU against CPU (`gpu.py`), completion included\n\nAdapter: " + who + "\n\n"
+            + table(["model", "variant", "GPU ran on", "GPU init ms", "GPU first ms", "GPU median ms", "GPU p90", "GPU p99",
+                     "GPU RSS MB", "CPU init ms", "CPU first ms", "CPU median ms", "CPU p90", "CPU p99", "CPU RSS MB",
+                     "GPU time / CPU time", "queue only ms (no completion)"], rows)
+            + f"\n\n**Verdict:** {g['verdict']}\n\n" + "\n".join(f"- {n}" for n in g["notes"]))
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
-    ro = load("runner_mobilenetv2")
+    ro, gp = load("runner_mobilenetv2"), load("gpu")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -168,7 +183,7 @@ def render(wall_s: float | None = None) -> str:
     if inf:
         parts.append(headline(inf))
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
-                          (cl, claims_section), (ro, runner_section)):
+                          (cl, claims_section), (ro, runner_section), (gp, gpu_section)):
         if data:
             parts.append(section(data))
     notes = [n for r in (inf, pre, cold) if r for n in r.get("notes", [])]

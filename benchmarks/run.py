@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if "runner" in fams:
         log("runner overhead: benchmarks/runner_overhead.py")
         script("runner_overhead.py", RESULTS / "runner_mobilenetv2.json", "--runs", "20", "--rounds", "3")
+    if "gpu" in fams:
+        log("gpu: GPU vs CPU side by side (benchmarks/gpu.py)")
+        from . import gpu
+
+        write_json(RESULTS / "gpu.json", gpu.run([mobilenet, digits], log=log))
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -1,5 +1,9 @@
 """``keras-edge bench``: init, first inference and steady-state ``invoke`` latency, RSS and size.
 
+With ``--accelerator gpu`` or ``auto`` every variant is also measured on the CPU, side by side, and
+the GPU adapter is named with its kind (a software rasterizer is marked as such). On the GPU each
+timed ``invoke`` includes completion: it reads every output (see :mod:`.engine`).
+
 Each (variant, threads) pair is measured in a fresh worker process (:mod:`.bench_worker`), so init and
 first-inference times are cold and peak RSS belongs to that variant alone. The timed loop calls the
 runtime's own ``invoke`` with ``time.perf_counter_ns`` around each call, after warm-up, until both
@@ -19,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import gpu
 from .engine import Accelerator
 from .checks import positive_int
 from .errors import ConfigError, EdgeError
@@ -40,6 +45,8 @@ class BenchConfig:
     gpu_delegate: str | None = None
     preprocess: str | None = None
     input_shape: tuple[int, ...] | None = None
+    gpu_timeout: float = gpu.DEFAULT_TIMEOUT_S
+    compare_cpu: bool = True           # with a GPU accelerator: also measure each variant on the CPU
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accelerator", Accelerator(self.accelerator))
@@ -74,6 +81,9 @@ class BenchResult:
     e2e: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    accelerator: str = "cpu"                      # what was asked for; ``backend`` is what ran
+    adapter: dict[str, Any] | None = None         # the GPU adapter (name, backend, type, driver, software)
+    gpu: dict[str, Any] = field(default_factory=dict)   # probe and compile times, delegation
 
 
 @dataclass
@@ -109,9 +119,11 @@ def jobs(config: BenchConfig) -> list[dict[str, Any]]:
         raise ConfigError("variants", f"{config.variants} needs a bundle, but {config.target} is a single model file",
                           "leave it out for a .tflite file")
     threads = config.threads or (default_threads(),)
-    base = {k: v for k, v in asdict(config).items() if k not in ("variants", "threads")}
-    base["accelerator"] = str(config.accelerator)
-    return [{**base, "variant": n, "threads": t} for n in names for t in threads]
+    base = {k: v for k, v in asdict(config).items() if k not in ("variants", "threads", "compare_cpu")}
+    accels = [str(config.accelerator)]
+    if config.accelerator is not Accelerator.CPU and config.compare_cpu:
+        accels.append(str(Accelerator.CPU))
+    return [{**base, "accelerator": a, "variant": n, "threads": t} for n in names for t in threads for a in accels]
 
 
 def run_job(job: dict[str, Any], timeout: float = 1800) -> BenchResult:
@@ -141,7 +153,7 @@ def bench(config: BenchConfig, progress: Callable[[str], None] = lambda s: None)
     """Measure every requested (variant, threads) pair; the first failure of the target stops it."""
     results = []
     for job in jobs(config):
-        progress(f"{job['variant'] or Path(config.target).name} threads={job['threads']}")
+        progress(f"{job['variant'] or Path(config.target).name} threads={job['threads']} accelerator={job['accelerator']}")
         results.append(run_job(job))
     first = results[0] if results else None
     env = environment(runtime=first.runtime if first else None, backend=first.backend if first else None)

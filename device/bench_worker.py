@@ -54,9 +54,10 @@ def measure(job: dict[str, Any]) -> BenchResult:
     shapes = (tuple(job["input_shape"]),) if job.get("input_shape") else target.input_shapes
     engine = load(target.model, EngineOptions(threads=job["threads"], accelerator=job["accelerator"],
                                               fallback=job["fallback"], gpu_delegate=job["gpu_delegate"],
-                                              input_shapes=shapes))
+                                              input_shapes=shapes, gpu_timeout=job.get("gpu_timeout", 120.0)))
     for i, x in enumerate(sample_inputs(engine)):
         engine.set_input(i, x)
+    # on a GPU backend engine.invoke reads every output, so each timing includes completion
     invoke, clock = engine.invoke, time.perf_counter_ns
     t0 = clock()
     invoke()
@@ -73,7 +74,8 @@ def measure(job: dict[str, Any]) -> BenchResult:
     result = BenchResult(variant=job["variant"] or target.name, threads=engine.threads, backend=str(engine.backend),
                          runtime=engine.runtime.label, bytes=target.model.stat().st_size, runs=len(times),
                          init_ms=engine.init_ms, first_ms=first_ms, **latency_stats(times), rss_mb=peak_rss_mb(),
-                         notes=list(engine.notes))
+                         notes=list(engine.notes), accelerator=str(job["accelerator"]),
+                         adapter=engine.describe().get("adapter"), gpu=dict(engine.gpu_info))
     if job.get("e2e"):
         result.e2e = end_to_end(job, target, engine, max(10, min(runs, 30)))
         result.notes += result.e2e.pop("notes")

@@ -4,25 +4,35 @@ CPU runs the runtime's interpreter with XNNPACK (its default delegate). ``gpu`` 
 the installed runtime offers: a GPU delegate library given by path (``--gpu-delegate`` or
 ``$KERAS_EDGE_GPU_DELEGATE``) through ``load_delegate``, else LiteRT's own GPU accelerator. Any GPU
 failure falls back to CPU and says why in one line, unless the caller insisted (``fallback=False``).
-``auto`` keeps the GPU only if it loads, takes the whole model and runs it.
+``auto`` keeps the GPU only on a hardware adapter that takes the whole model and beats the CPU in
+a short timed trial; a software rasterizer (llvmpipe) is never chosen, and never called a GPU.
+
+LiteRT's GPU compile is first tried in a child process with a time limit (``gpu_timeout``, seconds;
+:mod:`.gpu`), so a driver that hangs or crashes becomes one line and a CPU fallback. On the GPU,
+``invoke`` reads every output: ``run_by_index`` returns before the GPU has finished, and a timing
+that stops there measures the queue, not the inference.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gc
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
+import weakref
 
 import numpy as np
 
+from . import gpu
 from .bundle import TensorSpec
-from .errors import ModelError, RuntimeUnavailable
-from .runtime import Runtime, RuntimeName, captured_stderr, default_threads, select_runtime
+from .errors import ConfigError, ModelError, RuntimeUnavailable
+from .runtime import Runtime, RuntimeName, captured_fd, captured_stderr, default_threads, select_runtime
 from .sysinfo import litert_gpu_missing_flags
 
 GPU_DELEGATE_ENV = "KERAS_EDGE_GPU_DELEGATE"
@@ -41,6 +51,11 @@ class Backend(StrEnum):
     GPU_LITERT = "gpu-litert"        # LiteRT CompiledModel with the GPU accelerator
     GPU_DELEGATE = "gpu-delegate"    # a GPU delegate library loaded with load_delegate
 
+    @property
+    def is_gpu(self) -> bool:
+        """A GPU-accelerator backend (whether its adapter is a real GPU is the adapter's to say)."""
+        return self in (Backend.GPU_LITERT, Backend.GPU_DELEGATE)
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -51,13 +66,17 @@ class EngineOptions:
     fallback: bool = True
     gpu_delegate: str | None = None
     runtime: str | None = None
+    # seconds the GPU compile may take in its child process; 0: compile in this process, no limit
+    gpu_timeout: float = gpu.DEFAULT_TIMEOUT_S
     # per input index: the full shape to resize a dynamic input to before allocation
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accelerator", Accelerator(self.accelerator))
         if self.threads is not None and self.threads < 1:
-            raise ModelError(f"--threads {self.threads} is not positive", "give 1 or more threads")
+            raise ConfigError("threads", f"{self.threads} is not positive", "give 1 or more threads")
+        if self.gpu_timeout < 0:
+            raise ConfigError("gpu_timeout", f"{self.gpu_timeout:g} is negative", "give seconds, or 0 for no child probe")
 
     @property
     def num_threads(self) -> int:
@@ -79,6 +98,8 @@ class Engine:
     output: Callable[[int], np.ndarray]
     init_ms: float = 0.0
     notes: list[str] = field(default_factory=list)   # fallbacks and assumptions, one line each
+    adapter: gpu.Adapter | None = None                # the GPU adapter, when one was found (used or not)
+    gpu_info: dict[str, Any] = field(default_factory=dict)   # compile/probe times, delegation, auto's trial
     _keep: Any = None                                   # objects that must outlive the callables
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -89,8 +110,12 @@ class Engine:
         return [self.output(i) for i in range(len(self.outputs))]
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": str(self.runtime.name), "runtime_version": self.runtime.version,
-                "backend": str(self.backend), "threads": self.threads}
+        d = {"runtime": str(self.runtime.name), "runtime_version": self.runtime.version,
+             "backend": str(self.backend), "threads": self.threads}
+        if self.adapter is not None:
+            # "software": true marks a rasterizer on the CPU; "adapter_used": false when auto declined it
+            d["adapter"] = {**self.adapter.to_dict(), "adapter_used": self.backend.is_gpu}
+        return d
 
 
 def check_tflite_file(path: str | os.PathLike) -> Path:
@@ -178,9 +203,10 @@ def load(path: str | os.PathLike, options: EngineOptions = EngineOptions()) -> E
         check_flatbuffer_bounds(path)
     t0 = time.perf_counter_ns()
     notes: list[str] = []
+    seen: dict[str, Any] = {}
     if options.accelerator is not Accelerator.CPU:
         try:
-            engine = _load_gpu(path, rt, options)
+            engine = _load_gpu(path, rt, options, seen)
         except RuntimeUnavailable as e:
             if options.accelerator is Accelerator.GPU and not options.fallback:
                 raise
@@ -194,6 +220,8 @@ def load(path: str | os.PathLike, options: EngineOptions = EngineOptions()) -> E
     engine = _load_cpu(path, rt, options)
     engine.init_ms = (time.perf_counter_ns() - t0) / 1e6
     engine.notes[:0] = notes
+    engine.adapter = seen.get("adapter")
+    engine.gpu_info = seen.get("info", {})
     return engine
 
 
@@ -254,15 +282,15 @@ def _resize_inputs(it: Any, options: EngineOptions) -> None:
             if s >= 0:
                 if want is not None and want[k] not in (-1, s):
                     raise ModelError(f"input {i} ({d['name']}) has a fixed shape {sig}; cannot resize it to {list(want)}",
-                                     "drop --input-shape for this model")
+                                     "give no input shape for this model")
                 shape.append(s)
             elif want is not None and want[k] > 0:
                 shape.append(int(want[k]))
             elif k == 0:
                 shape.append(1)
             else:
-                raise ModelError(f"input {i} ({d['name']}) has a dynamic shape {sig} and no size was given",
-                                 "pass --input-shape H,W,C")
+                raise ConfigError("input_shape", f"is needed: input {i} ({d['name']}) has a dynamic shape {sig}",
+                                  "give H,W,C")
         if shape != [int(s) for s in d["shape"]]:
             it.resize_tensor_input(d["index"], shape, strict=True)
 
@@ -294,7 +322,7 @@ def _has_delegate_node(it: Any) -> bool:
         return True
 
 
-def _load_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
+def _load_gpu(path: Path, rt: Runtime, options: EngineOptions, seen: dict[str, Any]) -> Engine:
     library = options.gpu_delegate or os.environ.get(GPU_DELEGATE_ENV)
     if library:
         return _load_gpu_delegate(path, rt, options, library)
@@ -304,9 +332,9 @@ def _load_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
             raise RuntimeUnavailable(f"{rt.label}'s GPU accelerator needs CPU features this CPU lacks "
                                      f"({', '.join(missing)}) and would crash the process with SIGILL",
                                      "run on the CPU (XNNPACK), or give a GPU delegate built for this board")
-        return _load_litert_gpu(path, rt, options)
+        return _load_litert_gpu_checked(path, rt, options, seen)
     raise RuntimeUnavailable(f"{rt.label} has no built-in GPU accelerator and no GPU delegate library was given",
-                             f"pass --gpu-delegate PATH or set {GPU_DELEGATE_ENV}")
+                             f"give a GPU delegate library path, or set {GPU_DELEGATE_ENV}")
 
 
 def _load_gpu_delegate(path: Path, rt: Runtime, options: EngineOptions, library: str) -> Engine:
@@ -329,9 +357,94 @@ def _load_gpu_delegate(path: Path, rt: Runtime, options: EngineOptions, library:
     return engine
 
 
+def _load_litert_gpu_checked(path: Path, rt: Runtime, options: EngineOptions, seen: dict[str, Any]) -> Engine:
+    """Probe the GPU compile in a child (time limit, crash-proof), decide for ``auto``, then load it here."""
+    probe = None
+    if options.gpu_timeout > 0:
+        probe = gpu.probe(path, options.num_threads, options.input_shapes,
+                          trial=options.accelerator is Accelerator.AUTO, timeout=options.gpu_timeout)
+        seen["adapter"] = probe.adapter
+        seen["info"] = {"probe_ms": round(probe.wall_ms, 1), "probe_rss_mb": probe.rss_mb,
+                        "fully_accelerated": probe.fully_accelerated, "unsupported": probe.unsupported}
+        if not probe.ok:
+            raise RuntimeUnavailable(probe.reason or "the GPU probe failed")
+        if options.accelerator is Accelerator.AUTO:
+            seen["info"].update(trial_gpu_ms=probe.gpu_ms, trial_cpu_ms=probe.cpu_ms)
+            _auto_decision(probe)
+    engine = _load_litert_gpu(path, rt, options)
+    if probe is not None:
+        engine.adapter = probe.adapter or engine.adapter
+        engine.gpu_info = {**seen["info"], **engine.gpu_info}
+    a = engine.adapter
+    if options.accelerator is Accelerator.AUTO and probe is not None and a is not None:
+        engine.notes.append(f"auto: GPU chosen: {a.describe()} ran the model in {probe.gpu_ms:.2f} ms against "
+                            f"{probe.cpu_ms:.2f} ms on the CPU ({gpu.TRIAL_RUNS}-run trial, completion included)")
+    elif a is not None and a.is_software:
+        engine.notes.append(f"the GPU adapter {a.name} is a {gpu.SOFTWARE_WORDS} ({a.backend or 'unknown API'}"
+                            f"{', driver ' + a.driver if a.driver else ''}); --accelerator cpu is usually faster")
+    elif a is None:
+        engine.notes.append("the GPU accelerator did not name its adapter; it may not be a GPU")
+    return engine
+
+
+def _auto_decision(probe: gpu.GpuProbe) -> None:
+    """``auto`` keeps the GPU only on a hardware adapter that takes the whole model and is faster."""
+    a = probe.adapter
+    if a is None:
+        raise RuntimeUnavailable("the GPU accelerator did not name its adapter, so it cannot be shown to be a GPU")
+    if a.is_software:
+        raise RuntimeUnavailable(f"the only adapter, {a.name} on {a.backend or 'an unnamed API'}, is a {gpu.SOFTWARE_WORDS}")
+    if not a.is_gpu:
+        raise RuntimeUnavailable(f"the adapter {a.name} is of unknown kind; auto uses only a hardware GPU")
+    if not probe.fully_accelerated:
+        raise RuntimeUnavailable(f"the GPU accelerator cannot take the whole model ({len(probe.unsupported)} ops unsupported)")
+    if probe.gpu_ms is None or probe.cpu_ms is None or probe.gpu_ms >= probe.cpu_ms:
+        raise RuntimeUnavailable(f"the GPU {a.name} was not faster in a short trial: {probe.gpu_ms or 0:.2f} ms "
+                                 f"against {probe.cpu_ms or 0:.2f} ms on the CPU")
+
+
+class _QuietRelease:
+    """Holds the compiled model; releasing it captures the teardown log LiteRT writes to fd 2.
+
+    Released when the engine goes, or at exit (before interpreter shutdown, while capturing still works).
+    """
+
+    live: "weakref.WeakSet[_QuietRelease]" = weakref.WeakSet()
+
+    def __init__(self, *objs: Any):
+        self.objs: Any = objs
+        if not _QuietRelease.live:
+            atexit.register(_QuietRelease.release_all)
+        _QuietRelease.live.add(self)
+
+    def release(self) -> None:
+        if self.objs is None:
+            return
+        try:
+            with captured_stderr():
+                self.objs = None
+                gc.collect()
+        except Exception:  # during interpreter shutdown the capture itself may be gone
+            self.objs = None
+
+    __del__ = release
+
+    @staticmethod
+    def release_all() -> None:
+        for holder in list(_QuietRelease.live):
+            holder.release()
+        # LiteRT's static accelerator registry logs its own teardown after Python has finished; every
+        # result is printed by now, so fd 2 is closed to that noise
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
 def _load_litert_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
     # CompiledModel has no quantization details; a metadata-only interpreter supplies them
     specs = _interpreter(path, rt, EngineOptions(threads=1, input_shapes=options.input_shapes))
+    gpu.ensure_runtime_dir()
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator as HW
     from ai_edge_litert.options import CpuOptions, Options
@@ -346,25 +459,60 @@ def _load_litert_gpu(path: Path, rt: Runtime, options: EngineOptions) -> Engine:
                 cm.resize_input_tensor(i, [int(s) for s in d["shape"]])
         return cm, cm.is_fully_accelerated(), cm.create_input_buffers(0), cm.create_output_buffers(0)
 
-    compiled, err, native = _attempt(compile_)
+    t0 = time.perf_counter_ns()
+    with captured_fd(1) as logged_to_stdout:  # the GPU accelerator logs some lines to stdout
+        compiled, err, native = _attempt(compile_)
+    native += logged_to_stdout[0]
+    compile_ms = (time.perf_counter_ns() - t0) / 1e6
+    adapter = gpu.remember(gpu.parse_adapter(native, gpu.VULKAN_SEEN))
     if err is not None:
         raise RuntimeUnavailable(f"LiteRT GPU accelerator failed ({_gpu_reason(str(err), native)})")
     cm, full, in_bufs, out_bufs = compiled
+    unsupported, split = gpu.unsupported_ops(native), gpu.delegation(native)
+    if split is not None and split[0] == 0:
+        first = f" ({unsupported[0].split('. ')[0]})" if unsupported else ""
+        raise RuntimeUnavailable(f"the GPU accelerator can run none of the model's {split[1]} ops{first}")
     if options.accelerator is Accelerator.AUTO and not full:
         raise RuntimeUnavailable("the GPU accelerator cannot take the whole model")
     ins, outs = tensor_specs(specs.get_input_details()), tensor_specs(specs.get_output_details())
+    read: list[np.ndarray | None] = [None] * len(outs)
 
-    def output(i: int) -> np.ndarray:
+    def _read(i: int) -> np.ndarray:
         o = outs[i]
         return out_bufs[i].read(int(np.prod(o.shape)), np.dtype(o.dtype)).reshape(o.shape)
 
+    def invoke() -> None:
+        cm.run_by_index(0, in_bufs, out_bufs)
+        for i in range(len(outs)):  # reading waits for the GPU: invoke includes completion
+            read[i] = _read(i)
+
+    def output(i: int) -> np.ndarray:
+        return read[i] if read[i] is not None else _read(i)
+
     engine = Engine(path=path, runtime=rt, backend=Backend.GPU_LITERT, threads=options.num_threads,
-                    inputs=ins, outputs=outs, invoke=lambda: cm.run_by_index(0, in_bufs, out_bufs),
-                    set_input=lambda i, a: in_bufs[i].write(a), output=output, _keep=(cm, specs))
+                    inputs=ins, outputs=outs, invoke=invoke, set_input=lambda i, a: in_bufs[i].write(a),
+                    output=output, adapter=adapter, _keep=_QuietRelease(cm, specs))
+    engine.gpu_info = {"compile_ms": round(compile_ms, 1), "fully_accelerated": bool(full), "unsupported": unsupported,
+                       "integer_quantized": _integer_quantized(specs),
+                       "ops_on_gpu": split[0] if split else None, "ops_total": split[1] if split else None}
+    if engine.gpu_info["integer_quantized"]:
+        engine.notes.append("integer-quantized model on the GPU: the accelerator dequantizes it and computes in "
+                            "floating point, so int8 gains nothing there; fp16 is the variant for a GPU")
     if not full:
-        engine.notes.append("the GPU accelerator took part of the model; the rest runs on CPU")
+        ops = "; ".join(u.split(". ")[0] for u in unsupported[:3]) + (f"; … {len(unsupported) - 3} more" if len(unsupported) > 3 else "")
+        share = f"{split[0]} of the model's {split[1]} ops" if split else "part of the model"
+        engine.notes.append(f"the GPU runs {share}; the rest runs on the CPU" + (f" (unsupported: {ops})" if unsupported else ""))
     _trial_run(engine)
     return engine
+
+
+def _integer_quantized(it: Any) -> bool:
+    """Whether the model holds integer-quantized tensors (int8/uint8/int16 with a scale)."""
+    try:
+        details = it.get_tensor_details()
+    except Exception:  # some runtimes refuse details of delegated tensors; say nothing then
+        return False
+    return any(np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0] != 0 for d in details)
 
 
 def _gpu_reason(text: str, native: str) -> str:
@@ -378,7 +526,8 @@ def _gpu_reason(text: str, native: str) -> str:
 
 def _trial_run(engine: Engine) -> None:
     """The GPU counts only once the model has actually run on it."""
-    _, err, native = _attempt(lambda: engine.run([np.zeros(t.shape, np.dtype(t.dtype)) for t in engine.inputs]))
+    with captured_fd(1):
+        _, err, native = _attempt(lambda: engine.run([np.zeros(t.shape, np.dtype(t.dtype)) for t in engine.inputs]))
     if err is not None:
         raise RuntimeUnavailable(f"the model did not run on {engine.backend} ({_first_error(str(err), native)})")
 

@@ -43,6 +43,12 @@ def verify_lines(rep: VerifyReport) -> list[str]:
             nums += f" over {c.samples} samples on {c.backend}; "
         lines.append(f"  {c.variant:<18} {str(c.verdict).upper():<8} {nums}{c.message}")
     lines += [f"  problem: {p}" for p in rep.problems]
+    if rep.adapter:
+        from .gpu import Adapter
+
+        used = "ran on" if rep.adapter.get("adapter_used") else "declined"
+        lines.append(f"gpu adapter ({used}): {Adapter.from_dict(rep.adapter).describe()}")
+    lines += [f"note: {n}" for n in dict.fromkeys(n for c in rep.checks for n in c.notes)]
     return lines
 
 
@@ -71,8 +77,36 @@ def bench_table(rep: BenchReport) -> list[str]:
     for r in rep.results:
         if r.e2e:
             lines.append(e2e_line(f"{r.variant}, {r.threads} threads", r.e2e))
-        lines += [f"note ({r.variant}): {n}" for n in dict.fromkeys(r.notes)]
-    return lines + environment_lines(rep.environment)
+        lines += [f"note ({r.variant}, {r.accelerator}): {n}" for n in dict.fromkeys(r.notes)]
+    return lines + gpu_lines(rep) + environment_lines(rep.environment)
+
+
+def gpu_lines(rep: BenchReport) -> list[str]:
+    """The adapter, named with its kind, and GPU against CPU for each variant measured on both."""
+    from .gpu import Adapter
+
+    lines = [f"adapter: {Adapter.from_dict(a).describe()}"
+             for a in {json_key(r.adapter): r.adapter for r in rep.results if r.adapter}.values()]
+    if any(r.backend.startswith("gpu") for r in rep.results):
+        lines.append("gpu timings include completion: every timed invoke reads the outputs")
+    pairs: dict[tuple[str, int], dict[bool, Any]] = {}
+    for r in rep.results:
+        pairs.setdefault((r.variant, r.threads), {})[r.backend.startswith("gpu")] = r
+    for (variant, threads), p in pairs.items():
+        if True in p and False in p:
+            g, c = p[True], p[False]
+            faster = (f"the GPU path is {c.median_ms / g.median_ms:.2f}x as fast" if g.median_ms < c.median_ms
+                      else f"the CPU is {g.median_ms / c.median_ms:.1f}x faster")
+            lines.append(f"{variant}, {threads} threads: {g.backend} median {g.median_ms:.3f} ms (init {g.init_ms:.0f} ms, "
+                         f"RSS {g.rss_mb:.0f} MB) vs {c.backend} {c.median_ms:.3f} ms (init {c.init_ms:.0f} ms, "
+                         f"RSS {c.rss_mb:.0f} MB): {faster}")
+    return lines
+
+
+def json_key(d: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True)
 
 
 def e2e_line(variant: str, e: dict[str, Any]) -> str:
@@ -100,6 +134,29 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     return lines
 
 
+def doctor_gpu_lines(g: dict[str, Any]) -> list[str]:
+    """The GPU verdict, never calling a software adapter a GPU, then each missing piece with its fix."""
+    from .gpu import Adapter
+
+    a = Adapter.from_dict(g["adapter"]) if g.get("adapter") else None
+    if g["available"] and a is not None and a.is_software:
+        lines = [f"gpu: no GPU; {g['backend']} runs on {a.describe()} (max difference from CPU "
+                 f"{g['max_abs_vs_cpu']:.2g}); --accelerator auto uses the CPU"]
+    elif g["available"]:
+        on = a.describe() if a else "an adapter it did not name"
+        lines = [f"gpu: {g['backend']} works on {on} (max difference from CPU {g['max_abs_vs_cpu']:.2g})"]
+    else:
+        lines = [f"gpu: not available ({g['reason']})"]
+    for v in g.get("vulkan") or []:
+        lines.append(f"  vulkan device: {v['name']} (type {v['type']}), driver {v.get('driver')} {v.get('driver_info') or ''}, "
+                     f"Vulkan {v['api_version']}")
+    if g.get("vulkan_error"):
+        lines.append(f"  vulkan: {g['vulkan_error']}")
+    for c in g.get("checks", []):
+        lines.append(f"  {'ok ' if c['ok'] else 'no '} {c['item']}: {c['detail']}" + ("" if c["ok"] else f" → {c['fix']}"))
+    return lines
+
+
 def doctor_lines(d: dict[str, Any]) -> list[str]:
     lines = ["runtimes:"]
     for r in d["runtimes"]:
@@ -113,9 +170,7 @@ def doctor_lines(d: dict[str, Any]) -> list[str]:
     cams = d["cameras"]
     lines.append("cameras: " + (", ".join(f"{c['device']} ({'opens' if c['opens'] else 'does not open'})" for c in cams)
                                 if cams else "none found"))
-    g = d["gpu"]
-    lines.append("gpu: " + (f"{g['backend']} works (max difference from CPU {g['max_abs_vs_cpu']:.2g})"
-                            if g["available"] else f"not available ({g['reason']})"))
+    lines += doctor_gpu_lines(d["gpu"])
     tf = d.get("tensorflow")
     if tf:
         gpus = ", ".join(x["name"] for x in tf["gpus"]) or "no GPUs visible"

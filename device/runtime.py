@@ -9,6 +9,7 @@ interpreter for a tiny model: ``tflite_runtime`` imports fine under numpy 2 and 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import importlib.util
 import os
@@ -72,19 +73,39 @@ class Probe:
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
     """Capture what native code writes to file descriptor 2 (LiteRT logs there); yields [text]."""
+    with captured_fd(2) as out:
+        yield out
+
+
+@contextlib.contextmanager
+def captured_fd(fd: int) -> Iterator[list[str]]:
+    """Capture what native code writes to ``fd``; yields [text] (filled on exit).
+
+    LiteRT's GPU accelerator writes some of its log lines to fd 1, where they would corrupt ``--json``.
+    """
     out: list[str] = []
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = os.dup(fd)
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
+        os.dup2(tmp.fileno(), fd)
         try:
             yield out
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
+            _flush_c_stdio()  # native code may write through a buffered C stdio stream; land it in the capture
+            os.dup2(saved, fd)
             os.close(saved)
             tmp.seek(0)
             out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _flush_c_stdio() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library handle on this platform
+        pass
 
 
 def _import_litert() -> Runtime:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Manifest, Task, Variant, VariantStatus, check_variant, inside, read_labels, read_manifest
-from .engine import EngineOptions, load
+from .bundle import Manifest, Task, Variant, VariantStatus, check_variant, gpu_slack, inside, read_labels, read_manifest
+from .engine import Engine, EngineOptions, load
 from .errors import BundleError, EdgeError
 from .preprocess import dequantize, quantize
 
@@ -39,6 +39,9 @@ class VariantCheck:
     samples: int = 0
     backend: str | None = None
     tolerance: dict[str, float] | None = None
+    bound: float | None = None          # the max_abs bound applied: the GPU one on a GPU backend
+    notes: list[str] = field(default_factory=list)   # the engine's: GPU fallbacks, software adapter
+    adapter: dict[str, Any] | None = None             # the GPU adapter (used, or declined by auto)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class VerifyReport:
     bundle: str
     name: str
     runtime: str | None = None
+    adapter: dict[str, Any] | None = None                 # the GPU adapter seen, when one was tried
     checks: list[VariantCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # bundle-level: labels, reference
 
@@ -55,7 +59,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "name": self.name, "ok": self.ok, "runtime": self.runtime,
-                "problems": self.problems, "variants": [{**asdict(c), "verdict": str(c.verdict)} for c in self.checks]}
+                "adapter": self.adapter, "problems": self.problems, "variants": [{**asdict(c), "verdict": str(c.verdict)} for c in self.checks]}
 
 
 def load_reference(bundle_dir: Path, manifest: Manifest) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -88,8 +92,8 @@ def check_outputs(variant: Variant, got: list[np.ndarray], want: list[np.ndarray
     return max_abs, agreement
 
 
-def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options: EngineOptions) -> tuple[list[np.ndarray], str]:
-    """The variant's dequantized outputs for every reference sample, and the backend that ran them."""
+def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options: EngineOptions) -> tuple[list[np.ndarray], Engine]:
+    """The variant's dequantized outputs for every reference sample, and the engine that ran them."""
     shapes = tuple(tuple(1 if (k == 0 and d < 0) else d for k, d in enumerate(t.shape)) for t in variant.inputs)
     engine = load(model, EngineOptions(**{**asdict(options), "input_shapes": shapes}))
     specs = variant.inputs or engine.inputs
@@ -105,7 +109,7 @@ def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options:
             feed.append(quantize(x[k:k + 1].astype(np.float32), actual.dtype, actual.scale, actual.zero_point))
         for j, (o, spec) in enumerate(zip(engine.run(feed), engine.outputs)):
             outs[j].append(dequantize(o, spec.scale, spec.zero_point))
-    return [np.concatenate(o) for o in outs], str(engine.backend)
+    return [np.concatenate(o) for o in outs], engine
 
 
 def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, list] | None,
@@ -116,19 +120,25 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
         model = check_variant(bundle_dir, v)
         if ref is None:
             return VariantCheck(v.name, Verdict.PASS, "checksum ok (no reference data to run)")
-        got, backend = run_reference(v, model, ref[0], options)
+        got, engine = run_reference(v, model, ref[0], options)
     except EdgeError as e:
         return VariantCheck(v.name, Verdict.FAIL, str(e))
     max_abs, agreement = check_outputs(v, got, ref[1], m.task)
+    on_gpu = engine.backend.is_gpu
     check = VariantCheck(v.name, Verdict.PASS, max_abs=max_abs, agreement=agreement, samples=len(ref[0][0]),
-                         backend=backend, tolerance=asdict(v.tolerance) if v.tolerance else None)
+                         backend=str(engine.backend), tolerance=asdict(v.tolerance) if v.tolerance else None,
+                         notes=list(engine.notes), adapter=engine.describe().get("adapter"))
     tol = v.tolerance
     fails = []
     if tol is None:
         fails.append("the manifest records no tolerance for it")
     else:
-        if not max_abs <= tol.max_abs:
-            fails.append(f"max abs error {max_abs:.4g} > {tol.max_abs:g}")
+        check.bound = tol.max_abs_on(on_gpu, v.mode)
+        if on_gpu and tol.gpu_max_abs is None:
+            check.notes.append(f"the manifest records no GPU tolerance (older bundle); using max_abs + "
+                               f"{gpu_slack(v.mode):g} for the GPU's fp16 arithmetic")
+        if not max_abs <= check.bound:
+            fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
         if agreement is not None and agreement < tol.min_agreement:
             fails.append(f"top-1 agreement {agreement:.1%} < {tol.min_agreement:.1%}")
     if fails:
@@ -136,7 +146,7 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
         check.verdict = Verdict.KNOWN if known else Verdict.FAIL
         check.message = "; ".join(fails) + (" (already marked validation_failed at convert time)" if known else "")
     else:
-        check.message = "checksum ok, outputs within tolerance"
+        check.message = "checksum ok, outputs within " + ("the GPU tolerance" if on_gpu else "tolerance")
     return check
 
 
@@ -157,7 +167,9 @@ def verify_bundle(bundle_dir: str | os.PathLike, options: EngineOptions = Engine
         report.problems.append(str(e))
     chosen = [m.variant(n) for n in variants] if variants else list(m.variants)
     for v in chosen:
-        report.checks.append(verify_variant(bundle_dir, m, v, ref, options))
+        check = verify_variant(bundle_dir, m, v, ref, options)
+        report.adapter = report.adapter or check.adapter
+        report.checks.append(check)
     from .runtime import select_runtime
 
     report.runtime = select_runtime(options.runtime).label

@@ -14,6 +14,7 @@ import click
 
 from keras_edge.device.engine import EngineOptions
 from keras_edge.device.errors import DataError
+from keras_edge.device.gpu import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
 from keras_edge.device.pipeline import DecodePolicy
 from keras_edge.device.preprocess import PRESETS
 
@@ -48,14 +49,14 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
               help="Reduced JPEG decoding: auto uses it only if the input stays within tolerance.")
 @engine_options()
 def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outputs, labels, preprocess, input_shape,
-        decode, threads, accelerator, no_fallback, gpu_delegate) -> int:
+        decode, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
     from keras_edge.device import render
     from keras_edge.device.run import RunConfig, open_runner
     from keras_edge.device.run import run as run_all
 
     eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate,
-                        input_shapes=_shapes(input_shape))
+                        input_shapes=_shapes(input_shape), gpu_timeout=gpu_timeout)
     cfg = RunConfig(target=target, sources=tuple(sources), camera=camera, variant=variant, top_k=top_k, engine=eng,
                     save_outputs=str(save_outputs) if save_outputs else None, labels=labels, preprocess=preprocess, decode=decode, max_frames=max_frames)
     if not sources and camera is None:
@@ -87,12 +88,13 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
 @click.option("--variant", default=None, help="Check only these variants (comma-separated).")
 @json_option
 @engine_options()
-def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_delegate) -> int:
+def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Check BUNDLE's checksums and run reference.npz through each variant against its tolerance."""
     from keras_edge.device import render
     from keras_edge.device.verify import verify_bundle
 
-    eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate)
+    eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate,
+                        gpu_timeout=gpu_timeout)
     rep = verify_bundle(bundle, eng, [v.strip() for v in variant.split(",")] if variant else None)
     if as_json:
         _echo_json(rep.to_dict())
@@ -128,7 +130,7 @@ def bench_options(f):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @bench_options
 def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_shape, as_json, out, threads,
-          accelerator, no_fallback, gpu_delegate) -> int:
+          accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size."""
     from keras_edge.device import render
     from keras_edge.device.bench import BenchConfig, write_json
@@ -136,7 +138,7 @@ def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_sh
 
     cfg = BenchConfig(target=target, variants=variants, runs=runs, warmup=warmup, min_seconds=min_seconds,
                       threads=threads, e2e=e2e, accelerator=accelerator, fallback=not no_fallback,
-                      gpu_delegate=gpu_delegate, preprocess=preprocess,
+                      gpu_delegate=gpu_delegate, preprocess=preprocess, gpu_timeout=gpu_timeout,
                       input_shape=(1, *input_shape) if input_shape else None)
     rep = measure(cfg, progress=lambda s: click.echo(f"measuring {s} …", err=True))
     data = rep.to_dict()
@@ -153,12 +155,14 @@ def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_sh
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--gpu-delegate", metavar="PATH", default=None, help="GPU delegate library to try.")
-def doctor(as_json, gpu_delegate) -> int:
+@click.option("--gpu-timeout", type=click.FloatRange(min=0), default=GPU_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Time limit for the GPU probe (it runs in a child process).")
+def doctor(as_json, gpu_delegate, gpu_timeout) -> int:
     """Show the runtimes, CPU features, cameras and accelerators found here (each one tried)."""
     from keras_edge.device import render
     from keras_edge.device.doctor import diagnose
 
-    d = diagnose(gpu_delegate)
+    d = diagnose(gpu_delegate, gpu_timeout)
     if as_json:
         _echo_json(d)
     else:

@@ -138,16 +138,21 @@ model_loading = _stack(
 def engine_options(*, multi_threads: bool = False) -> Callable[[F], F]:
     """--threads, --accelerator, --no-fallback, --gpu-delegate for commands that load a model."""
     from keras_edge.device.engine import Accelerator
+    from keras_edge.device.gpu import DEFAULT_TIMEOUT_S
 
     return _stack(
         click.option("--threads", callback=threads_list if multi_threads else threads_one, metavar="N[,N…]" if multi_threads else "N",
                      help="Interpreter threads" + (", one or more to compare (e.g. 1,2,4)" if multi_threads else "")
                           + ". Default: all cores."),
         click.option("--accelerator", type=click.Choice([a.value for a in Accelerator]), default="cpu", show_default=True,
-                     help="cpu: XNNPACK; gpu: the runtime's GPU path, falling back to CPU; auto: GPU only if it runs the whole model."),
+                     help="cpu: XNNPACK; gpu: the runtime's GPU path, falling back to CPU; auto: a hardware GPU only, "
+                          "if it runs the whole model faster than the CPU in a short trial."),
         click.option("--no-fallback", is_flag=True, help="With --accelerator gpu: fail instead of falling back to CPU."),
         click.option("--gpu-delegate", metavar="PATH", default=None,
                      help="GPU delegate library for load_delegate (or $KERAS_EDGE_GPU_DELEGATE)."),
+        click.option("--gpu-timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S, show_default=True,
+                     metavar="SECONDS",
+                     help="Time limit for the GPU compile and first run, tried in a child process (0: in this process, no limit)."),
     )
 
 

@@ -169,7 +169,8 @@ class _Job:
         floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
         tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                           min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
-                          if self.classification else 1.0)
+                          if self.classification else 1.0,
+                          gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + B.gpu_slack(mode)))
         return B.Variant(name=name, mode=mode, status=B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED,
                          file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,
                          inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics)

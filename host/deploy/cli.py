@@ -127,7 +127,7 @@ def bench(ctx: click.Context, hosts: tuple[str, ...], ssh_config: Path | None, s
 
 
 def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variants, runs, warmup, min_seconds, threads,
-              as_json, out, e2e, preprocess, input_shape, accelerator, no_fallback, gpu_delegate) -> int:
+              as_json, out, e2e, preprocess, input_shape, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     from keras_edge.device import render
     from keras_edge.device.bench import BenchReport, write_json
 
@@ -139,7 +139,8 @@ def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variants, runs
         raise click.UsageError(f"{unsupported[0]} is not passed to boards by --on; run `keras-edge bench` on the board for it")
     passthru = [*(["--variant", variants] if variants else []), "--runs", str(runs), "--warmup", str(warmup),
                 "--min-seconds", str(min_seconds), *(["--threads", ",".join(map(str, threads))] if threads else []),
-                "--accelerator", accelerator, *(["--no-fallback"] if no_fallback else [])]
+                "--accelerator", accelerator, *(["--no-fallback"] if no_fallback else []),
+                *(["--gpu-timeout", str(gpu_timeout)] if accelerator != "cpu" else [])]
     runs_done = []
     for host in hosts:
         run = remote_bench(target, host, passthru, ssh=ssh)
