@@ -181,14 +181,6 @@ def reduce_factor(data: bytes, spec: PreprocessSpec) -> int:
     return 1
 
 
-def decode_error(data: bytes, name: str, plan: InputPlan, reduce: int) -> float:
-    """Largest difference between the tensors of a full and a reduced decode, in the tensor's units
-    (quantisation steps for integer inputs, model units for float inputs)."""
-    a = prepare(data, name, plan).tensor.astype(np.float64)
-    b = prepare(data, name, plan, reduce).tensor.astype(np.float64)
-    return float(np.max(np.abs(a - b)))
-
-
 def tolerance(plan: InputPlan) -> float:
     """What "not beyond the spec's tolerance" means for this tensor: one step for integers, the spec's for floats."""
     return 1.0 if np.dtype(plan.tensor.dtype).kind in "iu" else float(plan.spec.tolerance)
