@@ -250,7 +250,7 @@ def _interpreter(path: Path, rt: Runtime, options: EngineOptions, delegates: lis
         return it
 
     it, err, native = _attempt(build)
-    if isinstance(err, ModelError):
+    if isinstance(err, (ModelError, ConfigError)):
         raise err
     if isinstance(err, ValueError) and ("Flatbuffer" in str(err) or "Could not open" in str(err)):
         raise ModelError(f"{path} is not a valid TFLite model ({str(err).strip().splitlines()[0]})",

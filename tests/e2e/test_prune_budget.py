@@ -48,9 +48,10 @@ def test_search_measures_a_curve_and_keeps_the_fastest_point_within_budget(searc
         assert result["output"] == str(out)
     else:   # an honest no is also a right answer; it must then say so and write nothing
         assert code == 1 and not out.exists() and "no pruning level" in result["verdict"]
-    assert {s["layer"] for s in result["sensitivity"]} >= {"conv2d", "conv2d_1", "conv2d_2"}
+    layers = [s["layer"] for s in result["sensitivity"]]   # the demo CNN's three convolutions, each scanned
+    assert len(layers) == 3 and all(name.startswith("conv2d") for name in layers)
     assert result["distill"].startswith(("on (measured", "off (measured"))
-    assert "sensitivity conv2d" in err and "level 30%" in err
+    assert f"sensitivity {layers[0]}" in err and "level 30%" in err
 
 
 def test_the_chosen_model_is_the_one_measured(searched):
