@@ -1,10 +1,12 @@
 """``make bench``: every benchmark family side by side in one run, results JSON, and benchmarks/README.md.
 
-    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner] [--reconvert]
+    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner,throughput] [--reconvert]
 
 Families: inference (batch-1 latency), preprocessing (1080p frame → model input), coldstart (first
 result and peak RSS), claims (the article's claims; needs inference and preprocessing), runner
-(``runner_overhead.py``, the runner against a bare interpreter). Run from the repository root.
+(``runner_overhead.py``, the runner against a bare interpreter), throughput (``throughput.py``: the pipelined
+runner against a serial loop and the machine's limit, preprocessing, peak RSS; then ``soak.py``, 50,000
+inferences). Run from the repository root.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "throughput")
 OPT_IN = ("pruning",)  # the long pruning study (fine-tuning runs): `make bench BENCH_ARGS="--only pruning"`
 NEEDS = {"claims": ("inference", "preprocessing")}
 
@@ -49,6 +51,15 @@ def script(name: str, out: Path, *args: str, timeout: float = 900) -> None:
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         log(f"{name} failed (exit {proc.returncode}): {tail}; its section is left out")
+        out.unlink(missing_ok=True)
+
+
+def script_module(name: str, out: Path, *args: str, timeout: float = 1800) -> None:
+    """Run ``benchmarks.<name>`` in its own process (its memory is its own), writing ``out``."""
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--out", str(out), *args], cwd=ROOT.parent,
+                          stderr=None, check=False, timeout=timeout)
+    if proc.returncode != 0:
+        log(f"benchmarks.{name} failed (exit {proc.returncode}); its section is left out")
         out.unlink(missing_ok=True)
 
 
@@ -84,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     if "runner" in fams:
         log("runner overhead: benchmarks/runner_overhead.py")
         script("runner_overhead.py", RESULTS / "runner_mobilenetv2.json", "--runs", "20", "--rounds", "3")
+    if "throughput" in fams:
+        log("throughput: benchmarks/throughput.py, then the soak (benchmarks/soak.py)")
+        script_module("throughput", RESULTS / "throughput.json", "--rounds", str(max(3, args.rounds // 4)),
+                      "--bundle", str(mobilenet.bundle))
+        script_module("soak", RESULTS / "soak.json", "--bundle", str(mobilenet.bundle), timeout=3600)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -357,7 +357,9 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
     plan = plan_sources(config.sources, config.camera)
     runner = runner or open_runner(config)
     e = runner.engine
-    threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads)
+    threads = plan_threads(default_threads(), config.decoding, config.workers, config.engine.threads)
+    if threads.threads != e.threads:   # a runner opened with other threads: fit the workers around them
+        threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads)
     live = config.camera is not None or (config.realtime and any(k in ("video", "folder") for k, _ in plan))
     summary = Summary(target=runner.target.name, runtime=e.runtime.label, backend=str(e.backend), threads=e.threads,
                       workers=threads.workers, cores=threads.cores, pipeline=threads.describe(), live=live)
