@@ -76,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import digits_model, imagenet_model
 
     log("models: building and converting (reused when the converter is unchanged)")
-    models = [imagenet_model("mobilenetv2", args.reconvert, log), imagenet_model("efficientnetb0", args.reconvert, log),
-              digits_model(args.reconvert, log)]
-    mobilenet, digits = models[0], models[2]
+    mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
+    models = [mobilenet]
+    if fams - {"runner", "throughput"}:   # those two need MobileNetV2 only
+        models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
+    digits = models[-1]
     log(f"models ready after {time.perf_counter() - t0:.0f}s")
     inf = pre = None
     if "inference" in fams:
