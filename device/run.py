@@ -251,8 +251,18 @@ class Runner:
                             f"give .npz files with arrays input_0..input_{n - 1}")
         return self.plan
 
+    def decide(self, data: bytes, name: str) -> Item | None:
+        """On the reader, in input order: probe reduced decoding on the first large JPEG (auto mode)."""
+        plan = self._need_plan()
+        f = reduce_factor(data, plan.spec)
+        if f == 1:
+            return None
+        with self._probe_lock:
+            return self._probe_reduce(data, name, plan, f) if self._reduce_ok is None else None
+
     def feed(self) -> Feed:
-        return Feed(self.from_bytes, self.from_frame, self.from_arrays)
+        return Feed(self.from_bytes, self.from_frame, self.from_arrays,
+                    undecided=lambda: self._reduce_ok is None and self.plan is not None, decide=self.decide)
 
     # ---- tensors → result (called on the consumer's thread, in input order)
     def infer(self, item: Item) -> Result:

@@ -45,6 +45,10 @@ class Feed:
     from_bytes: Callable[[bytes, str], Item]
     from_frame: Callable[[np.ndarray, str], Item]
     from_arrays: Callable[[str, dict[str, np.ndarray]], list[Item]]
+    # called on the reader, in input order, while it returns True: an image's bytes → its item if the feed
+    # needed this image to decide something (the reduced-decoding probe), else None
+    undecided: Callable[[], bool] = lambda: False
+    decide: Callable[[bytes, str], Item | None] = lambda data, name: None
 
 
 @dataclass
@@ -197,7 +201,15 @@ def jobs(plan: Iterable[tuple[str, Path | int]], feed: Feed, stop: threading.Eve
         if stop.is_set():
             return
         name = str(what) if kind != "camera" else f"camera{what}"
-        if kind == "image":
+        if kind == "image" and feed.undecided():   # decided on the first image that can, in input order
+            try:
+                data = read_bytes(what)
+                item = feed.decide(data, name)
+            except EdgeError as e:
+                yield Job(name, _fail(e))
+                continue
+            yield Job(name, (lambda it=item: [it]) if item else (lambda d=data, n=name: [feed.from_bytes(d, n)]))
+        elif kind == "image":
             yield Job(name, lambda p=what, n=name: [feed.from_bytes(read_bytes(p), n)])
         elif kind == "arrays":
             yield Job(name, lambda p=what, n=name: feed.from_arrays(n, load_arrays(p)))
