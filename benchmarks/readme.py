@@ -164,35 +164,26 @@ def throughput_section(tp: dict[str, Any], soak: dict[str, Any] | None) -> str:
              " / ".join(f"{r['stage_cpu_ms'][k]:.2f}" for k in ("decode", "preprocess", "infer"))] for r in tp["sources"]]
     pre, rss, rt = tp["preprocessing"], tp.get("peak_rss"), tp["realtime_video"]
     env = tp["environment"]
-    text = ("## Throughput (`throughput.py`, MobileNetV2 int8, `--only throughput`)
-
-"
-            f"{tp['cores']} usable cores; load average {env['load_average']} before, {tp['load_average_after']} after "
-            "(above the core count, wall-clock figures are not representative).
-
-"
-            + table(["source", "inputs", "serial /s", "pipelined /s", "limit /s", "x serial (≥ 1.6)",
-                     "of limit (≥ 85%)", "stage CPU ms decode / preprocess / infer"], rows)
-            + f"
-
-Pipeline chosen: {tp['sources'][0]['pipeline']}.
-
-"
-            f"Preprocessing, 1080p frame → {pre['tensor']}: runner {pre['runner_median_ms']:.3f} ms median "
-            f"(target ≤ 0.5), reference {pre['reference']['median_ms']:.3f} ms, bit-identical: {pre['bit_identical']}.
-
-"
-            f"Realtime video (30 frames/s): {rt['processed']}/{rt['frames']} processed at {rt['processed_fps']} frames/s, "
-            f"{rt['dropped']} dropped, latency capture to result p50 {rt['latency_ms_p50']} ms, p99 {rt['latency_ms_p99']} ms.")
+    parts = ["## Throughput (`throughput.py`, MobileNetV2 int8, `--only throughput`)",
+             f"{tp['cores']} usable cores; load average {env['load_average']} before, {tp['load_average_after']} after "
+             "(above the core count, wall-clock figures are not representative).",
+             table(["source", "inputs", "serial /s", "pipelined /s", "limit /s", "x serial (≥ 1.6)",
+                    "of limit (≥ 85%)", "stage CPU ms decode / preprocess / infer"], rows),
+             f"Pipeline chosen: {tp['sources'][0]['pipeline']}.",
+             f"Preprocessing, 1080p frame → {pre['tensor']}: runner {pre['runner_median_ms']:.3f} ms median "
+             f"(target ≤ 0.5), reference {pre['reference']['median_ms']:.3f} ms, bit-identical: {pre['bit_identical']}.",
+             f"Realtime video (30 frames/s): {rt['processed']}/{rt['frames']} processed at {rt['processed_fps']} "
+             f"frames/s, {rt['dropped']} dropped, latency capture to result p50 {rt['latency_ms_p50']} ms, "
+             f"p99 {rt['latency_ms_p99']} ms."]
     if rss:
-        text += (f"\n\nPeak RSS of `keras-edge run` (int8): one image {rss['median_one_image_mb']:.1f} MB median "
-                 f"(target ≤ 80), the 200-JPEG folder {rss['folder_mb']:.1f} MB.")
+        parts.append(f"Peak RSS of `keras-edge run` (int8): one image {rss['median_one_image_mb']:.1f} MB median "
+                     f"(target ≤ 80), the 200-JPEG folder {rss['folder_mb']:.1f} MB.")
     if soak:
-        text += (f"\n\nSoak ({soak['inferences']} inferences, `soak.py`): RSS growth after warm-up "
-                 f"{soak['rss_growth_mb']:.2f} MB (≤ 2), file descriptors {soak['fds_after_warmup']} → {soak['fds_end']}, "
-                 f"latency drift {soak['drift']:+.1%} (within 5%; inference alone {soak['infer_drift']:+.1%}), "
-                 f"load average after {soak['load_average_after']}.")
-    return text
+        parts.append(f"Soak ({soak['inferences']} inferences, `soak.py`): RSS growth after warm-up "
+                     f"{soak['rss_growth_mb']:.2f} MB (≤ 2), file descriptors {soak['fds_after_warmup']} → "
+                     f"{soak['fds_end']}, latency drift {soak['drift']:+.1%} (within 5%; inference alone "
+                     f"{soak['infer_drift']:+.1%}), load average after {soak['load_average_after']}.")
+    return "\n\n".join(parts)
 
 
 def render(wall_s: float | None = None) -> str:
