@@ -26,7 +26,8 @@ default; LiteRT `num_threads` = usable cores).
 
 Files: `run.py` (entry point), `inference.py`, `preprocessing.py`, `coldstart.py` (+ `child.py`,
 `keras_once.py`), `claims.py`, `models.py` (build + convert), `common.py`, `readme.py`;
-`runner_overhead.py` (runner vs bare interpreter, the runner's own targets). The detailed pruning
+`runner_overhead.py` (runner vs bare interpreter, the runner's own targets); `throughput.py` (the pipelined
+runner against a serial loop and the machine's limit) and `soak.py` (50,000 inferences, drift). The detailed pruning
 study (distillation, 80% sparsity, channel multiples) is `bench_pruning.py` → `results/pruning.json`.
 """
 
@@ -172,10 +173,56 @@ def gpu_section(g: dict[str, Any]) -> str:
             + f"\n\n**Verdict:** {g['verdict']}\n\n" + "\n".join(f"- {n}" for n in g["notes"]))
 
 
+def throughput_section(tp: dict[str, Any], soak: dict[str, Any] | None) -> str:
+    rows = [[r["source"], r["inputs"], r["serial_median_per_s"], r["pipelined_median_per_s"], r["limit_per_s"],
+             r["speedup_vs_serial"], f"{r['fraction_of_limit']:.0%}",
+             " / ".join(f"{r['stage_cpu_ms'][k]:.2f}" for k in ("decode", "preprocess", "infer"))] for r in tp["sources"]]
+    pre, rss, rt = tp["preprocessing"], tp.get("peak_rss"), tp["realtime_video"]
+    env = tp["environment"]
+    parts = ["## Throughput (`throughput.py`, MobileNetV2 int8, `--only throughput`)",
+             f"{tp['cores']} usable cores; load average {env['load_average']} before, {tp['load_average_after']} after "
+             "(above the core count, wall-clock figures are not representative).",
+             table(["source", "inputs", "serial /s", "pipelined /s", "limit /s", "x serial (≥ 1.6)",
+                    "of limit (≥ 85%)", "stage CPU ms decode / preprocess / infer"], rows),
+             f"Pipeline chosen: {tp['sources'][0]['pipeline']}.",
+             f"Preprocessing, 1080p frame → {pre['tensor']}: runner {pre['runner_median_ms']:.3f} ms median "
+             f"(target ≤ 0.5), reference {pre['reference']['median_ms']:.3f} ms, bit-identical: {pre['bit_identical']}.",
+             f"Realtime video (30 frames/s): {rt['processed']}/{rt['frames']} processed at {rt['processed_fps']} "
+             f"frames/s, {rt['dropped']} dropped, latency capture to result p50 {rt['latency_ms_p50']} ms, "
+             f"p99 {rt['latency_ms_p99']} ms."]
+    if rss:
+        parts.append(f"Peak RSS of `keras-edge run` (int8): one image {rss['median_one_image_mb']:.1f} MB median "
+                     f"(target ≤ 80), the 200-JPEG folder {rss['folder_mb']:.1f} MB.")
+    if soak:
+        parts.append(f"Soak ({soak['inferences']} inferences, `soak.py`): RSS growth after warm-up "
+                     f"{soak['rss_growth_mb']:.2f} MB (≤ 2), file descriptors {soak['fds_after_warmup']} → "
+                     f"{soak['fds_end']}, latency drift {soak['drift']:+.1%} (within 5%; inference alone "
+                     f"{soak['infer_drift']:+.1%}), load average after {soak['load_average_after']}.")
+    return "\n\n".join(parts)
+
+
+def prune_budget_section(pb: dict[str, Any]) -> str:
+    """The budgeted pruning search per model: the measured curve and the chosen point."""
+    parts = [f"## Pruning to an accuracy budget (`bench_prune_budget.py`, `--only prune-budget`)\n\n"
+             f"Budget {pb['budget']:.0%} (int8 accuracy against the unpruned Keras model) on {pb['eval_images']} held-out "
+             f"digits images; speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side in LiteRT."]
+    for name, m in pb["models"].items():
+        rows = [[f"{p['level']:.0%}" + (" (chosen)" if m.get("chosen") and p["level"] == m["chosen"]["level"] and p["level"] else ""),
+                 f"{p['achieved']:.0%}", p["params"], p["flops"], p["int8_ms"], f"{p['speedup']:.2f}x",
+                 f"{p['int8_accuracy']:.2%}", f"{p['drop'] * 100:+.2f} pp", "ok" if p["within"] else "over", p["epochs"]]
+                for p in [m["base"], *m["points"]]]
+        parts.append(f"### {name}\n\nTrained {m['train_seconds']:.0f} s; search {m['seconds']:.0f} s; distillation: "
+                     f"{m['distill']}.\n\n"
+                     + table(["level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "int8 accuracy", "drop",
+                              "budget", "epochs"], rows) + f"\n\n**{m['verdict']}**")
+    return "\n\n".join(parts)
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
+    tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -186,6 +233,10 @@ def render(wall_s: float | None = None) -> str:
                           (cl, claims_section), (ro, runner_section), (gp, gpu_section)):
         if data:
             parts.append(section(data))
+    if tp:
+        parts.append(throughput_section(tp, soak))
+    if pb:
+        parts.append(prune_budget_section(pb))
     notes = [n for r in (inf, pre, cold) if r for n in r.get("notes", [])]
     if notes:
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))

@@ -1,10 +1,12 @@
 """``make bench``: every benchmark family side by side in one run, results JSON, and benchmarks/README.md.
 
-    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner] [--reconvert]
+    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner,throughput] [--reconvert]
 
 Families: inference (batch-1 latency), preprocessing (1080p frame → model input), coldstart (first
 result and peak RSS), claims (the article's claims; needs inference and preprocessing), runner
-(``runner_overhead.py``, the runner against a bare interpreter). Run from the repository root.
+(``runner_overhead.py``, the runner against a bare interpreter), throughput (``throughput.py``: the pipelined
+runner against a serial loop and the machine's limit, preprocessing, peak RSS; then ``soak.py``, 50,000
+inferences). Run from the repository root.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
@@ -53,6 +55,15 @@ def script(name: str, out: Path, *args: str, timeout: float = 900) -> None:
         out.unlink(missing_ok=True)
 
 
+def script_module(name: str, out: Path, *args: str, timeout: float = 1800) -> None:
+    """Run ``benchmarks.<name>`` in its own process (its memory is its own), writing ``out``."""
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--out", str(out), *args], cwd=ROOT.parent,
+                          stderr=None, check=False, timeout=timeout)
+    if proc.returncode != 0:
+        log(f"benchmarks.{name} failed (exit {proc.returncode}); its section is left out")
+        out.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=None, help=f"comma-separated families: {','.join(FAMILIES)}")
@@ -68,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     inf = pre = None
     if fams & set(FAMILIES):   # the opt-in studies build their own models
         log("models: building and converting (reused when the converter is unchanged)")
-        models = [imagenet_model("mobilenetv2", args.reconvert, log),
-                  imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
-        mobilenet, digits = models[0], models[2]
+        mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
+        models = [mobilenet]
+        if fams & set(FAMILIES) - {"runner", "throughput"}:   # those two need MobileNetV2 only
+            models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
+        digits = models[-1]
         log(f"models ready after {time.perf_counter() - t0:.0f}s")
     if "inference" in fams:
         inf = inference.run(models, rounds=args.rounds, per_round=3, log=log)
@@ -91,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         from . import gpu
 
         write_json(RESULTS / "gpu.json", gpu.run([mobilenet, digits], log=log))
+    if "throughput" in fams:
+        log("throughput: benchmarks/throughput.py, then the soak (benchmarks/soak.py)")
+        script_module("throughput", RESULTS / "throughput.json", "--rounds", str(max(3, args.rounds // 4)),
+                      "--bundle", str(mobilenet.bundle))
+        script_module("soak", RESULTS / "soak.json", "--bundle", str(mobilenet.bundle), timeout=3600)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

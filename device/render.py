@@ -23,10 +23,13 @@ def result_line(r: Result) -> str:
 
 def summary_line(s: Summary) -> str:
     ok = s.inputs - s.failed
-    text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads), "
-            f"inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
+    text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads, {s.workers} decode "
+            f"workers, {s.cores} cores), inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
     if s.frames:
         text += f"; {s.frames} frames, {s.dropped} dropped"
+    if s.live and s.latency_ms_p50 is not None:
+        text += (f"; live: {s.fps:.1f} frames/s processed, latency capture to result p50 {s.latency_ms_p50:.1f} ms, "
+                 f"p99 {s.latency_ms_p99:.1f} ms")
     if s.failed:
         text += f"; {s.failed} skipped"
     return text

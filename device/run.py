@@ -21,8 +21,10 @@ from .checks import positive_int
 from .errors import ConfigError, DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
 from .preprocess import dequantize, quantize
-from .sources import Feed, Item, Prefetch, StreamStats, plan_sources, produce
+from .runtime import default_threads
+from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
 from .target import Target, infer_spec, open_target
+from .workers import Ordered, plan_threads
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,24 @@ class RunConfig:
     preprocess: str | None = None          # preset for a bare .tflite (bundles carry their own spec)
     decode: DecodePolicy = DecodePolicy.AUTO
     max_frames: int | None = None           # per video/camera stream
+    workers: int | None = None              # decode/preprocess threads (None: chosen with the interpreter's threads)
+    realtime: bool = False                  # read videos at their own frame rate, as live streams (late frames dropped)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decode", DecodePolicy(self.decode))
         positive_int("top_k", self.top_k, "1 or more classes")
         if self.max_frames is not None:
             positive_int("max_frames", self.max_frames, "1 or more frames, or leave it unset to read whole streams")
+        if self.workers is not None:
+            positive_int("workers", self.workers, "1 or more worker threads, or leave it unset to fit the cores")
+        if self.realtime and self.camera is None and not any(map(holds_video, self.sources)):
+            raise ConfigError("realtime", "needs a video file or a camera among the sources (images and arrays "
+                              "are not streams)", "give a video file, a folder with videos or a camera")
+
+    @property
+    def decoding(self) -> bool:
+        """Whether any source needs decoding (images, video, a camera) rather than arrays only."""
+        return self.camera is not None or any(Path(s).suffix.lower() not in ARRAY_EXTENSIONS for s in self.sources)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,12 @@ class Summary:
     dropped: int = 0
     seconds: float = 0.0
     infer_ms_mean: float = 0.0
+    workers: int = 1
+    cores: int = 1
+    pipeline: str = ""                       # what was chosen for workers and threads, and why
+    live: bool = False                       # a camera or a realtime video was read
+    latency_ms_p50: float | None = None      # live frames: capture to result
+    latency_ms_p99: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -102,6 +122,27 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "fps": round(self.fps, 2)}
+
+
+class Latencies:
+    """Percentiles of a stream of durations in constant memory: log-spaced bins 1% wide, 1 µs to ~1000 s."""
+
+    GROWTH, LOW_MS, BINS = 1.01, 1e-3, 2100
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self.BINS + 1, np.int64)
+        self.n = 0
+
+    def add(self, ms: float) -> None:
+        b = 0 if ms <= self.LOW_MS else int(np.log(ms / self.LOW_MS) / np.log(self.GROWTH)) + 1
+        self.counts[min(b, self.BINS)] += 1
+        self.n += 1
+
+    def percentile(self, q: float) -> float | None:
+        if not self.n:
+            return None
+        b = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.n))
+        return round(self.LOW_MS * self.GROWTH ** max(0, b - 0.5), 3)   # the bin's geometric middle
 
 
 class Runner:
@@ -115,6 +156,7 @@ class Runner:
         self._check_labels()
         self._softmax_noted = False
         self._reduce_ok: bool | None = None if config.decode is DecodePolicy.AUTO else config.decode is DecodePolicy.FAST
+        self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
 
     @property
@@ -148,12 +190,14 @@ class Runner:
             raise ConfigError("labels", f"{self.config.labels} has {len(labels)} name(s) but the model has {classes} classes",
                               "give one class name per line, in the order of the model's outputs")
 
-    # ---- inputs → tensors (called on the decode thread)
+    # ---- inputs → tensors (called on the worker threads)
     def from_bytes(self, data: bytes, name: str) -> Item:
         plan = self._need_plan()
         f = reduce_factor(data, plan.spec) if self._reduce_ok is not False else 1
         if f > 1 and self._reduce_ok is None:
-            return self._probe_reduce(data, name, plan, f)
+            with self._probe_lock:
+                if self._reduce_ok is None:
+                    return self._probe_reduce(data, name, plan, f)
         p = prepare(data, name, plan, f if self._reduce_ok else 1)
         return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms)
 
@@ -207,10 +251,20 @@ class Runner:
                             f"give .npz files with arrays input_0..input_{n - 1}")
         return self.plan
 
-    def feed(self) -> Feed:
-        return Feed(self.from_bytes, self.from_frame, self.from_arrays)
+    def decide(self, data: bytes, name: str) -> Item | None:
+        """On the reader, in input order: probe reduced decoding on the first large JPEG (auto mode)."""
+        plan = self._need_plan()
+        f = reduce_factor(data, plan.spec)
+        if f == 1:
+            return None
+        with self._probe_lock:
+            return self._probe_reduce(data, name, plan, f) if self._reduce_ok is None else None
 
-    # ---- tensors → result (called on the main thread)
+    def feed(self) -> Feed:
+        return Feed(self.from_bytes, self.from_frame, self.from_arrays,
+                    undecided=lambda: self._reduce_ok is None and self.plan is not None, decide=self.decide)
+
+    # ---- tensors → result (called on the consumer's thread, in input order)
     def infer(self, item: Item) -> Result:
         if item.error or item.tensors is None:
             return Result(item.name, error=item.error or "no input")
@@ -290,35 +344,76 @@ class Runner:
 
 
 def open_runner(config: RunConfig) -> Runner:
-    """Resolve the target, load it on the requested backend, and plan its inputs."""
+    """Resolve the target, load it on the requested backend, and plan its inputs.
+
+    Without an explicit thread count the interpreter gets the threads :func:`.workers.plan_threads`
+    leaves it beside the decode workers that ``config``'s sources need.
+    """
     target = open_target(config.target, config.variant, config.labels)
     shapes = config.engine.input_shapes or target.input_shapes
-    opts = EngineOptions(**{**asdict(config.engine), "input_shapes": shapes})
+    threads = config.engine.threads
+    if threads is None:
+        threads = plan_threads(default_threads(), config.decoding, config.workers).threads
+    opts = EngineOptions(**{**asdict(config.engine), "input_shapes": shapes, "threads": threads})
     return Runner(target, load(target.model, opts), config)
 
 
 def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None) -> Summary:
-    """Run every source through the model, calling ``emit`` per input; returns the summary."""
+    """Run every source through the model, calling ``emit`` per input in input order; returns the summary.
+
+    Inputs are read, decoded and preprocessed on worker threads (:mod:`.workers`) while this thread
+    runs inference, postprocessing and ``emit``.
+    """
     plan = plan_sources(config.sources, config.camera)
     runner = runner or open_runner(config)
-    stats, stop = StreamStats(), threading.Event()
-    live = any(kind == "camera" for kind, _ in plan)
-    items = Prefetch(produce(plan, runner.feed(), stop, stats, config.max_frames), stats, stop, live=live)
     e = runner.engine
-    summary = Summary(target=runner.target.name, runtime=e.runtime.label, backend=str(e.backend), threads=e.threads)
+    threads = plan_threads(default_threads(), config.decoding, config.workers, config.engine.threads)
+    if threads.threads != e.threads:   # a runner opened with other threads: fit the workers around them
+        threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads)
+    live = config.camera is not None or (config.realtime and any(k in ("video", "folder") for k, _ in plan))
+    summary = Summary(target=runner.target.name, runtime=e.runtime.label, backend=str(e.backend), threads=e.threads,
+                      workers=threads.workers, cores=threads.cores, pipeline=threads.describe(), live=live)
+    stats, stop = StreamStats(), threading.Event()
+    items = Ordered(jobs(plan, runner.feed(), stop, stats, config.max_frames, config.realtime), threads.workers,
+                    stats, stop, live=live)
+    latencies = Latencies()
     infer_total = 0.0
     t0 = time.perf_counter()
-    try:
-        for item in items:
-            res = runner.infer(item)
-            summary.inputs += 1
-            summary.failed += 0 if res.ok else 1
-            infer_total += res.infer_ms
-            emit(res)
-    finally:
-        summary.seconds = time.perf_counter() - t0
-        summary.frames, summary.dropped = stats.frames, stats.dropped
-        ok = summary.inputs - summary.failed
-        summary.infer_ms_mean = infer_total / ok if ok else 0.0
-        summary.notes = runner.notes
+    with _opencv_threads(1 if threads.workers > 1 else None):
+        try:
+            for item in items:
+                res = runner.infer(item)
+                summary.inputs += 1
+                summary.failed += 0 if res.ok else 1
+                infer_total += res.infer_ms
+                emit(res)
+                if item.captured_ns is not None:
+                    latencies.add((time.perf_counter_ns() - item.captured_ns) / 1e6)
+        finally:
+            summary.seconds = time.perf_counter() - t0
+            summary.frames, summary.dropped = stats.frames, stats.dropped
+            ok = summary.inputs - summary.failed
+            summary.infer_ms_mean = infer_total / ok if ok else 0.0
+            summary.latency_ms_p50, summary.latency_ms_p99 = latencies.percentile(50), latencies.percentile(99)
+            summary.notes = runner.notes
     return summary
+
+
+class _opencv_threads:
+    """OpenCV's own thread pool set to ``n`` for a while (None: left alone): workers already fill the cores."""
+
+    def __init__(self, n: int | None):
+        self.n, self.before = n, None
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            import cv2
+
+            self.before = cv2.getNumThreads()
+            cv2.setNumThreads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.before is not None:
+            import cv2
+
+            cv2.setNumThreads(self.before)

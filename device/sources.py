@@ -1,14 +1,16 @@
 """What ``run`` reads: image files and folders, ``.npy``/``.npz`` arrays, video files and cameras.
 
-Decoding and preprocessing run on their own thread, feeding a small queue, so they overlap inference
-(OpenCV and the interpreter both release the GIL). Files and video frames are never dropped; a live
-camera drops the oldest queued frame when inference falls behind, and counts it.
+Every input becomes a :class:`~.workers.Job` for the run pipeline (:mod:`.workers`): image files and
+arrays are read, decoded and preprocessed by the workers; video and camera frames are decoded here,
+on the reader (a stream decodes in order), and preprocessed by the workers. Folders are walked
+lazily, so a folder of 100,000 images is never listed in memory at once. Files and video frames are
+never dropped; a camera, or a video read at its own frame rate (``realtime``), is live: the pipeline
+drops its oldest waiting frame when inference falls behind, and every frame carries its capture time.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ class Item:
     error: str | None = None
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
+    captured_ns: int | None = None   # live sources: perf_counter_ns when the frame was captured
 
 
 @dataclass
@@ -42,6 +45,10 @@ class Feed:
     from_bytes: Callable[[bytes, str], Item]
     from_frame: Callable[[np.ndarray, str], Item]
     from_arrays: Callable[[str, dict[str, np.ndarray]], list[Item]]
+    # called on the reader, in input order, while it returns True: an image's bytes → its item if the feed
+    # needed this image to decide something (the reduced-decoding probe), else None
+    undecided: Callable[[], bool] = lambda: False
+    decide: Callable[[bytes, str], Item | None] = lambda data, name: None
 
 
 @dataclass
@@ -69,19 +76,25 @@ def _walk(root: Path) -> Iterator[Path]:
         yield from (Path(dirpath) / n for n in sorted(filenames) if not n.startswith("."))
 
 
+def _found(root: Path) -> Iterator[Path]:
+    return (f for f in _walk(root) if _kind(f) == "video" or (_kind(f) == "image" and is_image(f)))
+
+
 def plan_sources(sources: Iterable[str], camera: int | None) -> list[tuple[str, Path | int]]:
-    """Expand folders and classify every source; refuse a missing path or camera up front."""
+    """Classify every source; refuse a missing path, an empty folder or a camera up front.
+
+    Folders stay ``("folder", path)``: :func:`expand` walks them lazily while the run goes on.
+    """
     out: list[tuple[str, Path | int]] = []
     for src in sources:
         p = Path(src)
         if not p.exists():
             raise DataError(f"{src}: no such file or folder", "check the path")
         if p.is_dir():
-            found = [f for f in _walk(p) if _kind(f) in ("image", "video") and (is_image(f) or _kind(f) == "video")]
-            if not found:
+            if next(_found(p), None) is None:
                 raise DataError(f"{src} contains no images or videos",
                                 "give a folder with jpg/png/bmp/webp/tiff images or mp4/avi/mkv videos")
-            out += [(_kind(f), f) for f in found]
+            out.append(("folder", p))
         else:
             out.append((_kind(p), p))
     if camera is not None:
@@ -89,6 +102,23 @@ def plan_sources(sources: Iterable[str], camera: int | None) -> list[tuple[str, 
     if not out:
         raise DataError("nothing to run on", "give image files, folders, video files, .npy/.npz files or a camera")
     return out
+
+
+def holds_video(source: str | os.PathLike) -> bool:
+    """Whether ``source`` is a video file or a folder with one (walked only until the first)."""
+    p = Path(source)
+    if p.is_dir():
+        return any(_kind(f) == "video" for f in _walk(p))
+    return _kind(p) == "video"
+
+
+def expand(plan: Iterable[tuple[str, Path | int]]) -> Iterator[tuple[str, Path | int]]:
+    """The plan with every folder replaced by its images and videos, in sorted order, lazily."""
+    for kind, what in plan:
+        if kind == "folder":
+            yield from ((_kind(f), f) for f in _found(what))
+        else:
+            yield kind, what
 
 
 def open_camera_check(index: int) -> int:
@@ -100,19 +130,50 @@ def open_camera_check(index: int) -> int:
     return index
 
 
-def _video_frames(cap, name: str, feed: Feed, stop: threading.Event, stats: StreamStats) -> Iterator[Item]:
-    i = 0
-    while not stop.is_set():
+def _frames(cap, name: str, feed: Feed, stop: threading.Event, stats: StreamStats, live: bool,
+            realtime: bool, max_frames: int | None) -> Iterator["Job"]:
+    """A stream's frames as jobs: decoded here, preprocessed by a worker.
+
+    ``realtime``: frames come due at the video's own rate, as from a camera; a frame whose time has
+    passed while an earlier one was being read is skipped (grabbed, not converted) and counted as dropped.
+    """
+    from .workers import Job
+
+    fps = float(cap.get(5) or 0.0) if realtime else 0.0    # 5: cv2.CAP_PROP_FPS
+    period = int(1e9 / fps) if fps > 0 else int(1e9 / 30)
+    start, i = None, 0
+    while not stop.is_set() and (max_frames is None or i < max_frames):
+        due = None
+        if realtime:
+            now = time.perf_counter_ns()
+            start = now if start is None else start
+            due = start + i * period
+            if now < due:
+                time.sleep((due - now) / 1e9)
+            elif now - due >= period:                    # behind by a whole frame: skip it, as a camera would
+                if not cap.grab():
+                    return
+                stats.frames += 1
+                stats.dropped += 1
+                i += 1
+                continue
         t0 = time.perf_counter_ns()
         ok, frame = cap.read()
         if not ok:
             return
-        dec = (time.perf_counter_ns() - t0) / 1e6
+        t1 = time.perf_counter_ns()
         stats.frames += 1
-        item = feed.from_frame(frame, f"{name}#{i}")
-        item.decode_ms = dec
+        captured = due if realtime else (t1 if live else None)
+        yield Job(f"{name}#{i}", _preprocess_frame(feed, frame, f"{name}#{i}", (t1 - t0) / 1e6), captured, live)
         i += 1
-        yield item
+
+
+def _preprocess_frame(feed: Feed, frame: np.ndarray, name: str, decode_ms: float) -> Callable[[], list[Item]]:
+    def make() -> list[Item]:
+        item = feed.from_frame(frame, name)
+        item.decode_ms = decode_ms
+        return [item]
+    return make
 
 
 def _open_capture(what: Path | int):
@@ -131,31 +192,45 @@ def _open_capture(what: Path | int):
     return cap
 
 
-def produce(plan: list[tuple[str, Path | int]], feed: Feed, stop: threading.Event, stats: StreamStats,
-            max_frames: int | None = None) -> Iterator[Item]:
-    """Every item of every source, in order; per-file failures become items with an error."""
-    for kind, what in plan:
+def jobs(plan: Iterable[tuple[str, Path | int]], feed: Feed, stop: threading.Event, stats: StreamStats,
+         max_frames: int | None = None, realtime: bool = False) -> Iterator["Job"]:
+    """Every input of every source, in order, as worker jobs; a source that fails becomes one error item."""
+    from .workers import Job
+
+    for kind, what in expand(plan):
         if stop.is_set():
             return
-        try:
-            if kind == "image":
-                yield feed.from_bytes(read_bytes(what), str(what))
-            elif kind == "arrays":
-                yield from feed.from_arrays(str(what), load_arrays(what))
-            else:
+        name = str(what) if kind != "camera" else f"camera{what}"
+        if kind == "image" and feed.undecided():   # decided on the first image that can, in input order
+            try:
+                data = read_bytes(what)
+                item = feed.decide(data, name)
+            except EdgeError as e:
+                yield Job(name, _fail(e))
+                continue
+            yield Job(name, (lambda it=item: [it]) if item else (lambda d=data, n=name: [feed.from_bytes(d, n)]))
+        elif kind == "image":
+            yield Job(name, lambda p=what, n=name: [feed.from_bytes(read_bytes(p), n)])
+        elif kind == "arrays":
+            yield Job(name, lambda p=what, n=name: feed.from_arrays(n, load_arrays(p)))
+        else:
+            try:
                 cap = _open_capture(what)
-                name = str(what) if kind == "video" else f"camera{what}"
-                stats.streams.append(name)
-                try:
-                    frames = _video_frames(cap, name, feed, stop, stats)
-                    for n, item in enumerate(frames):
-                        yield item
-                        if max_frames is not None and n + 1 >= max_frames:
-                            break
-                finally:
-                    cap.release()
-        except EdgeError as e:
-            yield Item(name=str(what) if kind != "camera" else f"camera{what}", error=str(e))
+            except EdgeError as e:
+                yield Job(name, _fail(e))
+                continue
+            stats.streams.append(name)
+            try:
+                yield from _frames(cap, name, feed, stop, stats, live=kind == "camera",
+                                   realtime=realtime and kind == "video", max_frames=max_frames)
+            finally:
+                cap.release()
+
+
+def _fail(e: EdgeError) -> Callable[[], list[Item]]:
+    def make() -> list[Item]:
+        raise e
+    return make
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -168,53 +243,3 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{path} is not a readable numpy file ({str(e).splitlines()[0][:120]})",
                         "give .npy/.npz files saved with numpy (no pickled objects)") from None
-
-
-class Prefetch:
-    """Run a producer on a thread; iterate its items. Live producers drop the oldest when full."""
-
-    def __init__(self, items: Iterator[Item], stats: StreamStats, stop: threading.Event,
-                 live: bool = False, depth: int = 4):
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._items, self._stats, self._stop, self._live = items, stats, stop, live
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="keras-edge-decode", daemon=True)
-        self._done = object()
-
-    def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self._live and item is not self._done:
-                    try:
-                        self._q.get_nowait()
-                        self._stats.dropped += 1
-                    except queue.Empty:
-                        pass
-
-    def _work(self) -> None:
-        try:
-            for item in self._items:
-                self._put(item)
-                if self._stop.is_set():
-                    break
-        except BaseException as e:  # re-raised on the consumer's thread
-            self._error = e
-        finally:
-            self._put(self._done)
-
-    def __iter__(self) -> Iterator[Item]:
-        self._thread.start()
-        try:
-            while True:
-                item = self._q.get()
-                if item is self._done:
-                    break
-                yield item
-        finally:
-            self._stop.set()
-            self._thread.join(timeout=5)
-        if self._error is not None:
-            raise self._error

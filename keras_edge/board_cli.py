@@ -47,9 +47,13 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
 @click.option("--input-shape", callback=shape_option, metavar="H,W,C", help="Size for a model with dynamic input dimensions.")
 @click.option("--decode", type=click.Choice([d.value for d in DecodePolicy]), default="auto", show_default=True,
               help="Reduced JPEG decoding: auto uses it only if the input stays within tolerance.")
+@click.option("--workers", type=int, default=None, metavar="N",
+              help="Decode/preprocess worker threads. Default: fitted with --threads to the cores.")
+@click.option("--realtime", is_flag=True,
+              help="Read videos at their own frame rate, like a camera: frames that cannot be processed in time are dropped.")
 @engine_options()
 def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outputs, labels, preprocess, input_shape,
-        decode, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
+        decode, workers, realtime, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
     from keras_edge.device import render
     from keras_edge.device.run import RunConfig, open_runner
@@ -58,7 +62,8 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
     eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate,
                         input_shapes=_shapes(input_shape), gpu_timeout=gpu_timeout)
     cfg = RunConfig(target=target, sources=tuple(sources), camera=camera, variant=variant, top_k=top_k, engine=eng,
-                    save_outputs=str(save_outputs) if save_outputs else None, labels=labels, preprocess=preprocess, decode=decode, max_frames=max_frames)
+                    save_outputs=str(save_outputs) if save_outputs else None, labels=labels, preprocess=preprocess,
+                    decode=decode, max_frames=max_frames, workers=workers, realtime=realtime)
     if not sources and camera is None:
         raise DataError("no SOURCE given", "give image files, folders, videos, .npy/.npz files or --camera N")
     runner = open_runner(cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,7 +179,7 @@ def test_missing_sources_video_and_camera(capsys, bundle, tmp_path):
     assert code == 2 and "camera 97 does not exist" in err
 
 
-def test_video_frames_are_all_processed_on_the_decode_thread(capsys, fx, bundle, tmp_path):
+def test_video_frames_are_all_processed_through_the_workers(capsys, fx, bundle, tmp_path):
     frames = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2BGR) for p, _ in eval_images(fx, 2)]
     path = tmp_path / "digits video.avi"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, frames[0].shape[1::-1])
@@ -191,6 +192,46 @@ def test_video_frames_are_all_processed_on_the_decode_thread(capsys, fx, bundle,
     rows = [json.loads(x) for x in out.splitlines()]
     assert len(rows) == len(frames) and rows[-1]["source"].endswith(f"#{len(frames) - 1}")
     assert f"{len(frames)} frames, 0 dropped" in err
+
+
+def test_outputs_keep_input_order_when_worker_times_vary(capsys, fx, bundle, tmp_path):
+    """Huge and tiny images interleaved: the huge ones finish long after later tiny ones, the output stays in order."""
+    folder = tmp_path / "mixed sizes"
+    folder.mkdir()
+    names = []
+    for i, (p, _) in enumerate(eval_images(fx, 2)):
+        digit = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        size = 2400 if i % 5 == 1 else 32
+        img = cv2.resize(digit, (size, size), interpolation=cv2.INTER_NEAREST)
+        names.append(f"{i:03d}.png")
+        cv2.imwrite(str(folder / names[-1]), img)
+    code, out, err = cli(capsys, "run", bundle, folder, "--json", "--top-k", "1", "--workers", "4", "--threads", "1")
+    assert code == 0, err
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert [Path(r["source"]).name for r in rows] == names
+    assert "1 threads, 4 decode workers" in err
+    code, serial, _ = cli(capsys, "run", bundle, folder, "--json", "--top-k", "1", "--workers", "1")
+    assert code == 0 and [r["top_k"] for r in rows] == [json.loads(x)["top_k"] for x in serial.splitlines()]
+
+
+def test_realtime_video_drops_late_frames_and_reports_latency(capsys, fx, bundle, tmp_path):
+    """A video at 1000 frames/s read in real time: frames due while others were read are dropped, never queued."""
+    digits = [cv2.imread(str(p)) for p, _ in eval_images(fx, 3)]
+    path = tmp_path / "fast.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 1000, (640, 480))
+    assert w.isOpened()
+    for k in range(200):
+        w.write(cv2.resize(digits[k % len(digits)], (640, 480), interpolation=cv2.INTER_NEAREST))
+    w.release()
+    code, out, err = cli(capsys, "run", bundle, path, "--json", "--top-k", "1", "--realtime")
+    assert code == 0, err
+    rows = [json.loads(x) for x in out.splitlines()]
+    index = [int(r["source"].rsplit("#", 1)[1]) for r in rows]
+    assert index == sorted(set(index))                # in order, each frame at most once
+    summary = err.strip().splitlines()[-1]
+    frames, dropped = (int(x) for x in re.search(r"(\d+) frames, (\d+) dropped", summary).groups())
+    assert frames == 200 and len(rows) + dropped == frames
+    assert re.search(r"live: [\d.]+ frames/s processed, latency capture to result p50 [\d.]+ ms, p99 [\d.]+ ms", summary)
 
 
 def test_arrays_feed_the_model_directly(capsys, bundle):

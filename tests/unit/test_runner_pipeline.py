@@ -205,3 +205,38 @@ def test_to_tensor_single_channel_table():
     px = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 16
     want = quantize(px.astype(np.float32) * np.float32(1 / 255), "int8", 1 / 127.5, 0)[None]
     assert np.array_equal(to_tensor(px, plan), want)
+
+
+@pytest.fixture(scope="module")
+def frame_1080p_bgr() -> np.ndarray:
+    """Real photographs tiled into a 1920x1080 BGR frame (a camera's size and colour order)."""
+    tiles = [cv2.cvtColor(f(), cv2.COLOR_RGB2BGR) for f in (skdata.astronaut, skdata.coffee, skdata.chelsea,
+                                                             skdata.rocket)]
+    rows = [np.concatenate([cv2.resize(t, (480, 540), interpolation=cv2.INTER_AREA) for t in tiles], 1)] * 2
+    return np.ascontiguousarray(np.concatenate(rows, 0)[:, ::-1])
+
+
+@pytest.mark.parametrize("color", ["rgb", "bgr"])
+@pytest.mark.parametrize("mode", ["stretch", "crop", "letterbox"])
+@pytest.mark.parametrize("interp", ["nearest", "bilinear", "area", "bicubic"])
+def test_fast_path_is_bit_identical_to_the_reference(frame_1080p_bgr, color, mode, interp):
+    """Resize-then-swap (the runner) against the spec's reference (swap, resize, normalise, quantise)."""
+    spec = PreprocessSpec.from_preset("tf", 224, 224, 3, color=color, resize=mode, interpolation=interp, pad_value=7)
+    for kind in ("int8", "uint8", "float32", "uint8-raw"):
+        t = tensor((1, 224, 224, 3), kind)
+        plan = plan_input(spec, t)
+        for img in (frame_1080p_bgr, frame_1080p_bgr[101:701, 333:1201], frame_1080p_bgr[:224, :224]):
+            want = quantize(preprocess(img, spec), t.dtype, t.scale, t.zero_point)[None]
+            got = prepare_array(img, plan)
+            assert got.dtype == want.dtype and np.array_equal(got, want), (kind, img.shape)
+
+
+def test_other_inputs_keep_the_reference_path(frame_1080p_bgr):
+    """Gray targets, alpha, gray sources and 16-bit frames: still exactly the reference."""
+    small = frame_1080p_bgr[::4, ::4]
+    for img, channels in ((cv2.cvtColor(small, cv2.COLOR_BGR2BGRA), 3), (cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), 3),
+                          (small.astype(np.uint16) * 257, 3), (small, 1)):
+        spec = PreprocessSpec.from_preset("unit", 100, 120, channels, interpolation="bilinear")
+        t = tensor((1, 100, 120, channels), "int8")
+        want = quantize(preprocess(img, spec), t.dtype, t.scale, t.zero_point)[None]
+        assert np.array_equal(prepare_array(img, plan_input(spec, t)), want)
