@@ -50,11 +50,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'keras_edge.api' has no attribute {name!r}")
 
 
-def convert(config: "ConvertConfig", log: Log = lambda s: None) -> "ConvertResult":
-    """Convert ``config.model`` (a path or a Keras model object) into a validated bundle at ``config.out``."""
+def convert(config: "ConvertConfig", log: Log = lambda s: None,
+            progress: Callable[[int, int], None] | None = None) -> "ConvertResult":
+    """Convert ``config.model`` (a path or a Keras model object) into a validated bundle at ``config.out``.
+
+    ``log`` gets one line per step; ``progress(done, total)`` follows image loading."""
     from keras_edge.host.convert import convert as run
 
-    return run(config, log=log)
+    return run(config, log=log, progress=progress)
 
 
 def open_bundle(target: str, variant: str | None = None, engine: EngineOptions = EngineOptions(),
@@ -92,8 +95,9 @@ def deploy(config: "DeployConfig", hosts: Sequence[str], on_event: Callable[[str
     return deploy_many(config, hosts, on_event=on_event)
 
 
-def rollback(name: str, hosts: Sequence[str], ssh: "SshOptions | None" = None) -> list["HostResult"]:
+def rollback(name: str, hosts: Sequence[str], ssh: "SshOptions | None" = None, jobs: int = 8,
+             on_event: Callable[[str, str], None] | None = None) -> list["HostResult"]:
     """Switch bundle ``name`` on each board back to its previous version."""
     from keras_edge.host.deploy import rollback_many
 
-    return rollback_many(name, hosts, ssh)
+    return rollback_many(name, hosts, ssh, jobs=jobs, on_event=on_event)

@@ -96,7 +96,7 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
 def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Check BUNDLE's checksums and run reference.npz through each variant against its tolerance."""
     from keras_edge.device import render
-    from keras_edge.device.verify import verify_bundle
+    from .api import verify as verify_bundle
 
     eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate,
                         gpu_timeout=gpu_timeout)
@@ -139,7 +139,8 @@ def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_sh
     """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size."""
     from keras_edge.device import render
     from keras_edge.device.bench import BenchConfig, write_json
-    from keras_edge.device.bench import bench as measure
+
+    from .api import bench as measure
 
     cfg = BenchConfig(target=target, variants=variants, runs=runs, warmup=warmup, min_seconds=min_seconds,
                       threads=threads, e2e=e2e, accelerator=accelerator, fallback=not no_fallback,

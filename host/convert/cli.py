@@ -90,8 +90,9 @@ class _Progress:
 def convert(**kw) -> None:
     """Convert MODEL (.keras, .h5 or SavedModel dir) into a bundle of validated TFLite variants."""
     from ..report.render import table
+    from keras_edge.api import convert as run_convert
+
     from .core import ConvertConfig
-    from .core import convert as run_convert
 
     as_json = kw.pop("as_json")
     preprocess = preprocess_config(kw)

@@ -18,7 +18,7 @@ from keras_edge.board_cli import bench_options
 from keras_edge.board_cli import bench as local_bench
 from keras_edge.options import json_option, ssh_options
 
-from .core import DeployConfig, HostResult, Outcome, Transport, deploy_many, rollback_many
+from .core import DeployConfig, HostResult, Outcome, Transport
 from .ssh import SshOptions
 
 
@@ -52,7 +52,9 @@ def deploy(bundle_dir: Path, hosts: tuple[str, ...], keep: int, install_runner: 
     config = DeployConfig(bundle_dir, keep=keep, transport=Transport(transport), bwlimit_kbps=bwlimit,
                           install_runner=install_runner, wheel=wheel, jobs=jobs,
                           ssh=ssh_from_options(ssh_config, ssh_option, connect_timeout))
-    _finish(deploy_many(config, hosts, on_event=_progress()), as_json, "deployed")
+    from keras_edge.api import deploy as run_deploy
+
+    _finish(run_deploy(config, hosts, on_event=_progress()), as_json, "deployed")
 
 
 @click.command()
@@ -65,7 +67,9 @@ def rollback(name: str, hosts: tuple[str, ...], jobs: int, ssh_config: Path | No
              connect_timeout: int, as_json: bool) -> None:
     """Switch bundle NAME on each HOST back to its previous version (verified there first)."""
     ssh = ssh_from_options(ssh_config, ssh_option, connect_timeout)
-    _finish(rollback_many(name, hosts, ssh, jobs=jobs, on_event=_progress()), as_json, "rolled back")
+    from keras_edge.api import rollback as run_rollback
+
+    _finish(run_rollback(name, hosts, ssh, jobs=jobs, on_event=_progress()), as_json, "rolled back")
 
 
 def _progress() -> Callable[[str, str], None]:

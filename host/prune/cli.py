@@ -161,7 +161,7 @@ def prune(model_path: Path, out: Path, method: str, sparsity: float | None, max_
                          channel_multiple=channel_multiple, distill=bool(distill), verbose=_verbosity())
     if config.epochs > 0 and data_dir is None:
         raise no_labels_error()
-    from .api import prune_with
+    from keras_edge.api import prune as prune_with
 
     with contextlib.redirect_stdout(sys.stderr):  # Keras progress must not mix with --json
         loaded = _load(model_path, unsafe, imports)

@@ -75,3 +75,10 @@ def test_the_pruning_curve_renders_with_the_chosen_row_marked():
     assert "| **30%** |" in "\n".join(rows) and "| 60% |" in "\n".join(rows) and rows[-1] == "chose 30%"
     md = markdown(Report(name="d", variants=REPORT.variants, pruning=curve).to_dict())
     assert "## Pruning to the accuracy budget" in md
+
+
+def test_the_default_is_spelled_out_in_the_table():
+    from keras_edge.host.report.render import table
+
+    text = table(REPORT.to_dict())
+    assert "ok (default)" in text and "*" not in text
