@@ -53,7 +53,8 @@ class Outcome(StrEnum):
     REPAIRED = "repaired"        # the board's copy of this version was damaged and has been replaced
     SWITCHED = "switched"        # this version was already on the board (verified) and is now current
     UNCHANGED = "unchanged"      # already current and verified: nothing sent
-    ROLLED_BACK = "rolled back"
+    ROLLED_BACK = "rolled back"  # rollback, or a staged rollout undoing a failed batch
+    SKIPPED = "skipped"          # a staged rollout stopped before this board's batch: untouched
     FAILED = "failed"
 
 
@@ -106,6 +107,7 @@ class HostResult:
     pruned: tuple[str, ...] = ()
     seconds: float = 0.0
     error: str = ""
+    batch: int = 0            # staged rollouts: 1 is the canary
 
     @property
     def ok(self) -> bool:
