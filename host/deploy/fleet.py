@@ -145,6 +145,8 @@ def list_hosts(fleet: Inventory, pattern: str = "all:!localhost") -> list[str]:
     if fleet.limit:
         argv += ["--limit", fleet.limit]
     proc = subprocess.run(argv, capture_output=True, text=True, env=_env())
+    if "leaves us with no hosts" in proc.stdout + proc.stderr or (proc.returncode == 0 and not proc.stdout.strip()):
+        proc = subprocess.CompletedProcess(argv, 0, "  hosts (0):\n", proc.stderr)
     if proc.returncode != 0:
         raise ConfigError("inventory", f"Ansible cannot read {fleet.inventory}: {_last_error(proc.stdout + proc.stderr)}",
                           "check the inventory with `ansible-inventory -i INVENTORY --graph`")

@@ -103,11 +103,11 @@ def test_staged_rollout_of_16_boards_then_a_rigged_failure_in_the_second_batch(l
     assert all(lab.boards[n].link("digits") == h1 for n in names)
     assert "verify + smoke run" in table["board01"][-1] or "verify + smoke run" in out.splitlines()[1]
     assert all(lab.boards[n].hidden("digits") == [] for n in names)   # no lock, no partial left
-    _record_timing("16, 4 with the runner (verify + smoke-run gate)", wall)
+    _record_timing("16, 4 with the runner (verify + smoke-run gate)", wall, 5)
 
     (lab.boards["board04"].home / "rig-verify-fail").write_text("")
     rc, out, err = fleet(capsys, "deploy", v2, "--inventory", inv, "--serial", "25%", "-F", lab.config)
-    print(out)  # the transcript in the test log
+    print(err + out)  # the transcript (pytest -rP shows it)
     assert rc == 2
     table = rows(out)
     assert table["board01"][1:4] == ["1", "deployed", h2]
@@ -267,11 +267,60 @@ def test_the_small_case_needs_no_ansible(lab, tmp_path):
         "pip install 'keras-edge[fleet]' (ansible-core), or name the boards on the command line instead"]
 
 
-def _record_timing(n: int | str, seconds: float) -> None:
+def test_the_playbook_runs_from_the_users_own_ansible(lab, tmp_path):
+    """`ansible-playbook -i hosts.yml keras_edge_deploy.yml -e bundle=...`, as the docs say, without keras-edge's CLI."""
+    from keras_edge.host.deploy.fleet import PLAYBOOKS
+
+    board = lab.start("board01")
+    v1 = make_bundle(tmp_path, "v1")
+    inv = inventory(lab, {"pis": ["board01"]})
+    playbook = Path(sys.executable).parent / "ansible-playbook"
+    proc = subprocess.run([str(playbook), "-i", str(inv), str(PLAYBOOKS / "keras_edge_deploy.yml"), "-e", f"bundle={v1}",
+                           f"--ssh-common-args=-F {lab.config}"], capture_output=True, text=True,
+                          env={**os.environ, "ANSIBLE_PYTHON_INTERPRETER": "auto_silent"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "board01                    : ok=" in proc.stdout and "failed=0" in proc.stdout
+    assert board.link("toy") == B.content_hash(v1) and board.hidden("toy") == []
+
+
+def test_repairing_the_version_current_points_at_never_leaves_current_dangling(lab, tmp_path, capsys):
+    board = lab.start("board01")
+    v1 = make_bundle(tmp_path, "v1")
+    h1 = B.content_hash(v1)
+    assert fleet(capsys, "deploy", v1, "board01", "-F", lab.config)[0] == 0
+    victim = board.bundle_dir("toy") / h1 / "int8.tflite"
+    victim.write_bytes(b"x" * victim.stat().st_size)   # damaged in place, current still points at it
+    # watch the link while the repair runs: it must always resolve to a directory
+    seen, stop = [], False
+    import threading
+
+    def watch():
+        link = board.bundle_dir("toy") / "current"
+        while not stop:
+            target = os.readlink(link) if link.is_symlink() else None
+            seen.append((target, link.is_dir()))
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        rc, out, err = fleet(capsys, "deploy", v1, "board01", "-F", lab.config)
+    finally:
+        stop = True
+        watcher.join()
+    assert rc == 0, err
+    assert out.splitlines()[1].split()[:3] == ["board01", "repaired", h1]
+    assert seen and all(is_dir for _, is_dir in seen), [s for s in seen if not s[1]][:3]
+    assert board.link("toy") == h1 and board.hidden("toy") == []
+    assert B.sha256_file(victim) == B.sha256_file(v1 / "int8.tflite")
+
+
+def _record_timing(n: int | str, seconds: float, batches: int = 0) -> None:
     if TIMINGS:
         path = Path(TIMINGS)
-        data = json.loads(path.read_text()) if path.is_file() else {}
-        data[str(n)] = round(seconds, 2)
+        data = json.loads(path.read_text()) if path.is_file() else {
+            "what": "wall time of `keras-edge deploy BUNDLE --inventory` (--serial 25%) to N sshd boards on loopback",
+            "cpu_cores": os.cpu_count(), "runs": {}}
+        data["runs"][str(n)] = {"seconds": round(seconds, 2), "batches": batches,
+                                "loadavg_1m": round(os.getloadavg()[0], 2)}
         path.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -283,6 +332,6 @@ def test_timings(lab, tmp_path, capsys, n):
     inv = inventory(lab, {"pis": names})
     v1 = make_bundle(tmp_path, "v1", sizes={"fp32": 1 << 20, "int8": 256 << 10})
     started = time.perf_counter()
-    rc, out, err = fleet(capsys, "deploy", v1, "-i", inv, "--serial", "25%", "-F", lab.config)
+    rc, out, err = fleet(capsys, "deploy", v1, "-i", inv, "--serial", "25%", "-F", lab.config, "--json")
     assert rc == 0, err
-    _record_timing(n, time.perf_counter() - started)
+    _record_timing(n, time.perf_counter() - started, len(json.loads(out)["batches"]))
