@@ -408,8 +408,8 @@ def rollback_host(name: str, host: str, ssh: SshOptions, say: Events) -> HostRes
 
 def project_root() -> Path:
     """The source tree this keras-edge runs from (needed to build a wheel of it)."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "pyproject.toml").is_file() or not (root / "device" / "cli.py").is_file():
+    root = Path(__file__).resolve().parents[2]   # host/deploy/core.py -> the repository
+    if not (root / "pyproject.toml").is_file() or not (root / "keras_edge" / "board_cli.py").is_file():
         raise EdgeError("this keras-edge is not installed from a source tree, so no wheel can be built here",
                         "pass a keras-edge wheel with --wheel FILE")
     return root
@@ -428,7 +428,7 @@ def build_wheel(out_dir: Path) -> Path:
         for name in os.listdir(root):
             if name in ("pyproject.toml", "setup.cfg", "MANIFEST.in") or name.startswith(("README", "LICENSE")):
                 shutil.copy2(root / name, src / name)
-        for pkg in ("host", "device", "calibration"):
+        for pkg in ("keras_edge", "host", "device", "calibration"):
             shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                 "--disable-pip-version-check", "-q", "-w", str(out_dir), str(src)]
