@@ -142,7 +142,7 @@ def _finish_fleet(run, as_json: bool) -> None:
     done = len(run.results) - len(failed) - len(rolled) - len(skipped)
     if run.stopped:
         batch = max(r.batch for r in failed) if failed else len(run.batches)
-        raise EdgeError(f"rollout stopped at batch {batch} of {len(run.batches) + (1 if skipped else 0)}+: "
+        raise EdgeError(f"rollout stopped at batch {batch} of {run.planned or len(run.batches)}: "
                         f"{', '.join(f'{r.host} ({r.error})' for r in failed if r.batch == batch)}; "
                         f"{len(rolled)} boards rolled back, {len(skipped)} untouched, {done} on the new version",
                         "the table above says why; fix the failing boards and deploy again")

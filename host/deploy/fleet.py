@@ -88,6 +88,12 @@ class FleetConfig:
                               "give a factor of the board benchmark's p50 of at least 1, e.g. 1.5")
         positive_int("lock_stale_s", self.lock_stale_s, "a positive number of seconds")
 
+    def planned_batches(self, hosts: int) -> int:
+        """How many batches Ansible makes of ``hosts`` boards: the canary, then batches of ``serial``."""
+        n = int(self.serial.rstrip("%"))
+        size = max(1, int(hosts * n / 100)) if self.serial.endswith("%") else n
+        return 1 + -(-(hosts - 1) // size) if hosts > 1 else hosts
+
     @property
     def batches(self) -> list[Any]:
         """Ansible's ``serial``: a canary board first, then batches of ``serial``."""
@@ -103,9 +109,11 @@ class FleetRun:
     batches: list[list[str]]
     stopped: bool          # a batch failed: it was rolled back and later batches never started
     seconds: float
+    planned: int = 0       # batches the rollout would have had
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stopped": self.stopped, "seconds": round(self.seconds, 2), "batches": self.batches,
+        return {"stopped": self.stopped, "seconds": round(self.seconds, 2), "planned_batches": self.planned,
+                "batches": self.batches,
                 "hosts": [r.to_dict() for r in self.results]}
 
 
@@ -266,7 +274,8 @@ def deploy_fleet(config: FleetConfig, on_line: Lines | None = None) -> FleetRun:
         stopped = stopped or bool(batch.get("failed"))
     why = "the rollout stopped before this batch" if stopped else "not reached (ansible-playbook ended early)"
     results = [by_host.get(h) or HostResult(h, Outcome.SKIPPED, version=plan_data["version"], error=why) for h in hosts]
-    return FleetRun(results, [list(b["hosts"]) for b in batches], stopped, time.perf_counter() - start)
+    return FleetRun(results, [list(b["hosts"]) for b in batches], stopped, time.perf_counter() - start,
+                    config.planned_batches(len(hosts)))
 
 
 def _host_result(host: str, r: dict[str, Any], version: str, batch: int) -> HostResult:
@@ -275,7 +284,10 @@ def _host_result(host: str, r: dict[str, Any], version: str, batch: int) -> Host
     except ValueError:
         outcome = Outcome.FAILED
     facts = r.get("facts") or {}
-    return HostResult(host, outcome, version=version, previous=r.get("previous") or "",
+    previous = r.get("previous") or ""
+    if outcome is Outcome.ROLLED_BACK:   # as the board's links are now: back on the old version
+        version, previous = previous, version
+    return HostResult(host, outcome, version=version, previous=previous,
                       verified_by=r.get("verified_by") or "", board=facts.get("model") or facts.get("cpu") or "",
                       runtime=r.get("health") or "", error=r.get("why") or "", batch=batch)
 
