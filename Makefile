@@ -60,10 +60,11 @@ BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# Staged rollouts through Ansible to 1, 4 and 16 sshd boards on loopback: wall times in benchmarks/results/fleet.json
+# Staged rollouts through Ansible to 1, 4 and 16 sshd boards on loopback (and the 16-board test with runner
+# gates): wall times in benchmarks/results/fleet.json
 bench-fleet: setup test-tools
 	rm -f $(abspath benchmarks/results/fleet.json)
-	KERAS_EDGE_FLEET_TIMINGS=$(abspath benchmarks/results/fleet.json) $(BIN)/python -m pytest -q tests/e2e/test_fleet.py -k timings
+	KERAS_EDGE_FLEET_TIMINGS=$(abspath benchmarks/results/fleet.json) $(BIN)/python -m pytest -q tests/e2e/test_fleet.py -k 'timings or staged_rollout'
 
 deploy: setup
 	@test -n "$(BUNDLE)" -a -n "$(HOST)" || { echo 'usage: make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]'; exit 2; }

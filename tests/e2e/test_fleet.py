@@ -50,7 +50,8 @@ def inventory(lab, groups: dict[str, list[str]]) -> Path:
 
 
 def rigged_runner(lab) -> Path:
-    """A runner whose `verify` fails while the board's ~/rig-verify-fail exists; otherwise the real one."""
+    """A runner whose `verify` fails while the board's ~/rig-verify-fail exists (`run`: ~/rig-run-fail);
+    otherwise the real one."""
     venv = lab.root / "rigged-venv"
     (venv / "bin").mkdir(parents=True)
     real = Path(sys.prefix) / "bin" / "keras-edge"
@@ -58,6 +59,9 @@ def rigged_runner(lab) -> Path:
     script.write_text("#!/bin/sh\n"
                       'if [ "$1" = verify ] && [ -e "$HOME/rig-verify-fail" ]; then\n'
                       '  echo "error: verify failed: int8: top-1 agreement 0.62 with the reference (needs 1.00)" >&2; exit 1\n'
+                      "fi\n"
+                      'if [ "$1" = run ] && [ -e "$HOME/rig-run-fail" ]; then\n'
+                      '  echo "error: the interpreter crashed on input 3 (SIGILL)" >&2; exit 1\n'
                       "fi\n"
                       f'exec "{real}" "$@"\n')
     script.chmod(0o755)
@@ -124,6 +128,23 @@ def test_staged_rollout_of_16_boards_then_a_rigged_failure_in_the_second_batch(l
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("error: rollout stopped at batch 2") and "board04 (" in last
     assert "3 boards rolled back, 11 untouched" in last
+
+
+def test_a_board_failing_its_health_gate_after_the_switch_is_switched_back(lab, digits_v1_v2, capsys):
+    v1, v2 = digits_v1_v2
+    h1, h2 = B.content_hash(v1), B.content_hash(v2)
+    names = boards(lab, 2, runners={1: Path(sys.prefix), 2: rigged_runner(lab)})
+    inv = inventory(lab, {"pis": names})
+    assert fleet(capsys, "deploy", v1, "-i", inv, "-F", lab.config)[0] == 0
+    (lab.boards["board02"].home / "rig-run-fail").write_text("")
+    rc, out, err = fleet(capsys, "deploy", v2, "-i", inv, "-F", lab.config)
+    assert rc == 2
+    table = rows(out)
+    assert table["board01"][1:4] == ["1", "deployed", h2]
+    assert table["board02"][1:3] == ["2", "FAILED"]
+    assert f"health gate: smoke run of the reference inputs: the interpreter crashed on input 3 (SIGILL) (switched back to {h1})" in out
+    assert lab.boards["board02"].link("digits") == h1 and lab.boards["board02"].link("digits", "previous") == h2
+    assert err.rstrip().splitlines()[-1].startswith("error: rollout stopped at batch 2 of 2: board02 (health gate: smoke run")
 
 
 def test_unreachable_board_within_max_fail_percentage_and_a_group_rollback(lab, tmp_path, capsys):
