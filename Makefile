@@ -19,13 +19,13 @@ EVAL  ?=
 PRUNE ?=
 ARGS  ?=
 
-.PHONY: setup setup-device demo convert deploy bench test test-host test-device test-device-legacy test-tools fixtures \
+.PHONY: setup setup-device demo convert deploy bench bench-fleet test test-host test-device test-device-legacy test-tools fixtures \
         test-gpu test-arm test-arm-if-able clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -e '.[host,device,dev]'
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[host,device,dev,fleet]'
 	touch $@
 
 # The board's environment: a regular (non-editable) install of the device extra, no TensorFlow.
@@ -59,6 +59,12 @@ BENCH_ARGS ?=
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Staged rollouts through Ansible to 1, 4 and 16 sshd boards on loopback (and the 16-board test with runner
+# gates): wall times in benchmarks/results/fleet.json
+bench-fleet: setup test-tools
+	rm -f $(abspath benchmarks/results/fleet.json)
+	KERAS_EDGE_FLEET_TIMINGS=$(abspath benchmarks/results/fleet.json) $(BIN)/python -m pytest -q tests/e2e/test_fleet.py -k 'timings or staged_rollout'
 
 deploy: setup
 	@test -n "$(BUNDLE)" -a -n "$(HOST)" || { echo 'usage: make deploy BUNDLE=bundles/name HOST="pi@board1 pi@board2:2222" [ARGS="--install-runner --keep 5"]'; exit 2; }

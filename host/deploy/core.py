@@ -12,10 +12,12 @@ environment that has the OpenSSH client (and ideally rsync).
 from __future__ import annotations
 
 
+import getpass
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +53,8 @@ class Outcome(StrEnum):
     REPAIRED = "repaired"        # the board's copy of this version was damaged and has been replaced
     SWITCHED = "switched"        # this version was already on the board (verified) and is now current
     UNCHANGED = "unchanged"      # already current and verified: nothing sent
-    ROLLED_BACK = "rolled back"
+    ROLLED_BACK = "rolled back"  # rollback, or a staged rollout undoing a failed batch
+    SKIPPED = "skipped"          # a staged rollout stopped before this board's batch: untouched
     FAILED = "failed"
 
 
@@ -67,12 +70,17 @@ class DeployConfig:
     wheel: Path | None = None
     ssh: SshOptions = field(default_factory=SshOptions)
     jobs: int = 8
+    lock_wait_s: int = 120      # how long a deploy waits for another one on the same board
+    lock_stale_s: int = 3600    # a lock older than this is taken over (its deploy was killed)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bundle_dir", Path(self.bundle_dir))
         object.__setattr__(self, "transport", Transport(self.transport))
         positive_int("keep", self.keep, "at least 1 (0 would remove every version)")
         positive_int("jobs", self.jobs, "at least 1 board at once")
+        positive_int("lock_stale_s", self.lock_stale_s, "a positive number of seconds")
+        if not isinstance(self.lock_wait_s, int) or self.lock_wait_s < 0:
+            raise ConfigError("lock_wait_s", f"{self.lock_wait_s!r} is not a number of seconds", "give 0 or more")
         if self.bwlimit_kbps is not None:
             positive_int("bwlimit_kbps", self.bwlimit_kbps, "a positive number of KiB/s")
         if self.wheel is not None:
@@ -99,6 +107,7 @@ class HostResult:
     pruned: tuple[str, ...] = ()
     seconds: float = 0.0
     error: str = ""
+    batch: int = 0            # staged rollouts: 1 is the canary
 
     @property
     def ok(self) -> bool:
@@ -126,6 +135,47 @@ class BundlePlan:
     @property
     def sums_args(self) -> list[str]:
         return [x for pair in self.sums for x in pair]
+
+    @property
+    def bytes(self) -> int:
+        return sum(path.stat().st_size for path, _ in self.files)
+
+    def kib_needed(self, copies: int = 1) -> int:
+        """Free space a board needs for ``copies`` full copies, with 10% and 64 KiB to spare."""
+        return int(copies * self.bytes * 1.1 / 1024) + 64
+
+
+def lock_owner(what: str = "deploy") -> str:
+    """Who holds a board's lock, as the board shows it to a second deploy: user, workstation, process."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return f"keras-edge {what} by {user}@{socket.gethostname()} pid {os.getpid()} at {stamp} ({os.urandom(3).hex()})"
+
+
+_OWNER = re.compile(r"^keras-edge \S+ by \S+@(\S+) pid (\d+) ")
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` names a process on this workstation that no longer runs (a killed deploy)."""
+    m = _OWNER.match(owner)
+    if not m or m.group(1) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(m.group(2)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def lock_failure(result: ScriptResult, stale_s: int) -> RemoteError:
+    return RemoteError(result.get("error") or "another deploy holds the board's lock",
+                       f"wait for that deploy to end and run this one again; a lock left by a killed deploy is taken "
+                       f"over after {stale_s}s, or at once by a deploy from the workstation that ran it")
 
 
 def plan_bundle(bundle_dir: str | os.PathLike, workdir: Path) -> BundlePlan:
@@ -173,31 +223,71 @@ def deploy_many(config: DeployConfig, hosts: Sequence[str], on_event: Events | N
     for host in hosts:  # a misspelt destination is refused before any board is touched
         Target.parse(host)
     say = on_event or (lambda host, line: None)
+    owner = lock_owner()
     with tempfile.TemporaryDirectory(prefix="keras-edge-deploy-") as tmp:
         plan = plan_bundle(config.bundle_dir, Path(tmp))
         wheel = None
         if config.install_runner:
             wheel = config.wheel or build_wheel(Path(tmp) / "wheel")
         with ThreadPoolExecutor(max_workers=min(config.jobs, len(hosts))) as pool:
-            return list(pool.map(lambda h: deploy_host(plan, config, h, wheel, say), hosts))
+            return list(pool.map(lambda h: deploy_host(plan, config, h, wheel, say, owner), hosts))
 
 
-def deploy_host(plan: BundlePlan, config: DeployConfig, host: str, wheel: Path | None, say: Events) -> HostResult:
+def deploy_host(plan: BundlePlan, config: DeployConfig, host: str, wheel: Path | None, say: Events,
+                owner: str | None = None) -> HostResult:
     """Deploy a planned bundle to one board; failures come back as a FAILED result, not an exception."""
     start = time.perf_counter()
     try:
-        return _deploy(plan, config, Target.parse(host), wheel, lambda line: say(host, line), start)
+        return _deploy(plan, config, Target.parse(host), wheel, lambda line: say(host, line), start,
+                       owner or lock_owner())
     except EdgeError as e:
         say(host, f"failed: {e}")
         return HostResult(host, Outcome.FAILED, version=plan.version, seconds=time.perf_counter() - start, error=str(e))
 
 
+def prepare_locked(plan: BundlePlan, config: DeployConfig, target: Target, owner: str, need_kib: int,
+                   say: Callable[[str], None]) -> ScriptResult:
+    """Run the board's prepare script, which takes the board's lock for ``owner`` (waiting for another
+    deploy); a lock whose owner is a dead process of this workstation is taken over at once."""
+    def prepare(wait_s: int, break_owner: str = "") -> ScriptResult:
+        return run_script(target, config.ssh, scripts.PREPARE,
+                          [plan.name, plan.version, str(need_kib), owner, str(wait_s),
+                           str(config.lock_stale_s), break_owner, *plan.sums_args])
+    prep = prepare(0)
+    if prep.returncode == 4 and owner_is_dead(prep.get("locked_by")):
+        say(f"taking over the lock of a deploy that no longer runs ({prep.get('locked_by')})")
+        prep = prepare(0, prep.get("locked_by"))
+    elif prep.returncode == 4 and config.lock_wait_s:
+        say(f"waiting up to {config.lock_wait_s}s for another deploy on this board ({prep.get('locked_by')})")
+        prep = prepare(config.lock_wait_s)
+    if prep.returncode == 4:
+        raise lock_failure(prep, config.lock_stale_s)
+    if prep.get("lock_waited"):
+        say(f"waited {prep.get('lock_waited')}s for another deploy on this board ({prep.get('lock_waiting_for')})")
+    if prep.returncode == 5:
+        raise RemoteError(prep.get("error"), "free space on the board (old bundles: deploy with a smaller --keep), then deploy again")
+    _check(prep, "preparing the board")
+    return prep
+
+
 def _deploy(plan: BundlePlan, config: DeployConfig, target: Target, wheel: Path | None,
-            say: Callable[[str], None], start: float) -> HostResult:
+            say: Callable[[str], None], start: float, owner: str) -> HostResult:
     ssh = config.ssh
     runtime = _install_runner(target, ssh, wheel, say) if wheel else ""
-    prep = run_script(target, ssh, scripts.PREPARE, [plan.name, plan.version, *plan.sums_args])
-    _check(prep, "preparing the board")
+    prep = prepare_locked(plan, config, target, owner, plan.kib_needed(), say)
+    try:
+        return _deploy_locked(plan, config, target, prep, say, start, owner, runtime)
+    except EdgeError:
+        try:  # the activate script releases the lock itself; any earlier failure releases it here
+            run_script(target, ssh, scripts.UNLOCK, [plan.name, owner])
+        except EdgeError:
+            pass
+        raise
+
+
+def _deploy_locked(plan: BundlePlan, config: DeployConfig, target: Target, prep: ScriptResult,
+                   say: Callable[[str], None], start: float, owner: str, runtime: str) -> HostResult:
+    ssh = config.ssh
     board = describe_board(prep.values)
     current = prep.get("current")
     say(f"connected: {board}; current {current or 'none'}")
@@ -214,7 +304,8 @@ def _deploy(plan: BundlePlan, config: DeployConfig, target: Target, wheel: Path 
         partial = prep.get("partial")
         sent = _copy(plan, config, target, prep, partial, say)
         outcome = Outcome.REPAIRED if have == "damaged" else Outcome.DEPLOYED
-    act = run_script(target, ssh, scripts.ACTIVATE, [plan.name, plan.version, partial, str(config.keep), *plan.sums_args])
+    act = run_script(target, ssh, scripts.ACTIVATE, [plan.name, plan.version, partial, str(config.keep), owner,
+                                                      *plan.sums_args])
     if act.returncode != 0:
         raise RemoteError(act.failure(), f"nothing was switched: current is still {current or 'unset'}")
     verified_by = act.get("verified_by") or verified_by
@@ -299,7 +390,9 @@ def rollback_many(name: str, hosts: Sequence[str], ssh: SshOptions | None = None
 def rollback_host(name: str, host: str, ssh: SshOptions, say: Events) -> HostResult:
     start = time.perf_counter()
     try:
-        result = run_script(Target.parse(host), ssh, scripts.ROLLBACK, [name])
+        result = run_script(Target.parse(host), ssh, scripts.ROLLBACK, [name, lock_owner("rollback"), "120", "3600"])
+        if result.returncode == 4:
+            raise lock_failure(result, 3600)
         if result.returncode != 0:
             raise RemoteError(result.failure(), "nothing was switched")
     except EdgeError as e:

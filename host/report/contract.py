@@ -58,7 +58,8 @@ class BoardRun:
 
     @property
     def key(self) -> str:
-        return self.fingerprint
+        """Where the report keeps this run: board kind and host, so identical boards do not overwrite each other."""
+        return f"{self.fingerprint}@{self.host}" if self.host else self.fingerprint
 
     def latencies(self) -> dict[str, float]:
         """p50 per variant at the highest thread count measured (errors left out)."""
@@ -108,12 +109,34 @@ class Report:
         runs = [b for b in self.boards.values() if b.latencies()]
         return max(runs, key=lambda b: b.measured) if runs else None
 
+    def fleet(self) -> dict[str, Any]:
+        """Board runs aggregated per board kind (fingerprint): for each variant, the median p50 across
+        the boards of that kind and its spread (min, max, and (max-min)/median in percent)."""
+        kinds: dict[str, list[BoardRun]] = {}
+        for run in self.boards.values():
+            kinds.setdefault(run.fingerprint, []).append(run)
+        out: dict[str, Any] = {}
+        for fp, runs in sorted(kinds.items()):
+            per_variant: dict[str, list[float]] = {}
+            for run in runs:
+                for variant, p50 in run.latencies().items():
+                    per_variant.setdefault(variant, []).append(p50)
+            variants = {}
+            for variant, p50s in sorted(per_variant.items()):
+                med = _median(p50s)
+                variants[variant] = {"boards": len(p50s), "median_p50_ms": round(med, 4),
+                                     "min_p50_ms": round(min(p50s), 4), "max_p50_ms": round(max(p50s), 4),
+                                     "spread_pct": round(100 * (max(p50s) - min(p50s)) / med, 1) if med else None}
+            out[fp] = {"boards": len(runs), "hosts": sorted(r.host for r in runs), "variants": variants}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "name": self.name, "default": self.default,
                 "default_reason": self.default_reason, "keras": jsonable(self.keras), "notes": list(self.notes),
                 "variants": [v.to_dict() for v in self.variants], "selective": jsonable(self.selective),
                 "pruning": jsonable(self.pruning),
-                "boards": {k: b.to_dict() for k, b in sorted(self.boards.items())}}
+                "boards": {k: b.to_dict() for k, b in sorted(self.boards.items())},
+                "fleet": self.fleet()}   # derived from boards; not read back
 
     @classmethod
     def from_dict(cls, d: Any, where: str = REPORT_JSON) -> "Report":
@@ -133,6 +156,12 @@ class Report:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"{where} is not a keras-edge report ({type(e).__name__}: {e})",
                               "regenerate it by converting the bundle again") from None
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def read_report(bundle_dir: str | os.PathLike) -> Report | None:

@@ -117,6 +117,7 @@ class SshLab:
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
             f"AllowUsers {self.user}", "UsePAM no",
             "StrictModes no",  # the keys live under /tmp, which is world-writable
+            "Subsystem sftp internal-sftp",  # as on a Pi: file transfers (Ansible's copy) use sftp
             "SetEnv " + " ".join(f"{k}={v}" for k, v in {"HOME": str(home), **(env or {})}.items()), "PrintMotd no", "LogLevel INFO", ""]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory

@@ -179,6 +179,12 @@ def previous_results(e) -> Path:
     return write(e.out, '{"previous": "results"}\n')
 
 
+def hosts_yml(e) -> Path:
+    """An Ansible inventory of one board nobody listens for (the cases fail before contacting it)."""
+    return write(e.tmp / "hosts.yml", "all:\n  children:\n    pis:\n      hosts:\n        board1:\n"
+                                      "          ansible_host: 127.0.0.1\n          ansible_port: 1\n")
+
+
 def empty_dir(e, name: str = "empty") -> Path:
     return folder(e.tmp / name, **{"notes.txt": "no images here"})
 
@@ -348,6 +354,28 @@ CASES = [
          "ssh config file"),
     Case("deploy-tampered-bundle", lambda e: ["deploy", tampered_bundle(e), UNREACHABLE, *ssh()], "checksum", out="bundle"),
 
+    # --- deploy --inventory (fleets through Ansible; every case fails before any board is contacted)
+    Case("deploy-inventory-missing", lambda e: ["deploy", e.w.bundle, "--inventory", e.tmp / "nope.yml"],
+         "--inventory {tmp}/nope.yml does not exist"),
+    Case("deploy-inventory-and-hosts", lambda e: ["deploy", e.w.bundle, UNREACHABLE, "-i", hosts_yml(e)],
+         "either as HOST... or with --inventory, not both"),
+    Case("deploy-serial-without-inventory", lambda e: ["deploy", e.w.bundle, UNREACHABLE, "--serial", "2"],
+         "--serial only applies with --inventory"),
+    Case("deploy-serial-0", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--serial", "0"], "--serial '0' is not a batch size"),
+    Case("deploy-serial-150pct", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--serial", "150%"],
+         "'150%' is not a batch size"),
+    Case("deploy-max-fail-101", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--max-fail-percentage", "101"],
+         "--max-fail-percentage 101 is not a percentage"),
+    Case("deploy-forks-0", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--forks", "0"], "--forks"),
+    Case("deploy-latency-ceiling-0.5", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--latency-ceiling", "0.5"],
+         "--latency-ceiling 0.5 is below 1"),
+    Case("deploy-limit-matches-nothing", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--limit", "nosuch"],
+         "--limit 'nosuch' matches no host"),
+    Case("deploy-latency-ceiling-without-benchmark", lambda e: ["deploy", e.w.bundle, "-i", hosts_yml(e), "--latency-ceiling", "1.5"],
+         "the bundle has no board benchmark"),
+    Case("deploy-inventory-not-an-inventory", lambda e: ["deploy", e.w.bundle, "-i", write(e.tmp / "inv.yml", "- [unclosed\n")],
+         "--inventory"),
+
     # --- rollback
     Case("rollback-without-host", lambda e: ["rollback", "tiny"], "Missing argument 'HOST...'"),
     Case("rollback-without-anything", lambda e: ["rollback"], "Missing argument 'NAME'"),
@@ -356,6 +384,9 @@ CASES = [
     Case("rollback-option-as-host", lambda e: ["rollback", "tiny", *ssh(), "--", "-oProxyCommand=id"],
          "is not a valid ssh destination"),
     Case("rollback-bad-name", lambda e: ["rollback", "../tiny", UNREACHABLE], "'../tiny' is not a bundle name"),
+    Case("rollback-inventory-missing", lambda e: ["rollback", "tiny", "-i", e.tmp / "nope.yml"], "does not exist"),
+    Case("rollback-limit-without-inventory", lambda e: ["rollback", "tiny", UNREACHABLE, "--limit", "pis"],
+         "--limit only applies with --inventory"),
     Case("rollback-jobs-0", lambda e: ["rollback", "tiny", UNREACHABLE, "--jobs", "0"], "Invalid value for '--jobs'"),
 
     # --- run
@@ -441,6 +472,9 @@ CASES = [
          "is not a valid ssh destination"),
     Case("bench-on-out-is-a-dir", lambda e: ["bench", e.w.bundle, "--on", UNREACHABLE, "-o", folder(e.tmp / "r"), *ssh()],
          "is a directory"),
+    Case("bench-inventory-without-on", lambda e: ["bench", e.w.bundle, "-i", hosts_yml(e)], "--inventory only applies with --on"),
+    Case("bench-on-group-not-in-inventory", lambda e: ["bench", e.w.bundle, "--on", "nosuch", "-i", hosts_yml(e)],
+         "has no host in nosuch"),
     Case("bench-on-not-a-bundle", lambda e: ["bench", empty_dir(e), "--on", UNREACHABLE, *ssh()], "manifest.json"),
 
     # --- doctor and the command itself

@@ -278,6 +278,6 @@ def test_board_results_survive_a_reconvert(digits_demo, tmp_path, capsys):
     for _ in range(2):   # the second reconvert must still see the board: the first one kept it
         assert main(args) == 0
         report = read_report(out)
-        assert "raspberry-pi-5" in report.boards
+        assert "raspberry-pi-5@pi@board" in report.boards
         assert "on board raspberry-pi-5" in report.default_reason and report.default == "fp32"
     assert json.loads((out / B.REPORT_JSON).read_text())["format"] == "keras-edge-report/1"

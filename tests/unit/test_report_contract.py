@@ -19,7 +19,7 @@ def _run(fp: str, measured: str, ms: dict[str, tuple[int, float]]) -> BoardRun:
 
 REPORT = Report(name="digits", default="int8", default_reason="fastest", keras={"accuracy": 0.99},
                 notes=("a note",), variants=(VariantRecord("int8", "int8", "ok", "", 1000, {"accuracy": 0.99}),),
-                boards={"pi4": _run("pi4", "2026-12-01T00:00:00+00:00", {"int8": (4, 2.0)})})
+                boards={"pi4@pi@pi4": _run("pi4", "2026-12-01T00:00:00+00:00", {"int8": (4, 2.0)})})
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -54,7 +54,7 @@ def test_board_runs_carry_over_and_the_latest_decides():
     newer = _run("pi5", "2026-12-02T00:00:00+00:00", {"int8": (1, 9.0), "fp32": (4, 3.0)})
     fresh = Report(name="digits").with_board(newer)
     merged = fresh.with_boards_of(REPORT)
-    assert set(merged.boards) == {"pi4", "pi5"}
+    assert set(merged.boards) == {"pi4@pi@pi4", "pi5@pi@pi5"}   # board kind @ host: identical boards do not collide
     assert merged.latest_board() is newer
     # the highest thread count measured wins per variant
     run = _run("x", "t", {"int8": (1, 9.0)})

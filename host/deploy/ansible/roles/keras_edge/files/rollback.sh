@@ -1,0 +1,31 @@
+# rollback NAME OWNER WAIT STALE [EXPECT [TO]]: under the board lock, verify the version to go back
+# to, then switch. Without EXPECT: swap `current` and `previous` (the user's rollback). With EXPECT
+# (a staged rollout undoing its batch): only if `current` is still EXPECT, go back to TO, the version
+# that was current before; an empty TO (the board had none) removes `current`, never dangling.
+main() {
+  name=$1; owner=$2; wait_s=$3; stale_s=$4; expect=${5:-}; to=${6:-}; undo=${5+yes}
+  dir="$HOME/keras-edge/bundles/$name"
+  cd "$dir" 2>/dev/null || fail "no bundle named $name is deployed on this board"
+  take_lock "$owner" "$wait_s" "$stale_s" ""
+  trap 'drop_lock "$owner"' EXIT
+  cur=$(readlink current 2>/dev/null) || { [ -n "$undo" ] && { echo "reverted=no"; exit 0; }; fail "$name has no current version on this board"; }
+  if [ -n "$undo" ]; then
+    if [ "$cur" != "$expect" ]; then echo "reverted=no"; echo "current=$cur"; exit 0; fi
+    if [ -z "$to" ]; then
+      rm -f current && echo "reverted=yes" && echo "current=" && echo "previous=$cur"; exit 0
+    fi
+    prev=$to
+  else
+    prev=$(readlink previous 2>/dev/null)
+    if [ -z "$prev" ] || [ "$prev" = "$cur" ]; then fail "$name has no previous version on this board"; fi
+  fi
+  [ -d "$prev" ] || fail "the previous version $prev of $name is gone from the board"
+  verify "$dir/$prev" "$dir/$prev/SHA256SUMS" "$prev" || exit 3
+  switch previous "$cur" || fail "cannot update the previous link"
+  switch current "$prev" || fail "cannot switch the current link"
+  remember "$prev"
+  [ -n "$undo" ] && echo "reverted=yes"
+  echo "current=$prev"
+  echo "previous=$cur"
+}
+main "$@" </dev/null
