@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_edge.calibration.dataset import DataSplit, calibration_sets
 from keras_edge.device import bundle as B
-from keras_edge.device.checks import in_range, positive_int
+from keras_edge.device.checks import in_range, positive_float, positive_int
 from keras_edge.device.errors import ConfigError, ConversionError, DataError, EdgeError
 from keras_edge.device.preprocess import PreprocessSpec
 
@@ -30,7 +30,7 @@ from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
 from ..report.render import write_report
 from . import evaluate as E
-from .choose import board_times, choose_default, loss_of
+from .choose import board_times, choose_default, loss_of, verdict_of
 from .variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from .variants import convert as convert_variant
 
@@ -65,6 +65,8 @@ class ConvertConfig:
     threads: int | None = None
     max_accuracy_drop: float = 0.01
     selective: bool = True   # produce int8-selective when full int8 exceeds the budget
+    ptq: bool = True         # equalization + bias correction (int8-ptq) when full int8 exceeds the budget
+    search_time: float = 120.0   # seconds the int8-selective search may take
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
     prune_epochs: int = 3
     verbose: bool = False
@@ -84,6 +86,7 @@ class ConvertConfig:
         if self.threads is not None:
             positive_int("threads", self.threads, "a thread count such as 4")
         positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
+        positive_float("search_time", self.search_time, "a number of seconds such as 120")
         object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
@@ -166,6 +169,7 @@ class _Job:
                    "threads": tfl_threads(self.cfg), **timing, **(extra or {})}
         if self.keras_acc is not None and cmp["accuracy"] is not None:
             metrics["accuracy_drop"] = round(self.keras_acc - cmp["accuracy"], 6)
+        metrics["verdict"] = verdict_of(metrics, self.keras_acc, self.cfg.max_accuracy_drop).to_dict()
         floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
         tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                           min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
@@ -243,15 +247,23 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             for v in _pruned_variants(job, prune_spec, log):
                 variants.append(v)
                 log(f"{v.name}: {_summary(v)}")
-        selective = None
+        selective = ptq_info = None
         int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
-        if cfg.selective and int8 and job.loss(int8) > cfg.max_accuracy_drop:
-            log(f"int8 exceeds the accuracy budget ({job.loss(int8):.2%} > {cfg.max_accuracy_drop:.2%}): "
-                "searching for layers to keep in float")
-            variant, selective = _selective(job, log)
-            if variant is not None:
-                variants.append(variant)
-                log(f"int8-selective: {_summary(variant)}")
+        if int8 and job.loss(int8) > cfg.max_accuracy_drop and (cfg.ptq or cfg.selective):
+            log(f"int8 exceeds the accuracy budget: {int8.metrics['verdict']['text']}")
+            base, baseline = job.model, int8
+            if cfg.ptq:
+                variant, ptq_info, base = _ptq(job, int8, log)
+                if variant is not None:
+                    variants.append(variant)
+                    baseline = variant
+                    log(f"int8-ptq: {_summary(variant)}")
+            if cfg.selective and job.loss(baseline) > cfg.max_accuracy_drop:
+                log("searching for layers to keep in float (int8-selective)")
+                variant, selective = _selective(job, base, baseline, log)
+                if variant is not None:
+                    variants.append(variant)
+                    log(f"int8-selective: {_summary(variant)}")
         variants = _with_latencies(tmp, variants, data.eval.x, cfg, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
             first = variants[0]
@@ -271,7 +283,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         B.write_manifest(tmp, manifest)
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective).with_boards_of(previous)
+                        selective=selective, ptq=ptq_info).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 
@@ -348,29 +360,93 @@ def tfl_threads(cfg: ConvertConfig) -> int:
     return cfg.threads or os.cpu_count() or 1
 
 
-def _selective(job: _Job, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
-    """int8-selective: the int8 variant with its worst layers kept in float, within the accuracy budget."""
-    from .selective import selective_int8
+def _probe(job: _Job, blob: bytes, latency: bool = False) -> dict[str, Any]:
+    """Metrics of a candidate model on the evaluation set (and a short latency measurement)."""
+    probe = job.tmp / ".probe.tflite"
+    probe.write_bytes(blob)
+    try:
+        tfl = E.load_tflite(probe, job.cfg.threads)
+        m = E.compare(E.predict(tfl, [job.data.eval.x]), job.keras_out, job.data.eval.y, job.classification)
+        if latency:
+            m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
+    finally:
+        probe.unlink(missing_ok=True)
+    return m
 
-    def evaluate(blob: bytes) -> float:
-        probe = job.tmp / ".selective-probe.tflite"
-        probe.write_bytes(blob)
-        outs = E.predict(E.load_tflite(probe, job.cfg.threads), [job.data.eval.x])
-        probe.unlink()
-        return loss_of(E.compare(outs, job.keras_out, job.data.eval.y, job.classification), job.keras_acc)
+
+def _selective(job: _Job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
+    """int8-selective: the best integer model with its worst layers kept in float, searched on a continuous
+    metric within the time limit; kept only when it is better than ``baseline`` (the best all-int8 variant)."""
+    from .fidelity import fidelity_loss
+    from .selective import Trial, selective_int8
+
+    def evaluate(blob: bytes) -> tuple[float, float, float | None]:
+        m = _probe(job, blob, latency=True)
+        return loss_of(m, job.keras_acc), fidelity_loss(m), m.get("latency_ms")
 
     t0 = time.perf_counter()
-    res = selective_int8(job.model, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log)
-    table = [e.to_dict() for e in res.layers[:12]]
-    if not res.fits:
+    base_loss, base_fid = job.loss(baseline), fidelity_loss(baseline.metrics)
+    res = selective_int8(base, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log,
+                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
+    start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
+    info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
+            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": "kl" if baseline.metrics.get("kl") is not None else "nsr",
+            "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
+            "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
+    log(f"int8-selective: {len(res.trials)} candidate(s) in {res.seconds:.0f}s, stopped at {res.stopped}")
+    if res.model is None:
         lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
-        log("int8-selective: no mix of int8 and float layers fits the budget "
-            f"(best loss {res.loss:.2%} with {len(res.denylist)} ops in float); per-layer quantization error, worst first:\n"
-            "    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
-        return None, {"fits": False, "best_loss": res.loss, "tried": res.tried, "layers": table}
-    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried]}
+        log(f"int8-selective: no mix of int8 and float layers is better than {baseline.name}; per-layer quantization "
+            "error, worst first:\n    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
+        return None, info
+    info["float_ops"] = list(res.denylist)
+    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried], "base": baseline.name}
     variant = job.validate("int8-selective", "int8-selective", res.model, time.perf_counter() - t0, [], extra)
-    return variant, {"fits": True, "float_ops": list(res.denylist), "tried": res.tried, "layers": table}
+    return variant, info
+
+
+def _ptq(job: _Job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
+    """int8-ptq: cross-layer equalization then bias correction on the Keras model (each verified in float),
+    converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
+    from . import ptq
+    from .fidelity import fidelity_loss
+    from ..tfenv import captured_output
+
+    x = job.data.calib.x
+    keys = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
+    steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
+    candidates: list[tuple[B.Variant, Any]] = []
+    model = job.model
+    for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"), ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
+        t0 = time.perf_counter()
+        with captured_output(not job.cfg.verbose):
+            step = fn(model, x)
+        entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
+        if step.applied:
+            model = step.model
+            v = job.convert(fname, "int8", model)
+            if v.status is B.VariantStatus.OK:
+                entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in keys}})
+                candidates.append((v, model))
+            else:
+                entry.update(applied=False, why=v.reason)
+        log(f"  int8-ptq: {label}: " + (f"agreement {entry.get('agreement') or 0:.2%}, KL {entry.get('kl') or 0:.4g}"
+                                         if entry.get("bytes") else f"not applied ({entry.get('why', '')})"))
+        steps.append(entry)
+    info = {"steps": steps, "kept": None}
+    best = min(candidates, key=lambda c: fidelity_loss(c[0].metrics), default=None)
+    for v, _ in candidates:
+        if best is None or v is not best[0]:
+            (job.tmp / v.file).unlink(missing_ok=True)
+    if best is None or fidelity_loss(best[0].metrics) >= fidelity_loss(int8.metrics):
+        info["why"] = "no step brought the integer model closer to Keras than plain int8"
+        return None, info, job.model
+    v, model = best
+    (job.tmp / v.file).rename(job.tmp / "int8-ptq.tflite")
+    applied = [s["step"] for s in steps[1:] if s["applied"]]
+    v = replace(v, name="int8-ptq", mode="int8-ptq", file="int8-ptq.tflite", metrics={**v.metrics, "ptq_steps": applied})
+    info["kept"] = "int8-ptq"
+    return v, info, model
 
 
 def _summary(v: B.Variant) -> str:
