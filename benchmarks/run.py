@@ -4,7 +4,8 @@
 
 Families: inference (batch-1 latency), preprocessing (1080p frame → model input), coldstart (first
 result and peak RSS), claims (the article's claims; needs inference and preprocessing), runner
-(``runner_overhead.py``, the runner against a bare interpreter). Run from the repository root.
+(``runner_overhead.py``, the runner against a bare interpreter), quant (``quant_fidelity.py``, plain
+int8 against each keras-edge quantization step). Run from the repository root.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "quant")
 OPT_IN = ("pruning",)  # the long pruning study (fine-tuning runs): `make bench BENCH_ARGS="--only pruning"`
 NEEDS = {"claims": ("inference", "preprocessing")}
 
@@ -64,11 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     from . import claims, coldstart, inference, preprocessing
     from .models import digits_model, imagenet_model
 
-    log("models: building and converting (reused when the converter is unchanged)")
-    models = [imagenet_model("mobilenetv2", args.reconvert, log), imagenet_model("efficientnetb0", args.reconvert, log),
-              digits_model(args.reconvert, log)]
-    mobilenet, digits = models[0], models[2]
-    log(f"models ready after {time.perf_counter() - t0:.0f}s")
+    models = mobilenet = digits = None
+    if fams - {"quant", "pruning"}:   # those two build their own models
+        log("models: building and converting (reused when the converter is unchanged)")
+        models = [imagenet_model("mobilenetv2", args.reconvert, log), imagenet_model("efficientnetb0", args.reconvert, log),
+                  digits_model(args.reconvert, log)]
+        mobilenet, digits = models[0], models[2]
+        log(f"models ready after {time.perf_counter() - t0:.0f}s")
     inf = pre = None
     if "inference" in fams:
         inf = inference.run(models, rounds=args.rounds, per_round=3, log=log)
@@ -84,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if "runner" in fams:
         log("runner overhead: benchmarks/runner_overhead.py")
         script("runner_overhead.py", RESULTS / "runner_mobilenetv2.json", "--runs", "20", "--rounds", "3")
+    if "quant" in fams:
+        log("quantization fidelity: benchmarks/quant_fidelity.py")
+        script("quant_fidelity.py", RESULTS / "quant_fidelity.json", timeout=2400)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

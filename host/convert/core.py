@@ -67,6 +67,8 @@ class ConvertConfig:
     selective: bool = True   # produce int8-selective when full int8 exceeds the budget
     ptq: bool = True         # equalization + bias correction (int8-ptq) when full int8 exceeds the budget
     search_time: float = 120.0   # seconds the int8-selective search may take
+    qat: bool = False        # also fine-tune with simulated int8 (int8-qat); costs training time
+    qat_epochs: int = 3
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
     prune_epochs: int = 3
     verbose: bool = False
@@ -87,6 +89,7 @@ class ConvertConfig:
             positive_int("threads", self.threads, "a thread count such as 4")
         positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
         positive_float("search_time", self.search_time, "a number of seconds such as 120")
+        positive_int("qat_epochs", self.qat_epochs, "at least 1 epoch (the default is 3)")
         object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
@@ -249,15 +252,24 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
                 log(f"{v.name}: {_summary(v)}")
         selective = ptq_info = None
         int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
+        base, baseline = job.model, int8
         if int8 and job.loss(int8) > cfg.max_accuracy_drop and (cfg.ptq or cfg.selective):
             log(f"int8 exceeds the accuracy budget: {int8.metrics['verdict']['text']}")
-            base, baseline = job.model, int8
             if cfg.ptq:
                 variant, ptq_info, base = _ptq(job, int8, log)
                 if variant is not None:
                     variants.append(variant)
                     baseline = variant
                     log(f"int8-ptq: {_summary(variant)}")
+        if int8 and cfg.qat:
+            base = base if ptq_info else job.model
+            best_int = next((v for v in variants if v.name == "int8-ptq"), int8)
+            variant, ptq_info, tuned = _qat(job, base, best_int, int8, ptq_info, log)
+            if variant is not None:
+                variants.append(variant)
+                base, baseline = tuned, variant
+                log(f"int8-qat: {_summary(variant)}")
+        if int8 and job.loss(int8) > cfg.max_accuracy_drop and (cfg.ptq or cfg.selective):
             if cfg.selective and job.loss(baseline) > cfg.max_accuracy_drop:
                 log("searching for layers to keep in float (int8-selective)")
                 variant, selective = _selective(job, base, baseline, log)
@@ -405,6 +417,43 @@ def _selective(job: _Job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.V
     return variant, info
 
 
+PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
+
+
+def _qat(job: _Job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
+         log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
+    """int8-qat: fine-tune ``base`` with simulated int8 (the float model as teacher, labels when the calibration
+    images have them), convert integer-only; kept when its fidelity beats ``best`` (the best integer variant)."""
+    from .fidelity import fidelity_loss
+    from .qat import qat_finetune
+
+    info = info or {"steps": [{"step": "int8", "applied": True, "bytes": int8.bytes,
+                               **{k: int8.metrics.get(k) for k in PTQ_KEYS}}], "kept": None}
+    calib = job.data.calib
+    labels = calib.y if job.classification and calib.y is not None else None
+    log(f"int8-qat: fine-tuning {job.cfg.qat_epochs} epoch(s) on {len(calib)} calibration images "
+        f"({'labels and ' if labels is not None else ''}the float model as teacher)")
+    t0 = time.perf_counter()
+    res = qat_finetune(base, calib.x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+    entry = {"step": "QAT", "applied": res.applied, "seconds": round(time.perf_counter() - t0, 1), **res.detail}
+    variant = None
+    if res.applied:
+        v = job.convert("int8-qat", "int8", res.model, {"qat": res.detail})
+        if v.status is B.VariantStatus.OK:
+            entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in PTQ_KEYS}})
+            if fidelity_loss(v.metrics) < fidelity_loss(best.metrics):
+                variant = v
+            else:
+                entry["why"] = f"not closer to Keras than {best.name}: not kept"
+                (job.tmp / v.file).unlink(missing_ok=True)
+        else:
+            entry.update(applied=False, why=v.reason)
+    info = {**info, "steps": [*info["steps"], entry]}
+    if variant is not None:
+        info["qat_kept"] = "int8-qat"
+    return variant, info, res.model
+
+
 def _ptq(job: _Job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
     """int8-ptq: cross-layer equalization then bias correction on the Keras model (each verified in float),
     converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
@@ -413,7 +462,7 @@ def _ptq(job: _Job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[s
     from ..tfenv import captured_output
 
     x = job.data.calib.x
-    keys = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
+    keys = PTQ_KEYS
     steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
     candidates: list[tuple[B.Variant, Any]] = []
     model = job.model

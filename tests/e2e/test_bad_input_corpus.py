@@ -216,6 +216,7 @@ CASES = [
     Case("convert-prune-epochs-negative", lambda e: convert(e, None, "--prune-epochs", "-1"), "--prune-epochs", out="bundle"),
     Case("convert-search-time-0", lambda e: convert(e, None, "--search-time", "0"), "--search-time 0.0 is not positive",
          out="bundle"),
+    Case("convert-qat-epochs-0", lambda e: convert(e, None, "--qat", "--qat-epochs", "0"), "--qat-epochs", out="bundle"),
     Case("convert-search-time-nan", lambda e: convert(e, None, "--search-time", "nan"), "--search-time nan is not positive",
          out="bundle"),
     Case("convert-input-shape-words", lambda e: convert(e, None, "--input-shape", "big"), "'big' is not a list of whole numbers",

