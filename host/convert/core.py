@@ -282,6 +282,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with verbose logs to see the converter's output")
         default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
+        chosen = next((v.metrics.get("verdict") for v in variants if v.name == default), None)
+        if chosen and chosen.get("decision") == "cannot resolve":   # said, not decided on noise
+            log(f"note: the default {default}: {chosen['text']}")
         labels = _write_labels(tmp, cfg, data)
         np.savez(tmp / B.REFERENCE, **_reference(data, keras_out))
         name = cfg.name or loaded.name
