@@ -312,7 +312,7 @@ def steps_anyway(path: Path, calib: Path, evald: Path, plain_ms, log) -> dict:
     blobs = {"int8": _tf_int8(model, cal.x), "int8+equalization": _tf_int8(eq.model, cal.x),
              "int8+equalization+bias correction": _tf_int8(bc.model, cal.x)}
     res = _measure(blobs, model.predict(ev.x, verbose=0), ev.x, ev.y, path.parent, "int8")
-    log(f"  steps anyway: " + "; ".join(f"{k}: agree {v['agreement']:.2%}, KL {v['kl']:.2e}" for k, v in res.items()))
+    log("  steps anyway: " + "; ".join(f"{k}: agree {v['agreement']:.2%}, KL {v['kl']:.2e}" for k, v in res.items()))
     return {"equalization_applied": eq.applied, "bias_correction_applied": bc.applied, "rows": res}
 
 

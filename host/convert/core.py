@@ -30,6 +30,8 @@ from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
 from ..report.render import write_report
 from . import evaluate as E
+from .evaluate import summary
+from .improve import improve_int8
 from .choose import board_times, choose_default, loss_of, verdict_of
 from .variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from .variants import convert as convert_variant
@@ -245,37 +247,12 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         for i, vname in enumerate(cfg.variants, 1):
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")
             variants.append(job.convert(vname, vname))
-            log(f"[{i}/{len(cfg.variants)}] {vname}: {_summary(variants[-1])}")
+            log(f"[{i}/{len(cfg.variants)}] {vname}: {summary(variants[-1])}")
         for prune_spec in cfg.prune:
             for v in _pruned_variants(job, prune_spec, log):
                 variants.append(v)
-                log(f"{v.name}: {_summary(v)}")
-        selective = ptq_info = None
-        int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
-        base, baseline = job.model, int8
-        if int8 and job.loss(int8) > cfg.max_accuracy_drop and (cfg.ptq or cfg.selective):
-            log(f"int8 exceeds the accuracy budget: {int8.metrics['verdict']['text']}")
-            if cfg.ptq:
-                variant, ptq_info, base = _ptq(job, int8, log)
-                if variant is not None:
-                    variants.append(variant)
-                    baseline = variant
-                    log(f"int8-ptq: {_summary(variant)}")
-        if int8 and cfg.qat:
-            base = base if ptq_info else job.model
-            best_int = next((v for v in variants if v.name == "int8-ptq"), int8)
-            variant, ptq_info, tuned = _qat(job, base, best_int, int8, ptq_info, log)
-            if variant is not None:
-                variants.append(variant)
-                base, baseline = tuned, variant
-                log(f"int8-qat: {_summary(variant)}")
-        if int8 and job.loss(int8) > cfg.max_accuracy_drop and (cfg.ptq or cfg.selective):
-            if cfg.selective and job.loss(baseline) > cfg.max_accuracy_drop:
-                log("searching for layers to keep in float (int8-selective)")
-                variant, selective = _selective(job, base, baseline, log)
-                if variant is not None:
-                    variants.append(variant)
-                    log(f"int8-selective: {_summary(variant)}")
+                log(f"{v.name}: {summary(v)}")
+        selective, ptq_info = improve_int8(job, variants, log)
         variants = _with_latencies(tmp, variants, data.eval.x, cfg, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
             first = variants[0]
@@ -373,148 +350,6 @@ def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> list[B.Variant]:
 
 def tfl_threads(cfg: ConvertConfig) -> int:
     return cfg.threads or os.cpu_count() or 1
-
-
-def _probe(job: _Job, blob: bytes, latency: bool = False) -> dict[str, Any]:
-    """Metrics of a candidate model on the evaluation set (and a short latency measurement)."""
-    probe = job.tmp / ".probe.tflite"
-    probe.write_bytes(blob)
-    try:
-        tfl = E.load_tflite(probe, job.cfg.threads)
-        m = E.compare(E.predict(tfl, [job.data.eval.x]), job.keras_out, job.data.eval.y, job.classification)
-        if latency:
-            m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
-    finally:
-        probe.unlink(missing_ok=True)
-    return m
-
-
-def _selective(job: _Job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
-    """int8-selective: the best integer model with its worst layers kept in float, searched on a continuous
-    metric within the time limit; kept only when it is better than ``baseline`` (the best all-int8 variant)."""
-    from .fidelity import fidelity_loss
-    from .selective import Trial, selective_int8
-
-    def evaluate(blob: bytes) -> tuple[float, float, float | None]:
-        m = _probe(job, blob, latency=True)
-        return loss_of(m, job.keras_acc), fidelity_loss(m), m.get("latency_ms")
-
-    t0 = time.perf_counter()
-    base_loss, base_fid = job.loss(baseline), fidelity_loss(baseline.metrics)
-    res = selective_int8(base, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log,
-                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
-    start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
-    info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
-            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": "kl" if baseline.metrics.get("kl") is not None else "nsr",
-            "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
-            "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
-    log(f"int8-selective: {len(res.trials)} candidate(s) in {res.seconds:.0f}s, stopped at {res.stopped}")
-    if res.model is None:
-        lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
-        log(f"int8-selective: no mix of int8 and float layers is better than {baseline.name}; per-layer quantization "
-            "error, worst first:\n    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
-        return None, info
-    info["float_ops"] = list(res.denylist)
-    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried], "base": baseline.name}
-    variant = job.validate("int8-selective", "int8-selective", res.model, time.perf_counter() - t0, [], extra)
-    return variant, info
-
-
-PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
-
-
-def _qat(job: _Job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
-         log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
-    """int8-qat: fine-tune ``base`` with simulated int8 (the float model as teacher, labels when the calibration
-    images have them), convert integer-only; kept when its fidelity beats ``best`` (the best integer variant)."""
-    from .fidelity import fidelity_loss
-    from .qat import qat_finetune
-
-    info = info or {"steps": [{"step": "int8", "applied": True, "bytes": int8.bytes,
-                               **{k: int8.metrics.get(k) for k in PTQ_KEYS}}], "kept": None}
-    calib = job.data.calib
-    labels = calib.y if job.classification and calib.y is not None else None
-    log(f"int8-qat: fine-tuning {job.cfg.qat_epochs} epoch(s) on {len(calib)} calibration images "
-        f"({'labels and ' if labels is not None else ''}the float model as teacher)")
-    t0 = time.perf_counter()
-    res = qat_finetune(base, calib.x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
-    entry = {"step": "QAT", "applied": res.applied, "seconds": round(time.perf_counter() - t0, 1), **res.detail}
-    variant = None
-    if res.applied:
-        v = job.convert("int8-qat", "int8", res.model, {"qat": res.detail})
-        if v.status is B.VariantStatus.OK:
-            entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in PTQ_KEYS}})
-            if fidelity_loss(v.metrics) < fidelity_loss(best.metrics):
-                variant = v
-            else:
-                entry["why"] = f"not closer to Keras than {best.name}: not kept"
-                (job.tmp / v.file).unlink(missing_ok=True)
-        else:
-            entry.update(applied=False, why=v.reason)
-    info = {**info, "steps": [*info["steps"], entry]}
-    if variant is not None:
-        info["qat_kept"] = "int8-qat"
-    return variant, info, res.model
-
-
-def _ptq(job: _Job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
-    """int8-ptq: cross-layer equalization then bias correction on the Keras model (each verified in float),
-    converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
-    from . import ptq
-    from .fidelity import fidelity_loss
-    from ..tfenv import captured_output
-
-    x = job.data.calib.x
-    keys = PTQ_KEYS
-    steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
-    candidates: list[tuple[B.Variant, Any]] = []
-    model = job.model
-    for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"), ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
-        t0 = time.perf_counter()
-        with captured_output(not job.cfg.verbose):
-            step = fn(model, x)
-        entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
-        if step.applied:
-            model = step.model
-            v = job.convert(fname, "int8", model)
-            if v.status is B.VariantStatus.OK:
-                entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in keys}})
-                candidates.append((v, model))
-            else:
-                entry.update(applied=False, why=v.reason)
-        log(f"  int8-ptq: {label}: " + (f"agreement {entry.get('agreement') or 0:.2%}, KL {entry.get('kl') or 0:.4g}"
-                                         if entry.get("bytes") else f"not applied ({entry.get('why', '')})"))
-        steps.append(entry)
-    info = {"steps": steps, "kept": None}
-    best = min(candidates, key=lambda c: fidelity_loss(c[0].metrics), default=None)
-    for v, _ in candidates:
-        if best is None or v is not best[0]:
-            (job.tmp / v.file).unlink(missing_ok=True)
-    if best is None or fidelity_loss(best[0].metrics) >= fidelity_loss(int8.metrics):
-        info["why"] = "no step brought the integer model closer to Keras than plain int8"
-        return None, info, job.model
-    v, model = best
-    (job.tmp / v.file).rename(job.tmp / "int8-ptq.tflite")
-    applied = [s["step"] for s in steps[1:] if s["applied"]]
-    v = replace(v, name="int8-ptq", mode="int8-ptq", file="int8-ptq.tflite", metrics={**v.metrics, "ptq_steps": applied})
-    info["kept"] = "int8-ptq"
-    return v, info, model
-
-
-def _summary(v: B.Variant) -> str:
-    m = v.metrics
-    if v.status is B.VariantStatus.CONVERSION_FAILED:
-        return f"FAILED to convert: {v.reason}"
-    parts = [f"{v.bytes / 1024:.1f} KiB"]
-    if m.get("accuracy") is not None:
-        parts.append(f"acc {m['accuracy']:.4f}")
-    if m.get("agreement") is not None:
-        parts.append(f"agree {m['agreement']:.4f}")
-    if "latency_ms" in m:
-        parts.append(f"{m['latency_ms']:.3f} ms")
-    parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
-    head = "ok" if v.status is B.VariantStatus.OK else f"VALIDATION FAILED ({v.reason})"
-    return f"{head}: " + ", ".join(parts)
 
 
 def _check_labels_file(labels: Path | None) -> None:

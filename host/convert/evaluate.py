@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from keras_edge.device import bundle as B
 from keras_edge.device.engine import Engine, EngineOptions
 from keras_edge.device.engine import load as load_engine
 from keras_edge.device.preprocess import dequantize, quantize
@@ -111,3 +112,20 @@ def keras_latency(model, x: np.ndarray, runs: int = 20, warmup: int = 3) -> dict
                 times.append(time.perf_counter_ns() - t0)
             out[label] = round(float(np.median(times)) / 1e6, 4)
     return out
+
+
+def summary(v: B.Variant) -> str:
+    """One log line for a converted variant."""
+    m = v.metrics
+    if v.status is B.VariantStatus.CONVERSION_FAILED:
+        return f"FAILED to convert: {v.reason}"
+    parts = [f"{v.bytes / 1024:.1f} KiB"]
+    if m.get("accuracy") is not None:
+        parts.append(f"acc {m['accuracy']:.4f}")
+    if m.get("agreement") is not None:
+        parts.append(f"agree {m['agreement']:.4f}")
+    if "latency_ms" in m:
+        parts.append(f"{m['latency_ms']:.3f} ms")
+    parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
+    head = "ok" if v.status is B.VariantStatus.OK else f"VALIDATION FAILED ({v.reason})"
+    return f"{head}: " + ", ".join(parts)

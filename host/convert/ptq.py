@@ -128,7 +128,7 @@ def pairs(model) -> list[Pair]:
     for tid, cons in g.consumers.items():
         if tid in g.outputs or not cons or not all(_kind(c) in ("conv", "depthwise", "separable", "dense") for c in cons):
             continue
-        t, relu6, layer = tid, False, g.producer.get(tid)
+        relu6, layer = False, g.producer.get(tid)
         while layer is not None and _passes(layer):
             if _act(layer) is None:
                 layer = None
@@ -138,7 +138,7 @@ def pairs(model) -> list[Pair]:
             if len(g.consumers.get(id(inner), [])) != 1 or id(inner) in g.outputs:
                 layer = None
                 break
-            t, layer = id(inner), g.producer.get(id(inner))
+            layer = g.producer.get(id(inner))
         kind = _kind(layer) if layer is not None else None
         if kind not in ("conv", "depthwise", "bn") or _act(layer) is None:
             continue
