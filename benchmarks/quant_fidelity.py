@@ -4,7 +4,7 @@
 
 Models are trained here to convergence on scikit-learn's digits at 48×48 (real data shipped in a
 package; nothing downloaded) and converted by the real ``keras_edge.host.convert`` with the default
-flow (int8 misses the budget → equalization + bias correction → int8-ptq, then the int8-selective
+flow (int8 misses the budget → equalization, range setting, bias correction → int8-ptq, then the int8-selective
 search; on the imbalanced model also ``qat=True``: fine-tuning with simulated int8 on top of int8-ptq). Per model: agreement with Keras (95% Wilson interval), KL(Keras‖variant), size and latency
 (timed side by side in one run by the converter).
 
@@ -308,12 +308,15 @@ def steps_anyway(path: Path, calib: Path, evald: Path, plain_ms, log) -> dict:
     cal, ev = _load_split(calib, evald)
     model = keras.models.load_model(path)
     eq = ptq.equalize(model, cal.x)
-    bc = ptq.bias_correct(eq.model, cal.x)
+    clip = ptq.clip_ranges(eq.model, cal.x)
+    bc = ptq.bias_correct(clip.model, cal.x)
     blobs = {"int8": _tf_int8(model, cal.x), "int8+equalization": _tf_int8(eq.model, cal.x),
-             "int8+equalization+bias correction": _tf_int8(bc.model, cal.x)}
+             "int8+equalization+range setting": _tf_int8(clip.model, cal.x),
+             "int8+equalization+range setting+bias correction": _tf_int8(bc.model, cal.x)}
     res = _measure(blobs, model.predict(ev.x, verbose=0), ev.x, ev.y, path.parent, "int8")
     log("  steps anyway: " + "; ".join(f"{k}: agree {v['agreement']:.2%}, KL {v['kl']:.2e}" for k, v in res.items()))
-    return {"equalization_applied": eq.applied, "bias_correction_applied": bc.applied, "rows": res}
+    return {"equalization_applied": eq.applied, "range_setting_applied": clip.applied,
+            "bias_correction_applied": bc.applied, "rows": res}
 
 
 def int16_study(path: Path, calib: Path, evald: Path, log) -> dict:
@@ -367,8 +370,8 @@ def latency_only(work: Path, calib: Path, log) -> dict:
     cal = load_labeled(calib, PreprocessSpec.from_preset("raw", 96, 96, 1), limit=64)
     x = cal.x / 127.5 - 1.0
     eq = ptq.equalize(model, x)
-    bc = ptq.bias_correct(eq.model, x)
-    blobs = {"int8": _tf_int8(model, x), "int8+equalization+bias correction": _tf_int8(bc.model, x)}
+    bc = ptq.bias_correct(ptq.clip_ranges(eq.model, x).model, x)
+    blobs = {"int8": _tf_int8(model, x), "int8+equalization+range setting+bias correction": _tf_int8(bc.model, x)}
     res = _measure(blobs, model.predict(x, verbose=0), x, None, work, "int8")
     log("  mobilenetv2 latency: " + "; ".join(f"{k}: {v['latency_ms']:.3f} ms" for k, v in res.items()))
     return {"equalization": {k: v for k, v in eq.detail.items() if k != "equalized"}, "rows": res,

@@ -135,7 +135,7 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
 
 
 def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
-    """int8-ptq: cross-layer equalization then bias correction on the Keras model (each verified in float),
+    """int8-ptq: cross-layer equalization, range setting, then bias correction on the Keras model (each verified in float),
     converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
     from . import ptq
     from .fidelity import fidelity_loss
@@ -146,7 +146,9 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
     steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
     candidates: list[tuple[B.Variant, Any]] = []
     model = job.model
-    for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"), ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
+    for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"),
+                             ("range setting", ptq.clip_ranges, "int8-ptq-clip"),
+                             ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
         t0 = time.perf_counter()
         with captured_output(not job.cfg.verbose):
             step = fn(model, x)

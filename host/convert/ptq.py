@@ -9,6 +9,9 @@
   BN is not folded in Keras: scaling its gamma and beta is the same as scaling the folded weights.
   Ranges are measured on the calibration images. ReLU6 only commutes with scaling where it does not
   clip, so a channel that reaches 6 keeps its scale.
+- Range setting beyond min/max: TensorFlow's converter calibrates every activation on its min/max,
+  so one outlier sets the step for all values. A ReLU's upper clip at the 99.99th percentile of its
+  calibration values makes the converter's min/max that percentile (the way ReLU6 bounds ranges).
 - Bias correction (empirical): the expected shift that int8 weight rounding adds to each layer's
   output, measured on the calibration images, is subtracted through the bias (or BN's moving mean).
 
@@ -301,6 +304,66 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 
 def _float_change(a, b, x: np.ndarray) -> float:
     return float(np.max(np.abs(_predict(a, x) - _predict(b, x))))
+
+
+# ---------------------------------------------------------------- range setting
+
+CLIP_PERCENTILE = 99.99
+CLIP_MAX_KL = 1e-3        # the clipped float model must stay this close to the original …
+CLIP_MIN_AGREEMENT = 0.995  # … and agree on this share of the calibration images
+
+
+def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> StepResult:
+    """Cap every ReLU layer at the ``percentile`` of its calibration outputs; verified in float on ``x``."""
+    from keras import layers as L
+
+    from .fidelity import kl_per_sample
+
+    if not functional(model):
+        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+    cl = clone(model)
+    relus = [layer for layer in cl.layers if isinstance(layer, L.ReLU) and not layer.negative_slope
+             and not layer.threshold and len(getattr(layer, "_inbound_nodes", [])) == 1]
+    if not relus:
+        return StepResult(model, False, {"why": "no ReLU layers to cap (activations fused into conv layers are left alone)"})
+    caps, shrink = [], []
+    values = _collect(cl, [layer.output for layer in relus], x)
+    for layer, v in zip(relus, values):
+        top, cap = float(v.max()), float(np.percentile(v, percentile))
+        if layer.max_value is not None:
+            cap = min(cap, float(layer.max_value))
+        if cap <= 0 or cap >= top * 0.98:   # nothing to gain: the range is not set by a few outliers
+            continue
+        layer.max_value = cap
+        caps.append(layer.name)
+        shrink.append(top / cap)
+    if not caps:
+        return StepResult(model, False, {"why": f"no ReLU range is set by outliers beyond the {percentile} percentile"})
+    ref, out = _predict(model, x), _predict(cl, x)
+    kl = float(np.mean(kl_per_sample(ref, out))) if ref.ndim == 2 else float(np.mean((ref - out) ** 2))
+    agree = float(np.mean(ref.argmax(-1) == out.argmax(-1)))
+    detail = {"capped": len(caps), "percentile": percentile, "median_range_shrink": round(float(np.median(shrink)), 3),
+              "float_kl": kl, "float_agreement": agree}
+    if kl > CLIP_MAX_KL or agree < CLIP_MIN_AGREEMENT:
+        return StepResult(model, False, {**detail, "why": f"changed the float model too much (KL {kl:.1e}, agreement {agree:.2%})"})
+    return StepResult(cl, True, detail)
+
+
+def _collect(model, tensors: list[Any], x: np.ndarray, per_tensor: int = 200_000) -> list[np.ndarray]:
+    """Values of each tensor over the calibration inputs (subsampled to ``per_tensor`` values)."""
+    import keras
+
+    probe = keras.Model(model.inputs, tensors)
+    parts: list[list[np.ndarray]] = [[] for _ in tensors]
+    rng = np.random.default_rng(0)
+    for i in range(0, len(x), BATCH):
+        ys = probe([x[i:i + BATCH]], training=False)
+        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+        for j, y in enumerate(ys):
+            flat = np.asarray(y).ravel()
+            keep = max(1, per_tensor * len(x[i:i + BATCH]) // len(x))
+            parts[j].append(flat if flat.size <= keep else rng.choice(flat, keep, replace=False))
+    return [np.concatenate(p) for p in parts]
 
 
 # ---------------------------------------------------------------- bias correction

@@ -39,6 +39,20 @@ def _with_ci(v: float | None, ci: list[float] | None) -> str:
     return f"{v * 100:.2f}%" + (f" ({ci[0] * 100:.1f}–{ci[1] * 100:.1f})" if ci else "")
 
 
+def _step_note(st: dict[str, Any]) -> str:
+    if not st.get("applied"):
+        return ""
+    if "pairs" in st:
+        return f"{st['pairs']} pair(s); activation range spread {st['range_spread_before']}→{st['range_spread_after']}"
+    if "capped" in st:
+        return f"{st['capped']} ReLU(s) capped at the {st['percentile']} percentile (range ÷{st['median_range_shrink']})"
+    if "max_shift" in st:
+        return f"{st['layers']} layer(s); int8-weight KL {st['weight_quant_kl_before']:.1e}→{st['weight_quant_kl_after']:.1e}"
+    if "epochs" in st:
+        return f"{st['epochs']} epoch(s) on {st['samples']} images, {st['seconds']}s"
+    return ""
+
+
 def ptq_lines(report: dict[str, Any]) -> list[str]:
     """What each post-training step bought (int8-ptq), and the int8-selective search's Pareto set."""
     lines: list[str] = []
@@ -47,8 +61,7 @@ def ptq_lines(report: dict[str, Any]) -> list[str]:
         lines += ["", "## What each quantization step bought", "",
                   "| step | applied | agreement (95% CI) | accuracy | KL(Keras‖int8) | note |", "|---|---|---|---|---|---|"]
         for st in ptq.get("steps", []):
-            note = st.get("why") or (f"range spread {st['range_spread_before']}→{st['range_spread_after']} over "
-                                     f"{st['pairs']} pair(s)" if "pairs" in st and st.get("applied") else "")
+            note = st.get("why") or _step_note(st)
             lines.append(f"| {st['step']} | {'yes' if st.get('applied') else 'no'} | "
                          f"{_with_ci(st.get('agreement'), st.get('agreement_ci'))} | {_fmt(st.get('accuracy'), 'pct')} | "
                          f"{_fmt(st.get('kl'), 'e')} | {note} |")
