@@ -141,10 +141,13 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
     from .fidelity import fidelity_loss
     from ..tfenv import captured_output
 
+    from .variants import op_counts
+
     x = job.data.calib.x
     keys = PTQ_KEYS
     steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
-    candidates: list[tuple[B.Variant, Any]] = []
+    graph = op_counts((job.tmp / int8.file).read_bytes())
+    candidates: list[tuple[B.Variant, Any, int]] = []
     model = job.model
     for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"),
                              ("range setting", ptq.clip_ranges, "int8-ptq-clip"),
@@ -154,27 +157,37 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
             step = fn(model, x)
         entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
         if step.applied:
-            model = step.model
-            v = job.convert(fname, "int8", model)
-            if v.status is B.VariantStatus.OK:
+            v = job.convert(fname, "int8", step.model)
+            added = _added_ops(graph, op_counts((job.tmp / v.file).read_bytes())) if v.file else ""
+            if v.status is B.VariantStatus.OK and not added:
+                model = step.model
                 entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in keys}})
-                candidates.append((v, model))
-            else:
-                entry.update(applied=False, why=v.reason)
+                candidates.append((v, model, len(steps)))
+            else:   # a step that adds ops runs other (often unaccelerated) kernels: int8-ptq keeps int8's graph
+                entry.update(applied=False, why=f"adds ops to the int8 graph ({added}): not used" if added else v.reason,
+                             **({k: v.metrics.get(k) for k in keys} if v.status is B.VariantStatus.OK else {}))
+                if v.file:
+                    (job.tmp / v.file).unlink(missing_ok=True)
         log(f"  int8-ptq: {label}: " + (f"agreement {entry.get('agreement') or 0:.2%}, KL {entry.get('kl') or 0:.4g}"
-                                         if entry.get("bytes") else f"not applied ({entry.get('why', '')})"))
+                                         if entry["applied"] else f"not applied ({entry.get('why', '')})"))
         steps.append(entry)
     info = {"steps": steps, "kept": None}
     best = min(candidates, key=lambda c: fidelity_loss(c[0].metrics), default=None)
-    for v, _ in candidates:
+    for v, _, _ in candidates:
         if best is None or v is not best[0]:
             (job.tmp / v.file).unlink(missing_ok=True)
     if best is None or fidelity_loss(best[0].metrics) >= fidelity_loss(int8.metrics):
         info["why"] = "no step brought the integer model closer to Keras than plain int8"
         return None, info, job.model
-    v, model = best
+    v, model, upto = best
     (job.tmp / v.file).rename(job.tmp / "int8-ptq.tflite")
-    applied = [s["step"] for s in steps[1:] if s["applied"]]
+    applied = [s["step"] for s in steps[1:upto + 1] if s["applied"]]
     v = replace(v, name="int8-ptq", mode="int8-ptq", file="int8-ptq.tflite", metrics={**v.metrics, "ptq_steps": applied})
     info["kept"] = "int8-ptq"
     return v, info, model
+
+
+def _added_ops(before: dict[str, int], after: dict[str, int]) -> str:
+    """Ops the step's graph has more of than plain int8's, as text ('' when none)."""
+    more = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+    return ", ".join(f"{k} x{n}" for k, n in sorted(more.items()))

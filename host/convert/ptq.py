@@ -12,6 +12,8 @@
 - Range setting beyond min/max: TensorFlow's converter calibrates every activation on its min/max,
   so one outlier sets the step for all values. A ReLU's upper clip at the 99.99th percentile of its
   calibration values makes the converter's min/max that percentile (the way ReLU6 bounds ranges).
+  TensorFlow's converter turns a cap other than 6 into extra ops (measured ~5x slower on XNNPACK),
+  so the convert flow drops any step whose graph has ops plain int8's has not.
 - Bias correction (empirical): the expected shift that int8 weight rounding adds to each layer's
   output, measured on the calibration images, is subtracted through the bias (or BN's moving mean).
 
