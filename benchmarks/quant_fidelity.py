@@ -135,6 +135,8 @@ def rows_of(report: dict, plain_ms: float | None) -> list[dict]:
     for st in ((report.get("ptq") or {}).get("steps") or [])[1:]:
         if st.get("applied"):
             out.append(row(f"int8 + {st['step']} (cumulative)", st, st.get("bytes"), True))
+        elif st.get("agreement") is not None:
+            out.append(row(f"int8 + {st['step']}: not used ({st.get('why')})", st, st.get("bytes"), True))
     for name, integer_only in (("int8-ptq", True), ("int8-selective", False)):
         if name in by and by[name]["status"] == "ok":
             m = by[name]["metrics"]
@@ -300,7 +302,7 @@ def _measure(blobs: dict[str, bytes], keras_out: np.ndarray, x: np.ndarray, y: n
 
 
 def steps_anyway(path: Path, calib: Path, evald: Path, plain_ms, log) -> dict:
-    """Equalization and bias correction applied even though int8 met the budget: do they cost anything?"""
+    """The post-training steps applied even though int8 met the budget: do they cost anything?"""
     import keras
 
     from keras_edge.host.convert import ptq
@@ -309,10 +311,10 @@ def steps_anyway(path: Path, calib: Path, evald: Path, plain_ms, log) -> dict:
     model = keras.models.load_model(path)
     eq = ptq.equalize(model, cal.x)
     clip = ptq.clip_ranges(eq.model, cal.x)
-    bc = ptq.bias_correct(clip.model, cal.x)
+    bc = ptq.bias_correct(eq.model, cal.x)
     blobs = {"int8": _tf_int8(model, cal.x), "int8+equalization": _tf_int8(eq.model, cal.x),
-             "int8+equalization+range setting": _tf_int8(clip.model, cal.x),
-             "int8+equalization+range setting+bias correction": _tf_int8(bc.model, cal.x)}
+             "int8+equalization+range setting (not used by convert: adds ops)": _tf_int8(clip.model, cal.x),
+             "int8+equalization+bias correction": _tf_int8(bc.model, cal.x)}
     res = _measure(blobs, model.predict(ev.x, verbose=0), ev.x, ev.y, path.parent, "int8")
     log("  steps anyway: " + "; ".join(f"{k}: agree {v['agreement']:.2%}, KL {v['kl']:.2e}" for k, v in res.items()))
     return {"equalization_applied": eq.applied, "range_setting_applied": clip.applied,
@@ -370,8 +372,10 @@ def latency_only(work: Path, calib: Path, log) -> dict:
     cal = load_labeled(calib, PreprocessSpec.from_preset("raw", 96, 96, 1), limit=64)
     x = cal.x / 127.5 - 1.0
     eq = ptq.equalize(model, x)
-    bc = ptq.bias_correct(ptq.clip_ranges(eq.model, x).model, x)
-    blobs = {"int8": _tf_int8(model, x), "int8+equalization+range setting+bias correction": _tf_int8(bc.model, x)}
+    bc = ptq.bias_correct(eq.model, x)
+    clip = ptq.clip_ranges(bc.model, x)
+    blobs = {"int8": _tf_int8(model, x), "int8+equalization+bias correction (int8-ptq's steps)": _tf_int8(bc.model, x),
+             "… + range setting (not used by convert: adds ops)": _tf_int8(clip.model, x)}
     res = _measure(blobs, model.predict(x, verbose=0), x, None, work, "int8")
     log("  mobilenetv2 latency: " + "; ".join(f"{k}: {v['latency_ms']:.3f} ms" for k, v in res.items()))
     return {"equalization": {k: v for k, v in eq.detail.items() if k != "equalized"}, "rows": res,
