@@ -218,11 +218,69 @@ def prune_budget_section(pb: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _pct_ci(r: dict[str, Any]) -> str:
+    ci = r.get("agreement_ci")
+    return f"{r['agreement'] * 100:.2f}%" + (f" ({ci[0] * 100:.1f}–{ci[1] * 100:.1f})" if ci else "")
+
+
+def quant_section(q: dict[str, Any]) -> str:
+    """Quantization fidelity: plain int8 against each keras-edge step, per model."""
+    parts = [f"## Quantization fidelity (`quant_fidelity.py`)\n\nModels trained here on scikit-learn's digits at "
+             f"{q['size']}x{q['size']} ({q['epochs']} epochs), converted by `keras_edge.host.convert` with a "
+             f"{q['budget']:.0%} budget; every held-out image evaluated. Agreement = top-1 agreement with Keras (95% "
+             "Wilson interval); KL = mean KL(Keras‖variant); latency = median `invoke`, timed side by side in "
+             "the same run; steps are cumulative. How the ≥5% case is made: see the script's docstring "
+             "(a function-preserving per-channel imbalance inside the separable convolutions of a trained "
+             "network; the float model is unchanged).\n"]
+    for name, m in q["models"].items():
+        if isinstance(m.get("rows"), list) and m["rows"]:
+            rows = [[r["step"], "yes" if r["integer_only"] else "no", _pct_ci(r), f"{r['kl']:.2e}",
+                     kib(r["bytes"]) if r.get("bytes") else "–", r.get("latency_ms"), r.get("latency_vs_int8")]
+                    for r in m["rows"]]
+            head = f"### {name}: Keras accuracy {m['keras_accuracy'] * 100:.2f}% on {m['eval_images']} images"
+            parts.append(head + "\n\n" + table(["variant / step", "integer-only", "agreement", "KL", "size",
+                                                   "p50 ms", "x int8"], rows))
+            t = m.get("target") or {}
+            if t.get("applies"):
+                parts.append(f"Target (plain int8 disagrees on {t['plain_int8_disagreement']:.1%} ≥ 5%): best "
+                             f"integer-only `{t.get('best_integer_only')}` disagrees on {t.get('best_disagreement', 0):.2%} "
+                             f"({t.get('disagreement_ratio')}x plain int8's; target ≤ 0.5x), latency "
+                             f"{t.get('latency_vs_int8')}x plain int8 (target ≤ 1.3x): **{'met' if t.get('met') else 'missed'}**.")
+            extra = m.get("steps_anyway")
+            if extra:
+                parts.append("int8 met the budget, so convert ran no step; the steps applied anyway: " + "; ".join(
+                    f"{k}: {_pct_ci(v)}, KL {v['kl']:.2e}, {v['latency_vs_int8']}x" for k, v in extra["rows"].items()))
+            so = m.get("search_only")
+            if so and so.get("search"):
+                s_ = so["search"]
+                sel = next((r for r in so["rows"] if r["step"].startswith("int8-selective")), None)
+                parts.append(f"The int8-selective search alone (no post-training steps): {len(s_['trials'])} candidates "
+                             f"in {s_['seconds']}s (limit {s_['time_limit']}s), stopped at {s_['stopped']}; "
+                             + (f"kept a float mix at {_pct_ci(sel)} agreement, KL {sel['kl']:.2e}, "
+                                f"{sel.get('latency_vs_int8')}x plain int8 latency." if sel else "kept nothing."))
+            qat = next((s_ for s_ in (m.get("ptq") or {}).get("steps", []) if s_.get("step") == "QAT"), None)
+            if qat and qat.get("agreement") is not None:
+                parts.append(f"QAT ({qat.get('epochs')} epochs, {qat.get('seconds')}s): {_pct_ci(qat)}, KL {qat['kl']:.2e}"
+                             + (f" — {qat['why']}" if qat.get("why") else ""))
+            i16 = m.get("int16_mixed")
+            if i16 and i16.get("rows"):
+                parts.append("Integer-only mixed precision with ai-edge-quantizer (16-bit activations):\n\n" + table(
+                    ["model", "agreement", "KL", "size", "p50 ms", "x int8"],
+                    [[k, _pct_ci(v), f"{v['kl']:.2e}", kib(v["bytes"]), v["latency_ms"], v["latency_vs_int8"]]
+                     for k, v in i16["rows"].items()]) + f"\n\n{i16['note']}.")
+        elif "rows" in m:
+            parts.append(f"### {name}\n\n" + table(["model", "p50 ms", "x int8"],
+                                                    [[k, v["latency_ms"], v["latency_vs_int8"]] for k, v in m["rows"].items()])
+                         + f"\n\n{m['note']}.")
+    return "\n\n".join(parts)
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
+    qf = load("quant_fidelity")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -230,7 +288,8 @@ def render(wall_s: float | None = None) -> str:
     if inf:
         parts.append(headline(inf))
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
-                          (cl, claims_section), (ro, runner_section), (gp, gpu_section)):
+                          (cl, claims_section), (ro, runner_section), (gp, gpu_section),
+                          (qf, quant_section)):
         if data:
             parts.append(section(data))
     if tp:

@@ -6,7 +6,8 @@ Families: inference (batch-1 latency), preprocessing (1080p frame → model inpu
 result and peak RSS), claims (the article's claims; needs inference and preprocessing), runner
 (``runner_overhead.py``, the runner against a bare interpreter), throughput (``throughput.py``: the pipelined
 runner against a serial loop and the machine's limit, preprocessing, peak RSS; then ``soak.py``, 50,000
-inferences). Run from the repository root.
+inferences), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
+against each keras-edge quantization step). Opt-in: pruning, prune-budget. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
@@ -77,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import digits_model, imagenet_model
 
     inf = pre = None
-    if fams & set(FAMILIES):   # the opt-in studies build their own models
+    if fams - {"quant", *OPT_IN}:   # those build their own models
         log("models: building and converting (reused when the converter is unchanged)")
         mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
         models = [mobilenet]
-        if fams & set(FAMILIES) - {"runner", "throughput"}:   # those two need MobileNetV2 only
+        if fams - {"runner", "throughput", "quant", *OPT_IN}:   # runner and throughput need MobileNetV2 only
             models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
         digits = models[-1]
         log(f"models ready after {time.perf_counter() - t0:.0f}s")
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         script_module("throughput", RESULTS / "throughput.json", "--rounds", str(max(3, args.rounds // 4)),
                       "--bundle", str(mobilenet.bundle))
         script_module("soak", RESULTS / "soak.json", "--bundle", str(mobilenet.bundle), timeout=3600)
+    if "quant" in fams:
+        log("quantization fidelity: benchmarks/quant_fidelity.py")
+        script("quant_fidelity.py", RESULTS / "quant_fidelity.json", timeout=2400)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -1,8 +1,10 @@
 """Conversion: a Keras model → a bundle of validated TFLite variants.
 
 Rooms: :mod:`.core` (the flow and its config/result), :mod:`.variants` (the quantization recipe
-registry), :mod:`.selective` (accuracy-budgeted int8), :mod:`.evaluate` (running variants in the
-board's engine), :mod:`.choose` (the default variant), :mod:`.cli` (the click commands).
+registry), :mod:`.selective` (accuracy-budgeted int8), :mod:`.ptq` (equalization, bias correction),
+:mod:`.qat` (quantization-aware fine-tuning), :mod:`.fidelity` (intervals, KL, budget verdicts),
+:mod:`.evaluate` (running variants in the board's engine), :mod:`.choose` (the default variant),
+:mod:`.cli` (the click commands).
 """
 
 from .choose import BoardTimes, choose_default, loss_of

@@ -32,6 +32,25 @@ def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:
     return 1.0 - metrics["agreement"] if metrics.get("agreement") is not None else 0.0
 
 
+def loss_interval(metrics: dict[str, Any], keras_acc: float | None) -> tuple[float, float]:
+    """95% interval of :func:`loss_of`: the paired accuracy-drop interval, else 1 − agreement's Wilson interval."""
+    if keras_acc is not None and metrics.get("accuracy_drop_ci"):
+        lo, hi = metrics["accuracy_drop_ci"]
+        return float(lo), float(hi)
+    if metrics.get("agreement_ci"):
+        lo, hi = metrics["agreement_ci"]
+        return 1.0 - float(hi), 1.0 - float(lo)
+    loss = loss_of(metrics, keras_acc)
+    return loss, loss
+
+
+def verdict_of(metrics: dict[str, Any], keras_acc: float | None, budget: float):
+    """Whether the variant's loss fits ``budget``, misses it, or the evaluation set cannot tell."""
+    from .fidelity import verdict
+
+    return verdict(loss_of(metrics, keras_acc), loss_interval(metrics, keras_acc), int(metrics.get("n") or 0), budget)
+
+
 def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_drop: float,
                    board: BoardTimes | None = None) -> tuple[str, str]:
     """The fastest validated variant whose accuracy drop (or disagreement) fits the budget.

@@ -83,6 +83,13 @@ class _Progress:
                    "`channels` alone: the largest channel pruning within --max-accuracy-drop (a measured search); "
                    "fine-tunes on the labeled --calib images.")
 @click.option("--prune-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after pruning.")
+@click.option("--search-time", type=float, default=120.0, show_default=True, metavar="SECONDS",
+              help="Time limit of the int8-selective search (layers kept in float) when int8 misses the budget.")
+@click.option("--no-ptq", "ptq", flag_value=False, default=True,
+              help="Skip equalization and bias correction (the int8-ptq variant) when int8 misses the budget.")
+@click.option("--qat", is_flag=True,
+              help="Also fine-tune with simulated int8 (quantization-aware, the float model as teacher): int8-qat.")
+@click.option("--qat-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs for --qat.")
 @click.option("--threads", callback=threads_one, metavar="N", help="Interpreter threads for validation latency (default: all cores).")
 @model_loading
 @json_option

@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_edge.calibration.dataset import DataSplit, calibration_sets
 from keras_edge.device import bundle as B
-from keras_edge.device.checks import in_range, positive_int
+from keras_edge.device.checks import in_range, positive_float, positive_int
 from keras_edge.device.errors import ConfigError, ConversionError, DataError, EdgeError
 from keras_edge.device.preprocess import PreprocessSpec
 
@@ -30,7 +30,9 @@ from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
 from ..report.render import write_report
 from . import evaluate as E
-from .choose import board_times, choose_default, loss_of
+from .evaluate import summary
+from .improve import improve_int8
+from .choose import board_times, choose_default, loss_of, verdict_of
 from .variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from .variants import convert as convert_variant
 
@@ -65,6 +67,10 @@ class ConvertConfig:
     threads: int | None = None
     max_accuracy_drop: float = 0.01
     selective: bool = True   # produce int8-selective when full int8 exceeds the budget
+    ptq: bool = True         # equalization + bias correction (int8-ptq) when full int8 exceeds the budget
+    search_time: float = 120.0   # seconds the int8-selective search may take
+    qat: bool = False        # also fine-tune with simulated int8 (int8-qat); costs training time
+    qat_epochs: int = 3
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
     prune_epochs: int = 3
     verbose: bool = False
@@ -84,6 +90,8 @@ class ConvertConfig:
         if self.threads is not None:
             positive_int("threads", self.threads, "a thread count such as 4")
         positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
+        positive_float("search_time", self.search_time, "a number of seconds such as 120")
+        positive_int("qat_epochs", self.qat_epochs, "at least 1 epoch (the default is 3)")
         object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
@@ -166,6 +174,7 @@ class _Job:
                    "threads": tfl_threads(self.cfg), **timing, **(extra or {})}
         if self.keras_acc is not None and cmp["accuracy"] is not None:
             metrics["accuracy_drop"] = round(self.keras_acc - cmp["accuracy"], 6)
+        metrics["verdict"] = verdict_of(metrics, self.keras_acc, self.cfg.max_accuracy_drop).to_dict()
         floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
         tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                           min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
@@ -239,23 +248,15 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         for i, vname in enumerate(cfg.variants, 1):
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")
             variants.append(job.convert(vname, vname))
-            log(f"[{i}/{len(cfg.variants)}] {vname}: {_summary(variants[-1])}")
+            log(f"[{i}/{len(cfg.variants)}] {vname}: {summary(variants[-1])}")
         pruning = None
         for prune_spec in cfg.prune:
             pruned, curve = _pruned_variants(job, prune_spec, log)
             pruning = curve or pruning
             for v in pruned:
                 variants.append(v)
-                log(f"{v.name}: {_summary(v)}")
-        selective = None
-        int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
-        if cfg.selective and int8 and job.loss(int8) > cfg.max_accuracy_drop:
-            log(f"int8 exceeds the accuracy budget ({job.loss(int8):.2%} > {cfg.max_accuracy_drop:.2%}): "
-                "searching for layers to keep in float")
-            variant, selective = _selective(job, log)
-            if variant is not None:
-                variants.append(variant)
-                log(f"int8-selective: {_summary(variant)}")
+                log(f"{v.name}: {summary(v)}")
+        selective, ptq_info = improve_int8(job, variants, log)
         variants = _with_latencies(tmp, variants, data.eval.x, cfg, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
             first = variants[0]
@@ -266,6 +267,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             if v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop + 1e-12:
                 log(f"note: {v.name} misses the accuracy budget ({job.loss(v):.2%} > {cfg.max_accuracy_drop:.2%}): "
                     "reported, not chosen")
+        chosen = next((v.metrics.get("verdict") for v in variants if v.name == default), None)
+        if chosen and chosen.get("decision") == "cannot resolve":   # said, not decided on noise
+            log(f"note: the default {default}: {chosen['text']}")
         labels = _write_labels(tmp, cfg, data)
         np.savez(tmp / B.REFERENCE, **_reference(data, keras_out))
         name = cfg.name or loaded.name
@@ -279,7 +283,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         B.write_manifest(tmp, manifest)
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective, pruning=pruning).with_boards_of(previous)
+                        selective=selective, ptq=ptq_info, pruning=pruning).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 
@@ -387,47 +391,6 @@ def _searched_variants(job: _Job, x: np.ndarray, y: np.ndarray, log: Log) -> tup
 
 def tfl_threads(cfg: ConvertConfig) -> int:
     return cfg.threads or os.cpu_count() or 1
-
-
-def _selective(job: _Job, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
-    """int8-selective: the int8 variant with its worst layers kept in float, within the accuracy budget."""
-    from .selective import selective_int8
-
-    def evaluate(blob: bytes) -> float:
-        probe = job.tmp / ".selective-probe.tflite"
-        probe.write_bytes(blob)
-        outs = E.predict(E.load_tflite(probe, job.cfg.threads), [job.data.eval.x])
-        probe.unlink()
-        return loss_of(E.compare(outs, job.keras_out, job.data.eval.y, job.classification), job.keras_acc)
-
-    t0 = time.perf_counter()
-    res = selective_int8(job.model, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log)
-    table = [e.to_dict() for e in res.layers[:12]]
-    if not res.fits:
-        lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
-        log("int8-selective: no mix of int8 and float layers fits the budget "
-            f"(best loss {res.loss:.2%} with {len(res.denylist)} ops in float); per-layer quantization error, worst first:\n"
-            "    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
-        return None, {"fits": False, "best_loss": res.loss, "tried": res.tried, "layers": table}
-    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried]}
-    variant = job.validate("int8-selective", "int8-selective", res.model, time.perf_counter() - t0, [], extra)
-    return variant, {"fits": True, "float_ops": list(res.denylist), "tried": res.tried, "layers": table}
-
-
-def _summary(v: B.Variant) -> str:
-    m = v.metrics
-    if v.status is B.VariantStatus.CONVERSION_FAILED:
-        return f"FAILED to convert: {v.reason}"
-    parts = [f"{v.bytes / 1024:.1f} KiB"]
-    if m.get("accuracy") is not None:
-        parts.append(f"acc {m['accuracy']:.4f}")
-    if m.get("agreement") is not None:
-        parts.append(f"agree {m['agreement']:.4f}")
-    if "latency_ms" in m:
-        parts.append(f"{m['latency_ms']:.3f} ms")
-    parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
-    head = "ok" if v.status is B.VariantStatus.OK else f"VALIDATION FAILED ({v.reason})"
-    return f"{head}: " + ", ".join(parts)
 
 
 def _check_labels_file(labels: Path | None) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from keras_edge.device import bundle as B
 from keras_edge.device.engine import Engine, EngineOptions
 from keras_edge.device.engine import load as load_engine
 from keras_edge.device.preprocess import dequantize, quantize
@@ -66,19 +67,32 @@ def top1(y: np.ndarray) -> np.ndarray:
 
 
 def compare(variant_out: list[np.ndarray], keras_out: list[np.ndarray], labels: np.ndarray | None,
-            classification: bool) -> dict[str, float | None]:
-    """Agreement, accuracy and absolute errors of a variant's outputs against Keras's."""
+            classification: bool) -> dict[str, Any]:
+    """Agreement, accuracy (each with a 95% Wilson interval), continuous fidelity (KL, cosine, SNR) and
+    absolute errors of a variant's outputs against Keras's."""
+    from .fidelity import output_fidelity, paired_drop_interval, wilson
+
     errs = [np.abs(v.astype(np.float64) - k.astype(np.float64)) for v, k in zip(variant_out, keras_out)]
-    res: dict[str, float | None] = {
+    n = len(keras_out[0])
+    res: dict[str, Any] = {
         "max_abs_err": float(max(e.max() for e in errs)),
         "mean_abs_err": float(np.mean([e.mean() for e in errs])),
-        "agreement": None, "accuracy": None,
+        "agreement": None, "accuracy": None, "n": n,
     }
     if classification:
-        pred = top1(variant_out[0])
-        res["agreement"] = float(np.mean(pred == top1(keras_out[0])))
+        pred, kpred = top1(variant_out[0]), top1(keras_out[0])
+        agree = int(np.sum(pred == kpred))
+        res["agreement"] = agree / n
+        res["agreement_ci"] = [round(v, 6) for v in wilson(agree, n)]
         if labels is not None:
-            res["accuracy"] = float(np.mean(pred == labels))
+            right = pred == labels
+            res["accuracy"] = float(np.mean(right))
+            res["accuracy_ci"] = [round(v, 6) for v in wilson(int(right.sum()), n)]
+            res["accuracy_drop_ci"] = [round(v, 6) for v in paired_drop_interval(kpred == labels, right)]
+    fid = output_fidelity(variant_out, keras_out, classification)
+    res.update({k: v for k, v in fid.items() if k != "outputs"})
+    if len(fid["outputs"]) > 1:
+        res["per_output"] = fid["outputs"]
     return res
 
 
@@ -98,3 +112,20 @@ def keras_latency(model, x: np.ndarray, runs: int = 20, warmup: int = 3) -> dict
                 times.append(time.perf_counter_ns() - t0)
             out[label] = round(float(np.median(times)) / 1e6, 4)
     return out
+
+
+def summary(v: B.Variant) -> str:
+    """One log line for a converted variant."""
+    m = v.metrics
+    if v.status is B.VariantStatus.CONVERSION_FAILED:
+        return f"FAILED to convert: {v.reason}"
+    parts = [f"{v.bytes / 1024:.1f} KiB"]
+    if m.get("accuracy") is not None:
+        parts.append(f"acc {m['accuracy']:.4f}")
+    if m.get("agreement") is not None:
+        parts.append(f"agree {m['agreement']:.4f}")
+    if "latency_ms" in m:
+        parts.append(f"{m['latency_ms']:.3f} ms")
+    parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
+    head = "ok" if v.status is B.VariantStatus.OK else f"VALIDATION FAILED ({v.reason})"
+    return f"{head}: " + ", ".join(parts)

@@ -34,13 +34,59 @@ class LayerError:
 
 
 @dataclass(frozen=True)
+class Trial:
+    """One candidate of the search: how many ranked layers were offered, and what it measured."""
+
+    layers: int
+    ops: int
+    loss: float
+    fidelity: float          # the continuous metric (KL, or noise-to-signal): lower is better
+    bytes: int
+    latency_ms: float | None
+    accepted: bool
+
+    def to_dict(self) -> dict:
+        return {"layers": self.layers, "ops": self.ops, "loss": round(self.loss, 6), "fidelity": self.fidelity,
+                "bytes": self.bytes, "latency_ms": self.latency_ms, "accepted": self.accepted}
+
+
+@dataclass(frozen=True)
 class SelectiveResult:
     model: bytes | None
     denylist: tuple[str, ...]
     loss: float | None
     fits: bool
     layers: tuple[LayerError, ...]
-    tried: tuple[tuple[int, float], ...]   # (layers kept in float, loss) per attempt
+    trials: tuple[Trial, ...] = ()
+    stopped: str = ""             # why the search ended
+    seconds: float = 0.0
+
+    @property
+    def tried(self) -> tuple[tuple[int, float], ...]:
+        """(layers offered, loss) per attempt."""
+        return tuple((t.layers, t.loss) for t in self.trials)
+
+    def pareto(self, baseline: Trial | None = None) -> list[Trial]:
+        """Trials (and the baseline) not beaten on size, latency and fidelity at once."""
+        pts = [t for t in ([baseline] if baseline else []) + list(self.trials)]
+
+        def beats(a: Trial, b: Trial) -> bool:
+            keys = [(a.bytes, b.bytes), (a.fidelity, b.fidelity)]
+            if a.latency_ms is not None and b.latency_ms is not None:
+                keys.append((a.latency_ms, b.latency_ms))
+            return all(x <= y for x, y in keys) and any(x < y for x, y in keys)
+
+        return [t for t in pts if not any(beats(o, t) for o in pts if o is not t)]
+
+
+Measure = Callable[[bytes], "float | tuple[float, float] | tuple[float, float, float | None]"]
+
+
+def _measured(value) -> tuple[float, float, float | None]:
+    """evaluate() may return a loss, (loss, fidelity) or (loss, fidelity, latency_ms)."""
+    if isinstance(value, tuple):
+        return (float(value[0]), float(value[1]), value[2] if len(value) > 2 else None)
+    return float(value), float(value), None
 
 
 def _channel_nsr(float_tensors: Sequence[np.ndarray], quant_tensors: Sequence[np.ndarray], scale: float, zp: int) -> float:
@@ -134,21 +180,40 @@ def rank_by_local_error(layers: list[LayerError], graph: OpGraph) -> list[LayerE
                                          position.get(e.tensor, len(position)), -e.rmse_scale))
 
 
-def selective_int8(model, inputs: ConvertInputs, evaluate: Callable[[bytes], float], budget: float,
-                   verbose: bool = False, log: Callable[[str], None] = lambda s: None) -> SelectiveResult:
-    """Keep the worst-quantized tensors (with their consumers) in float until ``evaluate(model) <= budget``."""
+def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: float,
+                   verbose: bool = False, log: Callable[[str], None] = lambda s: None,
+                   time_limit: float | None = None, baseline: tuple[float, float] | None = None) -> SelectiveResult:
+    """Keep the worst-quantized tensors (with their consumers) in float, driven by a continuous metric.
+
+    Layers are offered in ranked chunks (``STEPS``); a chunk is kept only when it lowers the fidelity
+    metric, so the best candidate improves monotonically and never ends worse than ``baseline``
+    (the all-int8 model's (loss, fidelity)). Stops when the loss fits ``budget``, when the ranking is
+    used up, or before a conversion would overrun ``time_limit`` seconds.
+    """
+    import time
+
+    t0 = time.perf_counter()
     tf = import_tf(verbose)
     with captured_output(not verbose):
         graph = op_graph(_converter(tf, model, inputs).convert())
     layers = rank_by_local_error(layer_errors(model, inputs, verbose), graph)
-    tried: list[tuple[int, float]] = []
+    trials: list[Trial] = []
+    best_fid = baseline[1] if baseline else float("inf")
     best: tuple[float, bytes, tuple[str, ...]] | None = None
+    kept: list[str] = []
+    prev, last_s, stopped = 0, 0.0, "every ranked layer was offered"
     for k in [s for s in STEPS if s <= len(layers)]:
-        deny: list[str] = []
-        for e in layers[:k]:
+        elapsed = time.perf_counter() - t0
+        if time_limit is not None and elapsed + last_s > time_limit:
+            stopped = f"the time limit of {time_limit:.0f}s (after {elapsed:.0f}s; one more conversion takes ~{last_s:.0f}s)"
+            break
+        deny = list(kept)
+        for e in layers[prev:k]:
             for name in [e.tensor, *graph.consumers.get(e.tensor, [])]:
                 if name not in deny:
                     deny.append(name)
+        prev = k
+        t1 = time.perf_counter()
         try:
             with captured_output(not verbose):
                 opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
@@ -158,13 +223,21 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Callable[[bytes], flo
         except Exception as err:  # noqa: BLE001 - converter failures for one denylist are not fatal
             log(f"  int8-selective: keeping {k} layer(s) in float failed to convert ({str(err).splitlines()[0][:120]})")
             continue
-        loss = evaluate(blob)
-        tried.append((k, loss))
-        log(f"  int8-selective: {k} worst layer(s) in float ({len(deny)} ops) → loss {loss:.2%} (budget {budget:.2%})")
-        if best is None or loss < best[0]:
-            best = (loss, blob, tuple(deny))
-        if loss <= budget + 1e-12:
-            return SelectiveResult(blob, tuple(deny), loss, True, tuple(layers), tuple(tried))
-    if best is None:
+        loss, fid, lat = _measured(evaluate(blob))
+        last_s = time.perf_counter() - t1
+        accepted = fid < best_fid
+        trials.append(Trial(k, len(deny), loss, fid, len(blob), lat, accepted))
+        log(f"  int8-selective: {k} worst layer(s) offered ({len(deny)} ops) → fidelity {fid:.4g}, loss {loss:.2%}"
+            f" ({'kept' if accepted else 'not better: dropped'}; budget {budget:.2%})")
+        if accepted:
+            kept, best_fid, best = deny, fid, (loss, blob, tuple(deny))
+            if loss <= budget + 1e-12:
+                return SelectiveResult(blob, tuple(deny), loss, True, tuple(layers), tuple(trials),
+                                       "the budget is met", time.perf_counter() - t0)
+    if not trials and best is None and stopped.startswith("every"):
         raise VariantFailed("no selective int8 model could be converted")
-    return SelectiveResult(None, best[2], best[0], False, tuple(layers), tuple(tried))
+    secs = time.perf_counter() - t0
+    if best is None:
+        return SelectiveResult(None, (), min((t.loss for t in trials), default=None), False, tuple(layers),
+                               tuple(trials), stopped, secs)
+    return SelectiveResult(best[1], best[2], best[0], False, tuple(layers), tuple(trials), stopped, secs)

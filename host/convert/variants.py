@@ -178,3 +178,19 @@ def float_ops(tflite: bytes) -> list[str]:
             if name not in ("QUANTIZE", "DEQUANTIZE") and any(t.Type() in floats for t in outputs):
                 found.add(name)
     return sorted(found)
+
+
+def op_counts(tflite: bytes) -> dict[str, int]:
+    """How many of each builtin op a TFLite model has (a step that adds ops changes the kernels that run)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(tflite, 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    counts: dict[str, int] = {}
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            code = model.OperatorCodes(graph.Operators(o).OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            counts[name] = counts.get(name, 0) + 1
+    return counts

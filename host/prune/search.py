@@ -123,11 +123,13 @@ class SearchResult:
                 "sensitivity": [s.to_dict() for s in self.sensitivity]}
 
 
-def wilson_half_width(p: float, n: int, z: float = 1.96) -> float:
-    """Half the width of the 95% Wilson score interval of a proportion ``p`` measured on ``n`` samples."""
-    if n <= 0:
-        return 1.0
-    return z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+def wilson_half_width(p: float, n: int) -> float:
+    """Half the width of the 95% Wilson score interval of a proportion ``p`` measured on ``n`` samples
+    (convert's interval, :func:`keras_edge.host.convert.fidelity.wilson`)."""
+    from ..convert.fidelity import wilson
+
+    lo, hi = wilson(round(p * n), n)
+    return (hi - lo) / 2 if n > 0 else 1.0
 
 
 # ---------------------------------------------------------------- sensitivity and allocation

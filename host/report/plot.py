@@ -45,13 +45,33 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     key = "accuracy" if use_acc else "agreement"
     pts = [(r["name"], r["metrics"]["latency_ms"], r["metrics"].get(key) or 0.0) for r in ok]
     front = set(pareto(pts))
+    steps = [st for st in ((report.get("ptq") or {}).get("steps") or []) if st.get("kl") is not None]
     curve = report.get("pruning")
+    ncols = 2 + bool(steps) + bool(curve)
+    fig, axes = plt.subplots(1, ncols, figsize=(11 + 4 * (ncols - 2), 4.2),
+                             gridspec_kw={"width_ratios": [3, 2, 2, 2][:ncols]})
+    ax, bx = axes[0], axes[1]
     if curve:
-        fig, (ax, bx, px) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [3, 2, 2]})
-    else:
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+        _pruning_panel(axes[-1], curve)
+    if steps:   # what each post-training step bought: KL(Keras‖int8) and agreement, cumulative
+        cx = axes[2]
+        names = [st["step"] for st in steps]
+        cx.barh(names, [max(st["kl"], 1e-9) for st in steps], color="tab:purple")
+        cx.set_xscale("log")
+        for i, st in enumerate(steps):
+            if st.get("agreement") is not None:
+                cx.annotate(f"agree {st['agreement'] * 100:.1f}%", (max(st["kl"], 1e-9), i), fontsize=8,
+                            xytext=(3, 0), textcoords="offset points", va="center")
+        cx.invert_yaxis()
+        cx.set_xlabel("KL(Keras ‖ int8), log")
+        cx.set_title("int8 steps (cumulative)")
+    ci = {r["name"]: r["metrics"].get(f"{key}_ci") for r in ok}
     for name, lat, q in pts:
         on = name in front
+        if ci.get(name):   # the 95% interval of the measured fidelity
+            lo, hi = ci[name]
+            ax.errorbar(lat, q * 100, yerr=[[max(q - lo, 0) * 100], [max(hi - q, 0) * 100]], fmt="none",
+                        ecolor="tab:blue" if on else "tab:gray", elinewidth=1, capsize=3, zorder=2)
         ax.scatter(lat, q * 100, s=60, c="tab:blue" if on else "tab:gray", zorder=3)
         ax.annotate(name, (lat, q * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
     fpts = sorted((lat, q) for n, lat, q in pts if n in front)
@@ -65,12 +85,10 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     if lats and min(lats) > 0 and max(lats) / min(lats) > 8:
         ax.set_xscale("log")
     ax.set_xlabel("p50 latency on the workstation (ms)")
-    ax.set_ylabel(f"{key} (%)")
+    ax.set_ylabel(f"{key} (%), 95% interval")
     ax.set_title(f"{report.get('name', 'bundle')}: latency vs {key}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    if curve:
-        _pruning_panel(px, curve)
     sized = [r for r in report["variants"] if r.get("bytes")]
     bx.barh([r["name"] for r in sized], [r["bytes"] / 1024 for r in sized], color="tab:green")
     bx.set_xlabel("file size (KiB)")

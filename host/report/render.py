@@ -13,8 +13,8 @@ from keras_edge.device.bundle import REPORT_MD
 
 from .contract import Report, write_report_json
 
-COLUMNS = ("variant", "status", "size", "gzip", "accuracy", "drop", "agreement", "max err", "p50 ms", "p50 ms 1T",
-           "vs keras", "convert s")
+COLUMNS = ("variant", "status", "size", "gzip", "accuracy", "drop", "agreement (95% CI)", "KL", "max err", "p50 ms",
+           "p50 ms 1T", "vs keras", "convert s")
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -33,6 +33,51 @@ def _fmt(v: Any, kind: str) -> str:
     return str(v)
 
 
+def _with_ci(v: float | None, ci: list[float] | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v * 100:.2f}%" + (f" ({ci[0] * 100:.1f}–{ci[1] * 100:.1f})" if ci else "")
+
+
+def _step_note(st: dict[str, Any]) -> str:
+    if not st.get("applied"):
+        return ""
+    if "pairs" in st:
+        return f"{st['pairs']} pair(s); activation range spread {st['range_spread_before']}→{st['range_spread_after']}"
+    if "capped" in st:
+        return f"{st['capped']} ReLU(s) capped at the {st['percentile']} percentile (range ÷{st['median_range_shrink']})"
+    if "max_shift" in st:
+        return f"{st['layers']} layer(s); int8-weight KL {st['weight_quant_kl_before']:.1e}→{st['weight_quant_kl_after']:.1e}"
+    if "epochs" in st:
+        return f"{st['epochs']} epoch(s) on {st['samples']} images, {st['seconds']}s"
+    return ""
+
+
+def ptq_lines(report: dict[str, Any]) -> list[str]:
+    """What each post-training step bought (int8-ptq), and the int8-selective search's Pareto set."""
+    lines: list[str] = []
+    ptq = report.get("ptq")
+    if ptq:
+        lines += ["", "## What each quantization step bought", "",
+                  "| step | applied | agreement (95% CI) | accuracy | KL(Keras‖int8) | note |", "|---|---|---|---|---|---|"]
+        for st in ptq.get("steps", []):
+            note = st.get("why") or _step_note(st)
+            lines.append(f"| {st['step']} | {'yes' if st.get('applied') else 'no'} | "
+                         f"{_with_ci(st.get('agreement'), st.get('agreement_ci'))} | {_fmt(st.get('accuracy'), 'pct')} | "
+                         f"{_fmt(st.get('kl'), 'e')} | {note} |")
+        lines += ["", f"Kept: `{ptq['kept']}` (integer-only, the steps applied above)" if ptq.get("kept")
+                  else f"Kept nothing: {ptq.get('why', '')}"]
+    sel = report.get("selective")
+    if sel and sel.get("pareto"):
+        lines += ["", f"int8-selective search: {len(sel.get('trials', []))} candidate(s) in {sel.get('seconds')}s "
+                  f"(limit {sel.get('time_limit')}s), stopped at {sel.get('stopped')}; Pareto set (size, latency, "
+                  f"{sel.get('metric')}); layers 0 = {sel.get('baseline')}:", "",
+                  "| layers in float | ops | size | p50 ms | fidelity | loss |", "|---|---|---|---|---|---|"]
+        lines += [f"| {t['layers']} | {t['ops']} | {_fmt(t['bytes'], 'kib')} | {_fmt(t.get('latency_ms'), 'f3')} | "
+                  f"{t['fidelity']:.3g} | {t['loss'] * 100:.2f}% |" for t in sel["pareto"]]
+    return lines
+
+
 def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     """How many times faster than Keras ``predict`` on one sample (both measured on the workstation)."""
     base = report.get("keras", {}).get("predict_ms")
@@ -49,7 +94,8 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
         sp = speedup(report, m)
         out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
                     _fmt(m.get("accuracy"), "pct"),
-                    _fmt(m.get("accuracy_drop"), "pp"), _fmt(m.get("agreement"), "pct"),
+                    _fmt(m.get("accuracy_drop"), "pp"), _with_ci(m.get("agreement"), m.get("agreement_ci")),
+                    _fmt(m.get("kl"), "e"),
                     _fmt(m.get("max_abs_err"), "e"), _fmt(m.get("latency_ms"), "f3"),
                     _fmt(m.get("latency_by_threads", {}).get("1"), "f3"), f"{sp:.1f}x" if sp else "—",
                     _fmt(r.get("convert_s"), "f3")])
@@ -126,6 +172,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
+    verdicts = [(r["name"], r["metrics"]["verdict"]) for r in report["variants"] if r.get("metrics", {}).get("verdict")]
+    unresolved = [(n, v) for n, v in verdicts if v.get("decision") == "cannot resolve"]
+    for n, v in unresolved:
+        lines.append(f"- `{n}`: {v['text']}")
     k_lat = f" Keras `predict` on one sample: {k['predict_ms']:.2f} ms; direct call: {k['call_ms']:.2f} ms." if k.get("predict_ms") else ""
     lines.append("")
     lines.append("Latency: median of `invoke` on the workstation CPU (LiteRT, XNNPACK), batch 1, all cores "
@@ -139,6 +189,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
         lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
                   for e in sel.get("layers", [])]
+    lines += ptq_lines(report)
     lines += pruning_rows(report.get("pruning"))
     lines += ["", "![latency against accuracy](report.png)"]
     return "\n".join(lines) + "\n"

@@ -40,7 +40,40 @@ def wide_bundle(digits_demo, tmp_path_factory):
     model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
     return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
                                  variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100,
-                                 eval_samples=200))
+                                 eval_samples=200, ptq=False))
+
+
+@pytest.fixture(scope="module")
+def wide_ptq_bundle(digits_demo, tmp_path_factory):
+    """The default flow: int8 misses the budget, so equalization and bias correction run first."""
+    tmp = tmp_path_factory.mktemp("wide-ptq")
+    model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
+    return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
+                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100, qat=True,
+                                 qat_epochs=1))
+
+
+def test_equalization_repairs_the_wide_channel_and_stays_integer_only(wide_ptq_bundle):
+    from keras_edge.host.convert.variants import float_ops
+
+    m = B.read_manifest(wide_ptq_bundle.bundle)
+    int8, ptq = m.variant("int8"), m.variant("int8-ptq")
+    assert ptq.status is B.VariantStatus.OK and "equalization" in ptq.metrics["ptq_steps"]
+    assert float_ops(B.check_variant(wide_ptq_bundle.bundle, ptq).read_bytes()) == []
+    assert ptq.inputs[0].dtype == "uint8"
+    # the budget is met integer-only, so no layer had to stay in float
+    assert ptq.metrics["accuracy_drop"] <= 0.02 < int8.metrics["accuracy_drop"]
+    assert ptq.metrics["kl"] < int8.metrics["kl"] / 10
+    assert "int8-selective" not in [v.name for v in m.variants] and m.default != "int8"
+    steps = {s["step"]: s for s in wide_ptq_bundle.report.ptq["steps"]}
+    assert steps["equalization"]["applied"] and steps["equalization"]["float_max_abs_change"] < 1e-3
+    # evaluation on every held-out image, with intervals and a verdict
+    n = wide_ptq_bundle.keras["eval_samples"]
+    assert int8.metrics["n"] == n > 300 and int8.metrics["verdict"]["decision"] == "misses"
+    lo, hi = ptq.metrics["agreement_ci"]
+    assert lo <= ptq.metrics["agreement"] <= hi and hi - lo < 0.05
+    md = (wide_ptq_bundle.bundle / B.REPORT_MD).read_text()
+    assert "What each quantization step bought" in md and "| equalization | yes |" in md
 
 
 def test_full_int8_breaks_the_budget(wide_bundle):
@@ -82,9 +115,25 @@ def test_when_nothing_fits_it_says_so_with_the_layer_ranking(digits_demo, tmp_pa
     calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)
     seen = []
     res = selective_int8(model, ConvertInputs([calib.x]), evaluate=lambda blob: seen.append(len(blob)) or 0.5,
-                         budget=0.01)
+                         budget=0.01, baseline=(0.5, 0.5))
+    # never worse than the all-int8 baseline: a candidate that does not improve the metric is not kept
     assert not res.fits and res.model is None and res.loss == 0.5
+    assert not any(t.accepted for t in res.trials) and res.pareto()
     steps = [k for k, _ in res.tried]
     assert steps[0] == 1 and len(steps) >= 4 and set(steps) <= set(STEPS)  # a step the converter refuses is skipped
     assert len(seen) == len(res.tried) and all(n > 0 for n in seen)
     assert "wide_up" in res.layers[0].tensor
+
+
+def test_qat_is_recorded_and_never_kept_when_it_is_not_better(wide_ptq_bundle):
+    """QAT (opt-in) fine-tunes on the calibration images with the float model as teacher; its variant is
+    kept only when it is closer to Keras than the best integer variant, and the report says which."""
+    qat = next(s for s in wide_ptq_bundle.report.ptq["steps"] if s["step"] == "QAT")
+    assert qat["applied"] and qat["epochs"] == 1 and qat["fake_quantized_tensors"] > 3 and qat["labels"]
+    m = B.read_manifest(wide_ptq_bundle.bundle)
+    names = [v.name for v in m.variants]
+    if "int8-qat" in names:
+        assert m.variant("int8-qat").metrics["kl"] < m.variant("int8-ptq").metrics["kl"]
+        assert B.check_variant(wide_ptq_bundle.bundle, m.variant("int8-qat"))
+    else:
+        assert "not kept" in qat["why"] and qat["kl"] >= m.variant("int8-ptq").metrics["kl"]

@@ -1,0 +1,151 @@
+"""How close a converted variant's outputs are to the Keras model's, with the uncertainty of saying so.
+
+Top-1 agreement on a few hundred images moves in steps of 1/N and is noisy; a budget decision on it
+needs an interval. Beside it, continuous fidelity per output: KL(Keras ‖ variant) for probability
+outputs (softmax applied to logits), cosine similarity and SNR for anything else. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+Z95 = 1.959963984540054
+EPS = 1e-7
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95% by default); (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_drop_interval(keras_right: np.ndarray, variant_right: np.ndarray, z: float = Z95) -> tuple[float, float]:
+    """Interval of the accuracy drop (Keras − variant) on the same images: only discordant pairs vary."""
+    n = len(keras_right)
+    if n == 0:
+        return -1.0, 1.0
+    b = int(np.sum(keras_right & ~variant_right))   # Keras right, variant wrong
+    c = int(np.sum(~keras_right & variant_right))
+    d = (b - c) / n
+    var = max((b + c) / n - d * d, 0.0) / n
+    half = z * math.sqrt(var) + 1 / (2 * n)   # continuity: the drop moves in steps of 1/n
+    return max(-1.0, d - half), min(1.0, d + half)
+
+
+def _as_probs(y: np.ndarray) -> np.ndarray:
+    """Rows as probabilities: kept when they already are, else a softmax of them (logits)."""
+    y = y.reshape(len(y), -1).astype(np.float64)
+    if np.all(y >= -1e-6) and np.allclose(y.sum(axis=1), 1.0, atol=2e-2):
+        p = np.clip(y, 0.0, None)
+    else:
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        p = e
+    return p / np.maximum(p.sum(axis=1, keepdims=True), EPS)
+
+
+def kl_per_sample(keras_out: np.ndarray, variant_out: np.ndarray) -> np.ndarray:
+    """KL(Keras ‖ variant) per sample, in nats (quantized outputs may hold exact zeros: clipped at EPS)."""
+    p, q = _as_probs(keras_out), _as_probs(variant_out)
+    p, q = np.clip(p, EPS, 1.0), np.clip(q, EPS, 1.0)
+    return np.sum(p * (np.log(p) - np.log(q)), axis=1)
+
+
+def cosine_snr(keras_out: np.ndarray, variant_out: np.ndarray) -> tuple[float, float]:
+    """Mean per-sample cosine similarity and the SNR in dB (signal: Keras' output, noise: the difference)."""
+    k = keras_out.reshape(len(keras_out), -1).astype(np.float64)
+    v = variant_out.reshape(len(variant_out), -1).astype(np.float64)
+    norms = np.linalg.norm(k, axis=1) * np.linalg.norm(v, axis=1)
+    cos = np.where(norms > 0, np.sum(k * v, axis=1) / np.maximum(norms, 1e-30), 1.0)
+    noise = float(np.mean((k - v) ** 2))
+    signal = float(np.mean(k ** 2))
+    snr = 10 * math.log10(signal / noise) if noise > 0 and signal > 0 else (math.inf if noise == 0 else -math.inf)
+    return float(np.mean(cos)), snr
+
+
+def output_fidelity(variant_out: list[np.ndarray], keras_out: list[np.ndarray], classification: bool) -> dict:
+    """Continuous fidelity of every output: KL for the classifier's probabilities, cosine/SNR for all."""
+    per = []
+    for i, (v, k) in enumerate(zip(variant_out, keras_out)):
+        cos, snr = cosine_snr(k, v)
+        entry = {"output": i, "cosine": round(cos, 6), "snr_db": round(snr, 2) if math.isfinite(snr) else None}
+        if classification and i == 0:
+            kl = kl_per_sample(k, v)
+            entry.update(kl=float(np.mean(kl)), kl_p99=float(np.percentile(kl, 99)))
+        per.append(entry)
+    out = {"outputs": per}
+    if classification:
+        out["kl"] = per[0]["kl"]
+        out["kl_p99"] = per[0]["kl_p99"]
+    out["cosine"] = min(e["cosine"] for e in per)
+    snrs = [e["snr_db"] for e in per if e["snr_db"] is not None]
+    out["snr_db"] = min(snrs) if snrs else None
+    return out
+
+
+def fidelity_loss(metrics: dict) -> float:
+    """The continuous number a search minimises: mean KL for classifiers, else noise-to-signal ratio."""
+    if metrics.get("kl") is not None:
+        return float(metrics["kl"])
+    snr = metrics.get("snr_db")
+    return 10 ** (-snr / 10) if snr is not None else math.inf
+
+
+class Decision(StrEnum):
+    FITS = "fits"
+    MISSES = "misses"
+    UNRESOLVED = "cannot resolve"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a measured loss (accuracy drop or disagreement) is within budget, given the evaluation size."""
+
+    decision: Decision
+    loss: float
+    low: float
+    high: float
+    n: int
+    budget: float
+    n_needed: int | None = None
+
+    @property
+    def text(self) -> str:
+        half = (self.high - self.low) / 2
+        head = (f"loss {self.loss:.2%} (95% interval {self.low:.2%} … {self.high:.2%}, ±{half * 100:.1f} pp on "
+                f"{self.n} images; one image = {1 / max(self.n, 1) * 100:.2f} pp) against a budget of {self.budget:.2%}")
+        if self.decision is Decision.UNRESOLVED:
+            more = f"; an evaluation set of at least {self.n_needed} images would resolve it" if self.n_needed else ""
+            return f"{self.n} images cannot resolve the budget: {head}{more}"
+        return f"{self.decision.value}: {head}"
+
+    def to_dict(self) -> dict:
+        return {"decision": str(self.decision), "loss": self.loss, "low": round(self.low, 6), "high": round(self.high, 6),
+                "n": self.n, "budget": self.budget, "n_needed": self.n_needed, "text": self.text}
+
+
+def n_needed(loss: float, budget: float, z: float = Z95) -> int:
+    """Images needed for a 95% interval around ``loss`` to exclude ``budget`` (or half the budget's width
+    when they are equal)."""
+    gap = abs(loss - budget) or budget / 2 or 0.005
+    p = min(max(loss, budget, 1e-3), 0.5)
+    return int(math.ceil(z * z * p * (1 - p) / (gap * gap)))
+
+
+def verdict(loss: float, interval: tuple[float, float], n: int, budget: float) -> Verdict:
+    """Fits when the whole interval is within budget, misses when it is all above, else cannot resolve."""
+    low, high = interval
+    if high <= budget + 1e-12:
+        return Verdict(Decision.FITS, loss, low, high, n, budget)
+    if low > budget + 1e-12:
+        return Verdict(Decision.MISSES, loss, low, high, n, budget)
+    need = n_needed(loss, budget)
+    return Verdict(Decision.UNRESOLVED, loss, low, high, n, budget, need if need > n else None)

@@ -1,0 +1,193 @@
+"""When plain int8 misses the accuracy budget: better integer variants first, then layers in float.
+
+int8-ptq (equalization, bias correction: :mod:`.ptq`), int8-qat (opt-in: :mod:`.qat`) and the
+int8-selective search (:mod:`.selective`), each converted and validated like every other variant by
+the conversion job (:class:`.core._Job`), and each kept only when it is closer to Keras than the best
+integer variant before it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+from keras_edge.device import bundle as B
+
+from . import evaluate as E
+from .choose import loss_of
+from .evaluate import summary
+
+Log = Callable[[str], None]
+PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
+
+
+def improve_int8(job, variants: list[B.Variant], log: Log) -> tuple[dict | None, dict | None]:
+    """When int8 misses the budget: int8-ptq (equalization, bias correction), then int8-qat when asked
+    (``qat`` runs even within budget), then the int8-selective search if the best integer variant still
+    misses. Appends the variants kept; returns the search's and the steps' records."""
+    cfg = job.cfg
+    int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
+    if int8 is None:
+        return None, None
+    misses = job.loss(int8) > cfg.max_accuracy_drop
+    base, best, steps, selective = job.model, int8, None, None
+    if misses and (cfg.ptq or cfg.selective or cfg.qat):
+        log(f"int8 exceeds the accuracy budget: {int8.metrics['verdict']['text']}")
+    if misses and cfg.ptq:
+        variant, steps, base = _ptq(job, int8, log)
+        if variant is not None:
+            variants.append(variant)
+            best = variant
+            log(f"int8-ptq: {summary(variant)}")
+    if cfg.qat:
+        variant, steps, tuned = _qat(job, base, best, int8, steps, log)
+        if variant is not None:
+            variants.append(variant)
+            base, best = tuned, variant
+            log(f"int8-qat: {summary(variant)}")
+    if misses and cfg.selective and job.loss(best) > cfg.max_accuracy_drop:
+        log("searching for layers to keep in float (int8-selective)")
+        variant, selective = _selective(job, base, best, log)
+        if variant is not None:
+            variants.append(variant)
+            log(f"int8-selective: {summary(variant)}")
+    return selective, steps
+
+
+def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
+    """Metrics of a candidate model on the evaluation set (and a short latency measurement)."""
+    probe = job.tmp / ".probe.tflite"
+    probe.write_bytes(blob)
+    try:
+        tfl = E.load_tflite(probe, job.cfg.threads)
+        m = E.compare(E.predict(tfl, [job.data.eval.x]), job.keras_out, job.data.eval.y, job.classification)
+        if latency:
+            m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
+    finally:
+        probe.unlink(missing_ok=True)
+    return m
+
+
+def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
+    """int8-selective: the best integer model with its worst layers kept in float, searched on a continuous
+    metric within the time limit; kept only when it is better than ``baseline`` (the best all-int8 variant)."""
+    from .fidelity import fidelity_loss
+    from .selective import Trial, selective_int8
+
+    def evaluate(blob: bytes) -> tuple[float, float, float | None]:
+        m = _probe(job, blob, latency=True)
+        return loss_of(m, job.keras_acc), fidelity_loss(m), m.get("latency_ms")
+
+    t0 = time.perf_counter()
+    base_loss, base_fid = job.loss(baseline), fidelity_loss(baseline.metrics)
+    res = selective_int8(base, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log,
+                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
+    start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
+    info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
+            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": "kl" if baseline.metrics.get("kl") is not None else "nsr",
+            "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
+            "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
+    log(f"int8-selective: {len(res.trials)} candidate(s) in {res.seconds:.0f}s, stopped at {res.stopped}")
+    if res.model is None:
+        lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
+        log(f"int8-selective: no mix of int8 and float layers is better than {baseline.name}; per-layer quantization "
+            "error, worst first:\n    chan-NSR    rmse/s    op               tensor\n" + "\n".join(lines))
+        return None, info
+    info["float_ops"] = list(res.denylist)
+    extra = {"float_ops": list(res.denylist), "selective_tried": [list(t) for t in res.tried], "base": baseline.name}
+    variant = job.validate("int8-selective", "int8-selective", res.model, time.perf_counter() - t0, [], extra)
+    return variant, info
+
+
+def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
+         log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
+    """int8-qat: fine-tune ``base`` with simulated int8 (the float model as teacher, labels when the calibration
+    images have them), convert integer-only; kept when its fidelity beats ``best`` (the best integer variant)."""
+    from .fidelity import fidelity_loss
+    from .qat import qat_finetune
+
+    info = info or {"steps": [{"step": "int8", "applied": True, "bytes": int8.bytes,
+                               **{k: int8.metrics.get(k) for k in PTQ_KEYS}}], "kept": None}
+    calib = job.data.calib
+    labels = calib.y if job.classification and calib.y is not None else None
+    log(f"int8-qat: fine-tuning {job.cfg.qat_epochs} epoch(s) on {len(calib)} calibration images "
+        f"({'labels and ' if labels is not None else ''}the float model as teacher)")
+    t0 = time.perf_counter()
+    res = qat_finetune(base, calib.x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+    entry = {"step": "QAT", "applied": res.applied, "seconds": round(time.perf_counter() - t0, 1), **res.detail}
+    variant = None
+    if res.applied:
+        v = job.convert("int8-qat", "int8", res.model, {"qat": res.detail})
+        if v.status is B.VariantStatus.OK:
+            entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in PTQ_KEYS}})
+            if fidelity_loss(v.metrics) < fidelity_loss(best.metrics):
+                variant = v
+            else:
+                entry["why"] = f"not closer to Keras than {best.name}: not kept"
+                (job.tmp / v.file).unlink(missing_ok=True)
+        else:
+            entry.update(applied=False, why=v.reason)
+    info = {**info, "steps": [*info["steps"], entry]}
+    if variant is not None:
+        info["qat_kept"] = "int8-qat"
+    return variant, info, res.model
+
+
+def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
+    """int8-ptq: cross-layer equalization, range setting, then bias correction on the Keras model (each verified in float),
+    converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
+    from . import ptq
+    from .fidelity import fidelity_loss
+    from ..tfenv import captured_output
+
+    from .variants import op_counts
+
+    x = job.data.calib.x
+    keys = PTQ_KEYS
+    steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
+    graph = op_counts((job.tmp / int8.file).read_bytes())
+    candidates: list[tuple[B.Variant, Any, int]] = []
+    model = job.model
+    for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"),
+                             ("range setting", ptq.clip_ranges, "int8-ptq-clip"),
+                             ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
+        t0 = time.perf_counter()
+        with captured_output(not job.cfg.verbose):
+            step = fn(model, x)
+        entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
+        if step.applied:
+            v = job.convert(fname, "int8", step.model)
+            added = _added_ops(graph, op_counts((job.tmp / v.file).read_bytes())) if v.file else ""
+            if v.status is B.VariantStatus.OK and not added:
+                model = step.model
+                entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in keys}})
+                candidates.append((v, model, len(steps)))
+            else:   # a step that adds ops runs other (often unaccelerated) kernels: int8-ptq keeps int8's graph
+                entry.update(applied=False, why=f"adds ops to the int8 graph ({added}): not used" if added else v.reason,
+                             **({k: v.metrics.get(k) for k in keys} if v.status is B.VariantStatus.OK else {}))
+                if v.file:
+                    (job.tmp / v.file).unlink(missing_ok=True)
+        log(f"  int8-ptq: {label}: " + (f"agreement {entry.get('agreement') or 0:.2%}, KL {entry.get('kl') or 0:.4g}"
+                                         if entry["applied"] else f"not applied ({entry.get('why', '')})"))
+        steps.append(entry)
+    info = {"steps": steps, "kept": None}
+    best = min(candidates, key=lambda c: fidelity_loss(c[0].metrics), default=None)
+    for v, _, _ in candidates:
+        if best is None or v is not best[0]:
+            (job.tmp / v.file).unlink(missing_ok=True)
+    if best is None or fidelity_loss(best[0].metrics) >= fidelity_loss(int8.metrics):
+        info["why"] = "no step brought the integer model closer to Keras than plain int8"
+        return None, info, job.model
+    v, model, upto = best
+    (job.tmp / v.file).rename(job.tmp / "int8-ptq.tflite")
+    applied = [s["step"] for s in steps[1:upto + 1] if s["applied"]]
+    v = replace(v, name="int8-ptq", mode="int8-ptq", file="int8-ptq.tflite", metrics={**v.metrics, "ptq_steps": applied})
+    info["kept"] = "int8-ptq"
+    return v, info, model
+
+
+def _added_ops(before: dict[str, int], after: dict[str, int]) -> str:
+    """Ops the step's graph has more of than plain int8's, as text ('' when none)."""
+    more = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+    return ", ".join(f"{k} x{n}" for k, n in sorted(more.items()))

@@ -1,0 +1,469 @@
+"""Post-training quantization steps on the Keras model, each verified in float before conversion.
+
+- Cross-layer equalization (Nagel et al., "Data-Free Quantization", 2019), adapted to TFLite: weights
+  are quantized per output channel, activations per tensor. A channel whose activation range is far
+  wider than its neighbours' takes the tensor's whole int8 range; scaling it down by ``s`` and the
+  consumer's matching input weights up by ``s`` leaves the float function unchanged. Pairs are a
+  producer (Conv2D, DepthwiseConv2D, BatchNormalization) → [ReLU/ReLU6, pooling] → consumers (Conv2D,
+  DepthwiseConv2D, SeparableConv2D, Dense), and the depthwise → pointwise pair inside SeparableConv2D.
+  BN is not folded in Keras: scaling its gamma and beta is the same as scaling the folded weights.
+  Ranges are measured on the calibration images. ReLU6 only commutes with scaling where it does not
+  clip, so a channel that reaches 6 keeps its scale.
+- Range setting beyond min/max: TensorFlow's converter calibrates every activation on its min/max,
+  so one outlier sets the step for all values. A ReLU's upper clip at the 99.99th percentile of its
+  calibration values makes the converter's min/max that percentile (the way ReLU6 bounds ranges).
+  TensorFlow's converter turns a cap other than 6 into extra ops (measured ~5x slower on XNNPACK),
+  so the convert flow drops any step whose graph has ops plain int8's has not.
+- Bias correction (empirical): the expected shift that int8 weight rounding adds to each layer's
+  output, measured on the calibration images, is subtracted through the bias (or BN's moving mean).
+
+Each step returns a new model and what it did; a step that changes the float model's answers, or
+does not bring the weight-quantized model closer to float, is not applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BATCH = 32
+S_MIN, S_MAX = 1e-3, 1e3
+
+
+@dataclass(frozen=True)
+class StepResult:
+    model: Any
+    applied: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the layer graph
+
+def _nodes(model) -> list[Any]:
+    by_depth = model._nodes_by_depth  # noqa: SLF001 - Keras 3 has no public graph walk
+    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]]
+
+
+def functional(model) -> bool:
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        model = model._functional  # noqa: SLF001
+    return model is not None and hasattr(model, "_nodes_by_depth") and not any(
+        isinstance(layer, keras.Model) for layer in model.layers)
+
+
+def clone(model):
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@dataclass
+class _Graph:
+    producer: dict[int, Any]                  # tensor id → layer that made it
+    consumers: dict[int, list[Any]]           # tensor id → layers that read it
+    tensors: dict[int, Any]
+    outputs: set[int]
+
+
+def _graph(model) -> _Graph:
+    import keras
+
+    g = _Graph({}, {}, {}, {id(t) for t in (model._functional if isinstance(model, keras.Sequential) else model).outputs})
+    for node in _nodes(model._functional if isinstance(model, keras.Sequential) else model):
+        for t in node.outputs:
+            g.producer[id(t)] = node.operation
+            g.tensors[id(t)] = t
+        for t in node.input_tensors:
+            g.consumers.setdefault(id(t), []).append(node.operation)
+    return g
+
+
+def _kind(layer) -> str | None:
+    from keras import layers as L
+
+    if isinstance(layer, L.SeparableConv2D):
+        return "separable"
+    if isinstance(layer, L.DepthwiseConv2D):
+        return "depthwise" if layer.depth_multiplier == 1 else None
+    if isinstance(layer, L.Conv2D):
+        return "conv" if getattr(layer, "groups", 1) == 1 else None
+    if isinstance(layer, L.Dense):
+        return "dense"
+    if isinstance(layer, L.BatchNormalization):
+        return "bn" if layer.axis in (-1, [-1], 3, [3]) and layer.scale else None
+    return None
+
+
+def _act(layer) -> str | None:
+    """'linear', 'relu', 'relu6' for scale-friendly activations; None for anything else."""
+    from keras import layers as L
+
+    if isinstance(layer, L.ReLU):
+        if layer.negative_slope or layer.threshold:
+            return None
+        return "relu" if layer.max_value is None else ("relu6" if float(layer.max_value) == 6.0 else None)
+    if isinstance(layer, L.Activation) or hasattr(layer, "activation"):
+        name = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        return name if name in ("linear", "relu", "relu6") else None
+    return "linear"
+
+
+def _passes(layer) -> bool:
+    from keras import layers as L
+
+    return isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D, L.ZeroPadding2D, L.Dropout, L.ReLU, L.Activation))
+
+
+@dataclass(frozen=True)
+class Pair:
+    producer: Any            # scaled by 1/s on its output channels
+    consumers: tuple[Any, ...]
+    tensor: Any              # the consumers' input, whose per-channel range is measured
+    relu6: bool
+
+
+def pairs(model) -> list[Pair]:
+    """Producer → [activation, pooling] → consumers chains along which per-channel scaling is exact."""
+    g = _graph(model)
+    found = []
+    for tid, cons in g.consumers.items():
+        if tid in g.outputs or not cons or not all(_kind(c) in ("conv", "depthwise", "separable", "dense") for c in cons):
+            continue
+        relu6, layer = False, g.producer.get(tid)
+        while layer is not None and _passes(layer):
+            if _act(layer) is None:
+                layer = None
+                break
+            relu6 |= _act(layer) == "relu6"
+            inner = layer.input
+            if len(g.consumers.get(id(inner), [])) != 1 or id(inner) in g.outputs:
+                layer = None
+                break
+            layer = g.producer.get(id(inner))
+        kind = _kind(layer) if layer is not None else None
+        if kind not in ("conv", "depthwise", "bn") or _act(layer) is None:
+            continue
+        relu6 |= _act(layer) == "relu6"
+        if kind == "bn" and not layer.center:
+            continue
+        found.append(Pair(layer, tuple(cons), g.tensors[tid], relu6))
+    return found
+
+
+def _channel_max(model, tensors: list[Any], x: np.ndarray) -> list[np.ndarray]:
+    """Per-channel max |value| of each tensor over the calibration inputs."""
+    import keras
+
+    probe = keras.Model(model.inputs, tensors)
+    out = [None] * len(tensors)
+    for i in range(0, len(x), BATCH):
+        ys = probe([x[i:i + BATCH]], training=False)
+        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+        for j, y in enumerate(ys):
+            m = np.abs(np.asarray(y)).reshape(-1, y.shape[-1]).max(axis=0)
+            out[j] = m if out[j] is None else np.maximum(out[j], m)
+    return out
+
+
+# ---------------------------------------------------------------- equalization
+
+def _in_range(layer) -> np.ndarray | None:
+    """Per input channel weight range of a consumer whose input channels share a quantization scale;
+    None for a per-channel (depthwise) consumer, whose weights do not limit the scaling."""
+    k = _kind(layer)
+    if k in ("depthwise", "separable"):
+        return None
+    w = layer.get_weights()[0]
+    return np.abs(w).reshape(-1, w.shape[-2], w.shape[-1]).max(axis=(0, 2)) if k == "conv" else np.abs(w).max(axis=1)
+
+
+def _scales(a: np.ndarray, r2: np.ndarray | None, relu6: bool) -> np.ndarray:
+    live = a > 1e-12
+    if r2 is None:   # per-channel consumer: bring every channel to the widest one's range
+        s = np.where(live, a / max(float(a.max()), 1e-12), 1.0)
+    else:            # Nagel et al.: equal relative ranges on both sides, s_i = sqrt(a_i / r2_i)
+        s = np.where(live & (r2 > 1e-12), np.sqrt(a / np.maximum(r2, 1e-12)), 1.0)
+        s = s / np.exp(np.mean(np.log(s[live]))) if live.any() else s   # keep the overall magnitude
+    s = np.clip(s, S_MIN, S_MAX)
+    if relu6:   # ReLU6(x / s) == ReLU6(x) / s only where x never reaches 6 and x / s stays below 6
+        s = np.where(a >= 6.0 - 1e-4, 1.0, np.maximum(s, a / 6.0))
+    return s.astype(np.float32)
+
+
+def _scale_out(layer, s: np.ndarray) -> None:
+    w = layer.get_weights()
+    k = _kind(layer)
+    if k == "bn":
+        w[0] = w[0] / s   # gamma, then beta (pairs() requires both)
+        w[1] = w[1] / s
+    elif k == "conv":
+        w[0] = w[0] / s
+        if layer.use_bias:
+            w[1] = w[1] / s
+    elif k == "depthwise":
+        w[0] = w[0] / s.reshape(1, 1, -1, 1)
+        if layer.use_bias:
+            w[1] = w[1] / s
+    layer.set_weights(w)
+
+
+def _scale_in(layer, s: np.ndarray) -> None:
+    w = layer.get_weights()
+    k = _kind(layer)
+    if k == "conv":
+        w[0] = w[0] * s.reshape(1, 1, -1, 1)
+    elif k == "dense":
+        w[0] = w[0] * s.reshape(-1, 1)
+    else:   # depthwise, or the depthwise half of a separable conv
+        w[0] = w[0] * s.reshape(1, 1, -1, 1)
+    layer.set_weights(w)
+
+
+def _separable_intermediate_max(model, layers: list[Any], x: np.ndarray) -> list[np.ndarray]:
+    """Per-channel max |depthwise output| inside each SeparableConv2D (the tensor TFLite quantizes between them)."""
+    import keras
+
+    ins = _channel_inputs(model, layers, x)
+    out = []
+    for layer, xs in zip(layers, ins):
+        m = None
+        for i in range(0, len(xs), BATCH):
+            y = np.asarray(keras.ops.depthwise_conv(xs[i:i + BATCH], layer.depthwise_kernel, strides=layer.strides,
+                                                    padding=layer.padding, dilation_rate=layer.dilation_rate))
+            b = np.abs(y).reshape(-1, y.shape[-1]).max(axis=0)
+            m = b if m is None else np.maximum(m, b)
+        out.append(m)
+    return out
+
+
+def _channel_inputs(model, layers: list[Any], x: np.ndarray) -> list[np.ndarray]:
+    import keras
+
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    parts: list[list[np.ndarray]] = [[] for _ in layers]
+    for i in range(0, len(x), BATCH):
+        ys = probe([x[i:i + BATCH]], training=False)
+        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+        for j, y in enumerate(ys):
+            parts[j].append(np.asarray(y))
+    return [np.concatenate(p) for p in parts]
+
+
+def equalize(model, x: np.ndarray) -> StepResult:
+    """Cross-layer equalization of every exact pair, on a copy of ``model``; verified in float on ``x``."""
+    from keras import layers as L
+
+    if not functional(model):
+        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+    eq = clone(model)
+    found = pairs(eq)
+    seps = [layer for layer in eq.layers if isinstance(layer, L.SeparableConv2D)]
+    if not found and not seps:
+        return StepResult(model, False, {"why": "no conv/depthwise pairs to equalize"})
+    ranges = _channel_max(eq, [p.tensor for p in found], x) if found else []
+    sep_ranges = _separable_intermediate_max(eq, seps, x) if seps else []
+    spread_before, spread_after, names = [], [], []
+    for p, a in zip(found, ranges):
+        r2s = [r for r in (_in_range(c) for c in p.consumers) if r is not None]
+        s = _scales(a, np.max(r2s, axis=0) if r2s else None, p.relu6)
+        _scale_out(p.producer, s)
+        for c in p.consumers:
+            _scale_in(c, s)
+        spread_before.append(_spread(a))
+        spread_after.append(_spread(a / s))
+        names.append(f"{p.producer.name}→{'+'.join(c.name for c in p.consumers)}")
+    for layer, a in zip(seps, sep_ranges):
+        dw, pw, *rest = layer.get_weights()
+        r2 = np.abs(pw).reshape(-1, pw.shape[-1]).max(axis=1) if pw.ndim == 2 else np.abs(pw)[0, 0].max(axis=1)
+        s = _scales(a, r2, False)
+        layer.set_weights([dw / s.reshape(1, 1, dw.shape[2], dw.shape[3]), pw * s.reshape(1, 1, -1, 1), *rest])
+        spread_before.append(_spread(a))
+        spread_after.append(_spread(a / s))
+        names.append(f"{layer.name} (depthwise→pointwise)")
+    diff = _float_change(model, eq, x)
+    detail = {"pairs": len(names), "equalized": names[:40],
+              "range_spread_before": round(float(np.median(spread_before)), 3),
+              "range_spread_after": round(float(np.median(spread_after)), 3), "float_max_abs_change": diff}
+    if diff > 1e-3:
+        return StepResult(model, False, {**detail, "why": f"changed the float model's outputs by {diff:.2e}"})
+    return StepResult(eq, True, detail)
+
+
+def _spread(a: np.ndarray) -> float:
+    """Widest channel range over the median one: how much of int8's range the median channel gets."""
+    live = a[a > 1e-12]
+    return float(live.max() / np.median(live)) if live.size else 1.0
+
+
+def _predict(model, x: np.ndarray) -> np.ndarray:
+    ys = [np.asarray(model([x[i:i + BATCH]], training=False)) for i in range(0, len(x), BATCH)]
+    return np.concatenate(ys)
+
+
+def _float_change(a, b, x: np.ndarray) -> float:
+    return float(np.max(np.abs(_predict(a, x) - _predict(b, x))))
+
+
+# ---------------------------------------------------------------- range setting
+
+CLIP_PERCENTILE = 99.99
+CLIP_MAX_KL = 1e-3        # the clipped float model must stay this close to the original …
+CLIP_MIN_AGREEMENT = 0.995  # … and agree on this share of the calibration images
+
+
+def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> StepResult:
+    """Cap every ReLU layer at the ``percentile`` of its calibration outputs; verified in float on ``x``."""
+    from keras import layers as L
+
+    from .fidelity import kl_per_sample
+
+    if not functional(model):
+        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+    cl = clone(model)
+    relus = [layer for layer in cl.layers if isinstance(layer, L.ReLU) and not layer.negative_slope
+             and not layer.threshold and len(getattr(layer, "_inbound_nodes", [])) == 1]
+    if not relus:
+        return StepResult(model, False, {"why": "no ReLU layers to cap (activations fused into conv layers are left alone)"})
+    caps, shrink = [], []
+    values = _collect(cl, [layer.output for layer in relus], x)
+    for layer, v in zip(relus, values):
+        top, cap = float(v.max()), float(np.percentile(v, percentile))
+        if layer.max_value is not None:
+            cap = min(cap, float(layer.max_value))
+        if cap <= 0 or cap >= top * 0.98:   # nothing to gain: the range is not set by a few outliers
+            continue
+        layer.max_value = cap
+        caps.append(layer.name)
+        shrink.append(top / cap)
+    if not caps:
+        return StepResult(model, False, {"why": f"no ReLU range is set by outliers beyond the {percentile} percentile"})
+    ref, out = _predict(model, x), _predict(cl, x)
+    kl = float(np.mean(kl_per_sample(ref, out))) if ref.ndim == 2 else float(np.mean((ref - out) ** 2))
+    agree = float(np.mean(ref.argmax(-1) == out.argmax(-1)))
+    detail = {"capped": len(caps), "percentile": percentile, "median_range_shrink": round(float(np.median(shrink)), 3),
+              "float_kl": kl, "float_agreement": agree}
+    if kl > CLIP_MAX_KL or agree < CLIP_MIN_AGREEMENT:
+        return StepResult(model, False, {**detail, "why": f"changed the float model too much (KL {kl:.1e}, agreement {agree:.2%})"})
+    return StepResult(cl, True, detail)
+
+
+def _collect(model, tensors: list[Any], x: np.ndarray, per_tensor: int = 200_000) -> list[np.ndarray]:
+    """Values of each tensor over the calibration inputs (subsampled to ``per_tensor`` values)."""
+    import keras
+
+    probe = keras.Model(model.inputs, tensors)
+    parts: list[list[np.ndarray]] = [[] for _ in tensors]
+    rng = np.random.default_rng(0)
+    for i in range(0, len(x), BATCH):
+        ys = probe([x[i:i + BATCH]], training=False)
+        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+        for j, y in enumerate(ys):
+            flat = np.asarray(y).ravel()
+            keep = max(1, per_tensor * len(x[i:i + BATCH]) // len(x))
+            parts[j].append(flat if flat.size <= keep else rng.choice(flat, keep, replace=False))
+    return [np.concatenate(p) for p in parts]
+
+
+# ---------------------------------------------------------------- bias correction
+
+def _fake_quant(w: np.ndarray, axis_last: int) -> np.ndarray:
+    """Symmetric int8 rounding per channel (TFLite's per-channel weights); ``axis_last`` trailing axes name a channel."""
+    flat = w.reshape(-1, int(np.prod(w.shape[-axis_last:])))
+    scale = np.maximum(np.abs(flat).max(axis=0), 1e-12) / 127.0
+    return (np.clip(np.round(flat / scale), -127, 127) * scale).reshape(w.shape).astype(w.dtype)
+
+
+def _quantized_weights(layer) -> list[np.ndarray]:
+    w = layer.get_weights()
+    k = _kind(layer)
+    if k == "separable":
+        return [_fake_quant(w[0], 2), _fake_quant(w[1], 1), *w[2:]]
+    if k == "depthwise":
+        return [_fake_quant(w[0], 2), *w[1:]]
+    if k in ("conv", "dense"):
+        return [_fake_quant(w[0], 1), *w[1:]]
+    return w
+
+
+def _linear_out(layer, x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+    import keras
+
+    k, ops = _kind(layer), keras.ops
+    if k == "dense":
+        return x @ weights[0]
+    if k == "conv":
+        return np.asarray(ops.conv(x, weights[0], strides=layer.strides, padding=layer.padding,
+                                   dilation_rate=layer.dilation_rate))
+    if k == "depthwise":
+        return np.asarray(ops.depthwise_conv(x, weights[0], strides=layer.strides, padding=layer.padding,
+                                             dilation_rate=layer.dilation_rate))
+    return np.asarray(ops.separable_conv(x, weights[0], weights[1], strides=layer.strides, padding=layer.padding,
+                                         dilation_rate=layer.dilation_rate))
+
+
+def _quantized_model(model):
+    q = clone(model)
+    for layer in q.layers:
+        if _kind(layer) in ("conv", "depthwise", "separable", "dense"):
+            layer.set_weights(_quantized_weights(layer))
+    return q
+
+
+def bias_correct(model, x: np.ndarray) -> StepResult:
+    """Remove the mean output shift that int8 weights cause, layer by layer; verified on ``x`` with the
+    weight-quantized model (it must come closer to float than without the correction)."""
+    from .fidelity import kl_per_sample
+
+    if not functional(model):
+        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+    bc = clone(model)
+    g = _graph(bc)
+    targets = [layer for layer in bc.layers if _kind(layer) in ("conv", "depthwise", "separable", "dense")]
+    quant = _quantized_model(bc)
+    ins = _channel_inputs(quant, [quant.get_layer(t.name) for t in targets], x)   # inputs as the int8 model sees them
+    corrected, shifts = [], []
+    for layer, xs in zip(targets, ins):
+        w, wq = layer.get_weights(), _quantized_weights(layer)
+        total, count = 0.0, 0
+        for i in range(0, len(xs), BATCH):
+            d = _linear_out(layer, xs[i:i + BATCH], w) - _linear_out(layer, xs[i:i + BATCH], wq)
+            d = d.reshape(-1, d.shape[-1]).astype(np.float64)
+            total, count = total + d.sum(axis=0), count + len(d)
+        delta = total / max(count, 1)
+        if _apply_shift(layer, g, delta.astype(np.float32)):
+            corrected.append(layer.name)
+            shifts.append(float(np.abs(delta).max()))
+    if not corrected:
+        return StepResult(model, False, {"why": "no layer has a bias or BN to take the correction"})
+    ref = _predict(model, x)
+    before = float(np.mean(kl_per_sample(ref, _predict(_quantized_model(model), x))))
+    after = float(np.mean(kl_per_sample(ref, _predict(_quantized_model(bc), x))))
+    detail = {"layers": len(corrected), "max_shift": round(max(shifts), 6),
+              "weight_quant_kl_before": before, "weight_quant_kl_after": after}
+    if not after < before:
+        return StepResult(model, False, {**detail, "why": "did not bring the int8-weight model closer to float"})
+    return StepResult(bc, True, detail)
+
+
+def _apply_shift(layer, g: _Graph, delta: np.ndarray) -> bool:
+    """Add ``delta`` to the layer's pre-activation output: its bias, else the moving mean of the BN that reads it."""
+    w = layer.get_weights()
+    if getattr(layer, "use_bias", False):
+        w[-1] = w[-1] + delta
+        layer.set_weights(w)
+        return True
+    if _act(layer) != "linear":
+        return False
+    cons = g.consumers.get(id(layer.output), [])
+    if len(cons) == 1 and _kind(cons[0]) == "bn":
+        bn = cons[0]
+        bw = bn.get_weights()
+        mean_i = int(bn.scale) + int(bn.center)
+        bw[mean_i] = bw[mean_i] - delta
+        bn.set_weights(bw)
+        return True
+    return False

@@ -1,0 +1,106 @@
+"""Post-training steps on a small separable/MobileNetV2-style CNN trained here on scikit-learn's digits.
+
+Each step must keep the float model's answers (verified in float), and equalization must undo a
+per-channel range imbalance that breaks plain int8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+SIZE = 24
+
+
+@pytest.fixture(scope="module")
+def trained():
+    import keras
+    from keras import layers
+    from sklearn.model_selection import train_test_split
+
+    from keras_edge.host.demo import digits_images
+    from keras_edge.host.tfenv import captured_output, import_tf
+
+    import_tf()
+    imgs, labels = digits_images(SIZE)
+    x = imgs[..., None].astype(np.float32)
+    tr, ev = train_test_split(np.arange(len(labels)), test_size=0.3, stratify=labels, random_state=0)
+    keras.utils.set_random_seed(0)
+    bn = lambda: layers.BatchNormalization(momentum=0.9)  # noqa: E731 - moving statistics settle in a short run
+    inp = keras.Input((SIZE, SIZE, 1))
+    h = layers.Rescaling(1 / 255)(inp)
+    h = layers.ReLU(6.0)(bn()(layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(h)))
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
+    h = layers.ReLU(6.0)(bn()(h))
+    h = bn()(layers.Conv2D(24, 1, use_bias=False)(h))
+    h = layers.SeparableConv2D(32, 3, strides=2, padding="same", use_bias=False)(h)
+    h = layers.ReLU()(bn()(h))
+    out = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with captured_output():
+        model.fit(x[tr], labels[tr], epochs=15, batch_size=32, verbose=0)
+    acc = float(np.mean(model.predict(x[ev], verbose=0).argmax(1) == labels[ev]))
+    assert acc > 0.9, acc   # it learned the digits
+    return model, x[tr][:150], x[ev]
+
+
+def _int8_agreement(model, cal, x, tmp_path) -> float:
+    from keras_edge.host.convert import evaluate as E
+    from keras_edge.host.convert.variants import ConvertInputs, convert
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(convert(model, "int8", ConvertInputs([cal]))[0])
+    y = E.predict(E.load_tflite(path), [x])[0]
+    return float(np.mean(y.argmax(1) == model.predict(x, verbose=0).argmax(1)))
+
+
+def test_pairs_go_through_bn_relu6_and_into_separable_convs(trained):
+    from keras_edge.host.convert import ptq
+
+    model = trained[0]
+    kinds = {(ptq._kind(p.producer), tuple(ptq._kind(c) for c in p.consumers), p.relu6) for p in ptq.pairs(model)}
+    assert ("bn", ("depthwise",), True) in kinds     # conv → BN → ReLU6 → depthwise
+    assert ("bn", ("conv",), True) in kinds          # depthwise → BN → ReLU6 → 1x1 project
+    assert ("bn", ("separable",), False) in kinds    # project BN (linear) → separable conv
+
+
+def test_equalization_keeps_float_answers_and_repairs_an_imbalanced_separable_conv(trained, tmp_path):
+    from keras import layers
+
+    from keras_edge.host.convert import ptq
+
+    model, cal, x = trained
+    import keras
+
+    skewed = keras.models.clone_model(model)
+    skewed.set_weights(model.get_weights())
+    sep = next(layer for layer in skewed.layers if isinstance(layer, layers.SeparableConv2D))
+    dw, pw = sep.get_weights()
+    s = np.geomspace(1 / 40, 40, dw.shape[2]).astype(np.float32)[np.random.default_rng(0).permutation(dw.shape[2])]
+    sep.set_weights([dw * s.reshape(1, 1, -1, 1), pw / s.reshape(1, 1, -1, 1)])   # the float function is unchanged
+    assert np.abs(skewed.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 1e-4
+    eq = ptq.equalize(skewed, cal)
+    assert eq.applied and eq.detail["float_max_abs_change"] < 1e-3
+    plain, fixed = _int8_agreement(skewed, cal, x, tmp_path), _int8_agreement(eq.model, cal, x, tmp_path)
+    assert fixed > plain and fixed >= 0.97, (plain, fixed)
+
+
+def test_bias_correction_and_range_setting_are_verified_in_float(trained):
+    from keras_edge.host.convert import ptq
+
+    model, cal, x = trained
+    bc = ptq.bias_correct(model, cal)
+    if bc.applied:
+        assert bc.detail["weight_quant_kl_after"] < bc.detail["weight_quant_kl_before"]
+    else:
+        assert "closer to float" in bc.detail["why"]
+    clip = ptq.clip_ranges(model, cal)
+    if clip.applied:
+        assert clip.detail["float_agreement"] >= ptq.CLIP_MIN_AGREEMENT and clip.detail["float_kl"] <= ptq.CLIP_MAX_KL
+        before = {layer.name: layer.max_value for layer in model.layers if type(layer).__name__ == "ReLU"}
+        after = {layer.name: layer.max_value for layer in clip.model.layers if type(layer).__name__ == "ReLU"}
+        capped = [n for n in before if after[n] != before[n]]
+        assert len(capped) == clip.detail["capped"] and all(after[n] < (before[n] or np.inf) for n in capped)
+    # the original model is never modified in place
+    assert all(getattr(layer, "max_value", None) in (None, 6.0) for layer in model.layers if type(layer).__name__ == "ReLU")
