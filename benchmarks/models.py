@@ -127,3 +127,10 @@ def digits_model(reconvert: bool = False, log=print) -> BenchModel:
     bundle = convert_bundle(data.model, WORK / "bundles" / "digits", data.train, None, data.eval,
                             reconvert=reconvert, log=log)
     return BenchModel("digits", data.model, bundle, None, (32, 32, 1), data.train)
+
+
+def mobilenet_bundle(bundle: Path, log=print) -> Path:
+    """``bundle`` when it holds a bundle, else the MobileNetV2 bench bundle (converted when missing: imports TensorFlow)."""
+    if (Path(bundle) / "manifest.json").is_file():
+        return Path(bundle)
+    return imagenet_model("mobilenetv2", False, log).bundle

@@ -138,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the MobileNetV2 bench bundle (made by `make bench` when missing: that imports TensorFlow)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    bundle = args.bundle
-    if not (bundle / "manifest.json").is_file():
-        from .models import imagenet_model
+    from .models import mobilenet_bundle
 
-        bundle = imagenet_model("mobilenetv2", False, log).bundle
+    bundle = mobilenet_bundle(args.bundle, log)
     res = soak(bundle, args.inferences, args.warmup, args.window, log=log)
     log(f"soak: RSS growth {res.rss_growth_mb:.2f} MB, fds {res.fds_after_warmup}->{res.fds_end}, drift "
         f"{res.drift:+.1%} (inference {res.infer_drift:+.1%}) over {res.inferences} in {res.seconds:.0f}s; met {res.met}")

@@ -340,11 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the MobileNetV2 bench bundle (made by `make bench` when missing: that imports TensorFlow)")
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    bundle = args.bundle
-    if not (bundle / "manifest.json").is_file():
-        from .models import imagenet_model
+    from .models import mobilenet_bundle
 
-        bundle = imagenet_model("mobilenetv2", False, log).bundle
+    bundle = mobilenet_bundle(args.bundle, log)
     res = run(bundle, args.rounds, not args.no_rss, log=log)
     write_json(args.out, res)
     return 0
