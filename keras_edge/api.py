@@ -29,8 +29,7 @@ from keras_edge.device.verify import VerifyReport, verify_bundle
 if TYPE_CHECKING:  # the workstation types, without importing TensorFlow at API import time
     from keras_edge.host.convert import ConvertConfig, ConvertResult
     from keras_edge.host.deploy import DeployConfig, HostResult, SshOptions
-    from keras_edge.host.preprocessing import PreprocessOptions
-    from keras_edge.host.prune import PruneConfig, PruneResult, PruneSpec
+    from keras_edge.host.prune import PruneConfig, PruneResult
 
 Log = Callable[[str], None]
 _LAZY = {"ConvertConfig": "keras_edge.host.convert", "ConvertResult": "keras_edge.host.convert",

@@ -342,7 +342,8 @@ def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> tuple[list[B.Varia
     if train is None or train.y is None:
         raise ConfigError("prune", f"({spec}) fine-tunes the pruned model and needs labeled "
                           "calibration images", "arrange the calibration folder as ROOT/<class>/<image>")
-    keep = np.array([s not in set(data.eval.sources) for s in train.sources])
+    held_out = set(data.eval.sources)   # built once: the membership test runs per training image
+    keep = np.array([s not in held_out for s in train.sources])
     if spec.sparsity is None:
         return _searched_variants(job, train.x[keep], train.y[keep], log)
     log(f"pruning: {spec.method} at {spec.sparsity:.0%}, fine-tuning {cfg.prune_epochs} epoch(s) on "

@@ -237,8 +237,6 @@ def distill(teacher_path: Path, student_path: Path, out: Path, epochs: int, temp
             data_dir: Path | None, batch_size: int, learning_rate: float, val_split: float,
             unsafe: bool, imports: tuple[str, ...], as_json: bool, **pre) -> None:
     """Train STUDENT on --data with TEACHER's soft targets (knowledge distillation)."""
-    from keras_edge.device.errors import ConfigError
-
     from ..model_io import save_model
     from ..tfenv import import_tf
 

@@ -134,11 +134,12 @@ def wilson_half_width(p: float, n: int) -> float:
 
 # ---------------------------------------------------------------- sensitivity and allocation
 
-def scan(model: Any, x_val: np.ndarray, y_val: np.ndarray, cfg: SearchConfig, log: Log) -> tuple[Sensitivity, ...]:
+def scan(model: Any, x_val: np.ndarray, y_val: np.ndarray, cfg: SearchConfig, log: Log,
+         base: float | None = None) -> tuple[Sensitivity, ...]:
     """Accuracy lost by pruning each channel group alone (no fine-tuning), at the SCAN sparsities."""
     from .channels import channel_groups, plan_and_rebuild
 
-    base = g.accuracy(model, x_val, y_val)
+    base = g.accuracy(model, x_val, y_val) if base is None else base
     out = []
     for layer, channels, producers in channel_groups(model):
         drops = {}
@@ -242,7 +243,7 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
                  base_acc - base_int8, base_acc - base_int8 <= cfg.max_accuracy_drop + 1e-12)
     log(f"unpruned: accuracy {base_acc:.2%} (Keras), {base_int8:.2%} (int8) on {len(y_val)} validation images "
         f"(±{half * 100:.1f} pp at 95%); budget {cfg.max_accuracy_drop:.2%}")
-    sens = scan(model, x_val, y_val, cfg, log) if cfg.sensitivity else ()
+    sens = scan(model, x_val, y_val, cfg, log, base_acc) if cfg.sensitivity else ()
     points: list[Point] = []
     models: dict[float, Any] = {}
     maps: dict[float, dict[str, float]] = {}
