@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from .errors import BundleError, DataError
 from .preprocess import PreprocessSpec
+from .tasks import PostprocessSpec, Task
 
 FORMAT = "keras-edge/1"
 MANIFEST = "manifest.json"
@@ -46,11 +47,6 @@ class VariantStatus(StrEnum):
     OK = "ok"
     VALIDATION_FAILED = "validation_failed"
     CONVERSION_FAILED = "conversion_failed"
-
-
-class Task(StrEnum):
-    CLASSIFICATION = "classification"
-    OTHER = "other"
 
 
 @dataclass(frozen=True)
@@ -152,9 +148,15 @@ class Manifest:
     tools: dict[str, str] = field(default_factory=dict)
     created: str = ""
     format: str = FORMAT
+    # what the outputs mean and how they become results; None in manifests written before it existed
+    # (read as the task's plain default, see :attr:`postprocessing`)
+    postprocess: PostprocessSpec | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
+        if self.postprocess is not None and self.postprocess.task is not self.task:
+            raise BundleError(f"manifest task {self.task} does not match its postprocess spec ({self.postprocess.task})",
+                              "reconvert the bundle")
         if self.format != FORMAT:
             raise BundleError(f"manifest format {self.format!r} is not supported (this keras-edge reads {FORMAT!r})",
                               "reconvert the model with this version of keras-edge, or upgrade keras-edge")
@@ -176,9 +178,19 @@ class Manifest:
         """Variants that converted and have a file (validation failures are still runnable)."""
         return tuple(v for v in self.variants if v.status is not VariantStatus.CONVERSION_FAILED)
 
+    @property
+    def postprocessing(self) -> PostprocessSpec:
+        """The postprocess spec, or the task's plain default for manifests that have none."""
+        if self.postprocess is not None:
+            return self.postprocess
+        if self.task is Task.CLASSIFICATION:
+            return PostprocessSpec.classification(self.outputs[0].shape[-1] if self.outputs else None)
+        return PostprocessSpec(self.task)
+
     def to_dict(self) -> dict[str, Any]:
         d = jsonable(dataclasses.asdict(self))
         d["preprocess"] = self.preprocess.to_dict() if self.preprocess else None
+        d["postprocess"] = self.postprocess.to_dict() if self.postprocess else None
         return d
 
     @classmethod
@@ -197,7 +209,8 @@ class Manifest:
                        task=Task(d.get("task", "classification")), labels=d.get("labels"),
                        default=d.get("default"), default_reason=str(d.get("default_reason", "")),
                        reference=d.get("reference"), source=dict(d.get("source", {})),
-                       tools=dict(d.get("tools", {})), created=str(d.get("created", "")), format=d["format"])
+                       tools=dict(d.get("tools", {})), created=str(d.get("created", "")), format=d["format"],
+                       postprocess=PostprocessSpec.from_dict(d["postprocess"]) if d.get("postprocess") else None)
         except DataError as e:  # an invalid preprocessing spec is a broken manifest here, not bad user data
             raise BundleError(f"manifest.json is malformed (preprocess: {e.what})",
                               "reconvert the bundle with `keras-edge convert`") from None
@@ -250,7 +263,8 @@ def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path} is not valid JSON ({e})", "reconvert the bundle") from None
     manifest = Manifest.from_dict(data)
-    for rel in [v.file for v in manifest.usable] + [manifest.labels, manifest.reference]:
+    extra = list(manifest.postprocess.files) if manifest.postprocess else []
+    for rel in [v.file for v in manifest.usable] + [manifest.labels, manifest.reference] + extra:
         if rel:
             inside(bundle_dir, rel)
     return manifest

@@ -279,7 +279,8 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             default=default, default_reason=why, reference=B.REFERENCE,
             source={"file": loaded.path.name if loaded.path else f"<{loaded.name}>",
                     "sha256": _source_sha(loaded.path) if loaded.path else None, "kind": loaded.kind},
-            tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+            tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            postprocess=B.PostprocessSpec.classification(classes) if classification else None)
         B.write_manifest(tmp, manifest)
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),

@@ -1,0 +1,149 @@
+"""What a model's outputs mean: the postprocessing spec, written at convert time and read on the board.
+
+Same parity rule as preprocessing: the spec lives in ``manifest.json`` (key ``"postprocess"``), and one
+implementation (:mod:`.postprocess`) turns raw output tensors into task-shaped results for the host's
+validation and for the board's ``run`` alike. A bare ``.tflite`` gets a spec inferred from its outputs
+(:func:`.postprocess.infer_postprocess`), with the assumption printed.
+
+Coordinates: every box is ``(x1, y1, x2, y2)`` in pixels of the *original* image once mapped back through
+the preprocessing (letterbox / crop / stretch); heads state the units their raw outputs use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .errors import BundleError
+
+
+class Task(StrEnum):
+    CLASSIFICATION = "classification"
+    DETECTION = "detection"
+    SEGMENTATION = "segmentation"
+    EMBEDDING = "embedding"
+    REGRESSION = "regression"
+    OTHER = "other"            # raw outputs, reported by name and shape
+
+
+class DetectionHead(StrEnum):
+    # TFLite's TFLite_Detection_PostProcess custom op (TF Object Detection API / MediaPipe SSD exports):
+    # four outputs: boxes (1,N,4) [ymin,xmin,ymax,xmax] normalised to the model input, classes (1,N),
+    # scores (1,N), count (1,). Decoding and NMS already happened inside the model.
+    TFLITE_POSTPROCESS = "tflite_postprocess"
+    # SSD-style: box deltas (1,A,4) [ty,tx,th,tw] against anchors (A,4) [cy,cx,h,w] normalised, scaled by
+    # ``variances``; class scores (1,A,C) (``background`` says which column, if any, is background).
+    SSD = "ssd"
+    # YOLO-style dense head: one output (1,N,4+C) or (1,N,5+C) with objectness, or transposed (1,4+C,N) as
+    # Ultralytics exports it; boxes [cx,cy,w,h] in ``box_units`` of the model input.
+    YOLO = "yolo"
+
+
+class ScoreKind(StrEnum):
+    PROBABILITIES = "probabilities"   # already in [0, 1] (sigmoid/softmax inside the model)
+    LOGITS = "logits"                 # sigmoid applied by the postprocessor (softmax for SSD with background)
+
+
+class BoxUnits(StrEnum):
+    NORMALIZED = "normalized"   # fractions of the model input's width/height
+    PIXELS = "pixels"           # pixels of the model input
+
+
+DETECTION_ROLES = {
+    DetectionHead.TFLITE_POSTPROCESS: ("boxes", "classes", "scores", "count"),
+    DetectionHead.SSD: ("deltas", "scores"),
+    DetectionHead.YOLO: ("predictions",),
+}
+
+
+@dataclass(frozen=True)
+class PostprocessSpec:
+    """How raw outputs become a task's results. ``outputs`` maps a role to an output index.
+
+    Roles: classification ``scores``; detection see :data:`DETECTION_ROLES`; segmentation ``mask``
+    ((1,H,W,C) class scores, or (1,H,W,1) / (1,H,W) one foreground probability); embedding ``embedding``;
+    regression / other: every output, by name.
+    """
+
+    task: Task
+    outputs: dict[str, int] = field(default_factory=dict)
+    num_classes: int | None = None
+    # detection
+    head: DetectionHead | None = None
+    scores: ScoreKind = ScoreKind.PROBABILITIES
+    box_units: BoxUnits = BoxUnits.NORMALIZED
+    objectness: bool = False            # YOLO: a 5th column multiplies the class scores
+    anchors: str | None = None          # SSD: bundle-relative .npy (A,4) [cy,cx,h,w] normalised
+    variances: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+    background: int | None = None       # SSD/segmentation: the background class index, if any
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    max_detections: int = 100
+    class_agnostic: bool = False        # NMS across classes instead of per class
+    # segmentation
+    threshold: float = 0.5              # a single-channel mask: foreground above this probability
+    # embedding
+    references: str | None = None       # bundle-relative .npz: name → reference embedding (cosine similarity)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", Task(self.task))
+        if self.head is not None:
+            object.__setattr__(self, "head", DetectionHead(self.head))
+        object.__setattr__(self, "scores", ScoreKind(self.scores))
+        object.__setattr__(self, "box_units", BoxUnits(self.box_units))
+        object.__setattr__(self, "variances", tuple(float(v) for v in self.variances))
+        object.__setattr__(self, "outputs", {str(k): int(v) for k, v in self.outputs.items()})
+        if self.task is Task.DETECTION:
+            if self.head is None:
+                raise BundleError("a detection postprocess spec has no head", "reconvert the bundle with --head")
+            missing = [r for r in DETECTION_ROLES[self.head] if r not in self.outputs]
+            if missing:
+                raise BundleError(f"the {self.head} head's spec names no output for {', '.join(missing)}",
+                                  "reconvert the bundle")
+            if self.head is DetectionHead.SSD and not self.anchors:
+                raise BundleError("an SSD head's spec has no anchors file", "reconvert the bundle")
+        if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.iou_threshold <= 1.0:
+            raise BundleError(f"postprocess thresholds out of range (score {self.score_threshold}, "
+                              f"iou {self.iou_threshold})", "use fractions between 0 and 1")
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Bundle-relative files the spec needs (checked to stay inside the bundle)."""
+        return tuple(f for f in (self.anchors, self.references) if f)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"task": str(self.task), "outputs": dict(self.outputs)}
+        for k in ("num_classes", "anchors", "background", "references"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        if self.task is Task.DETECTION:
+            d.update(head=str(self.head), scores=str(self.scores), box_units=str(self.box_units),
+                     objectness=self.objectness, variances=list(self.variances),
+                     score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
+                     max_detections=self.max_detections, class_agnostic=self.class_agnostic)
+        if self.task is Task.SEGMENTATION:
+            d["threshold"] = self.threshold
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PostprocessSpec":
+        try:
+            return cls(task=Task(d["task"]), outputs=dict(d.get("outputs", {})),
+                       num_classes=None if d.get("num_classes") is None else int(d["num_classes"]),
+                       head=d.get("head"), scores=d.get("scores", "probabilities"),
+                       box_units=d.get("box_units", "normalized"), objectness=bool(d.get("objectness", False)),
+                       anchors=d.get("anchors"), variances=tuple(d.get("variances", (0.1, 0.1, 0.2, 0.2))),
+                       background=None if d.get("background") is None else int(d["background"]),
+                       score_threshold=float(d.get("score_threshold", 0.25)),
+                       iou_threshold=float(d.get("iou_threshold", 0.45)),
+                       max_detections=int(d.get("max_detections", 100)),
+                       class_agnostic=bool(d.get("class_agnostic", False)),
+                       threshold=float(d.get("threshold", 0.5)), references=d.get("references"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"manifest.json has a malformed postprocess spec ({type(e).__name__}: {e})",
+                              "reconvert the bundle with `keras-edge convert`") from None
+
+    @classmethod
+    def classification(cls, num_classes: int | None = None) -> "PostprocessSpec":
+        return cls(Task.CLASSIFICATION, {"scores": 0}, num_classes=num_classes)
