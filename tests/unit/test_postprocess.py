@@ -84,7 +84,8 @@ def test_mask_follows_the_real_resize(mode, hw, out_hw):
     # away from the edges the mapped-back map must equal the truth exactly
     r = 3 if out_hw == (64, 96) else 10
     kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
-    interior = cv2.dilate(truth, kernel) == cv2.erode(truth, kernel)
+    # (the image border counts as an edge: a coarse cell there may hold letterbox padding)
+    interior = cv2.dilate(truth, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=255) == cv2.erode(truth, kernel)
     assert interior.sum() > 0.05 * h * w
     assert (back[known & interior] == truth[known & interior]).all()
     assert (back[known] == truth[known]).mean() > (0.9 if out_hw == (64, 96) else 0.75)
