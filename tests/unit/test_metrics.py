@@ -82,12 +82,43 @@ def test_images_without_truth_add_false_positives():
         detection_map([[], []], [gt([], [])], 1)
 
 
-def test_pycocotools_is_not_installed_so_hand_cases_stand_in():
-    # the brief asks to compare with pycocotools when the venv has it; it does not (no download here)
-    try:
-        import pycocotools  # noqa: F401
-    except ImportError:
-        pytest.skip("pycocotools is not installed: mAP is checked against hand-computed cases only")
+def test_against_pycocotools_when_installed():
+    """The venv has no pycocotools (nothing is downloaded), so the hand cases above stand in; with it, agree."""
+    coco_mod = pytest.importorskip("pycocotools.coco", reason="pycocotools not installed: hand-computed cases only")
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(0)
+    truths, preds = [], []
+    for _ in range(6):
+        k = int(rng.integers(1, 5))
+        xy = rng.uniform(0, 80, (k, 2))
+        wh = rng.uniform(5, 30, (k, 2))
+        boxes = np.concatenate([xy, xy + wh], 1)
+        cls = rng.integers(0, 2, k)
+        truths.append(gt(boxes, cls))
+        jitter = boxes + rng.normal(0, 3, boxes.shape)
+        preds.append([det(b, float(rng.uniform(0.1, 1)), int(c if rng.uniform() > 0.2 else 1 - c))
+                      for b, c in zip(jitter, cls)])
+    ds = {"images": [{"id": i + 1, "width": 120, "height": 120} for i in range(6)], "categories": [{"id": 1}, {"id": 2}],
+          "annotations": [{"id": n + 1, "image_id": i + 1, "category_id": int(c) + 1, "iscrowd": 0,
+                           "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1])}
+                          for n, (i, b, c) in enumerate((i, b, c) for i, t in enumerate(truths)
+                                                        for b, c in zip(t.boxes, t.classes))]}
+    cg = coco_mod.COCO()
+    cg.dataset = ds
+    cg.createIndex()
+    cd = cg.loadRes([{"image_id": i + 1, "category_id": d.class_id + 1, "score": d.score,
+                      "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]]}
+                     for i, p in enumerate(preds) for d in p])
+    ev = COCOeval(cg, cd, "bbox")
+    ev.params.areaRng = [[0, 1e10]]
+    ev.params.areaRngLbl = ["all"]
+    ev.evaluate()
+    ev.accumulate()
+    prec = ev.eval["precision"][:, :, :, 0, -1]
+    m = detection_map(preds, truths, 2)
+    assert m["map50"] == pytest.approx(prec[0].mean(), abs=1e-9)
+    assert m["map50_95"] == pytest.approx(prec.mean(), abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------ mIoU
