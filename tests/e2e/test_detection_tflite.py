@@ -177,6 +177,13 @@ def test_tflite_detection_postprocess_text_and_video(capsys, models, scene, tmp_
     for r in rows:
         check_boxes(r["task"]["detections"], (None, None))
     assert sorted(p.name for p in draw.iterdir()) == ["clip.mp4"]               # no partial file left
+    # drawing into the inputs' own folder never overwrites an input
+    code, out, err = cli(capsys, "run", models["ssd"], video, "--preprocess", "unit", "--draw", tmp_path,
+                         "--max-frames", "2")
+    assert code == 0 and (tmp_path / "clip-2.mp4").is_file() and video.stat().st_size > 0, err
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
     cap = cv2.VideoCapture(str(draw / "clip.mp4"))
     n = 0
     while cap.read()[0]:
