@@ -220,6 +220,8 @@ class Runner:
         self._softmax_noted = False
         self._reduce_ok: bool | None = None if config.decode is DecodePolicy.AUTO else config.decode is DecodePolicy.FAST
         if config.draw:
+            if self._reduce_ok:
+                self.notes.append("fast (reduced) decoding is not used when results are drawn: images are decoded at full size")
             self._reduce_ok = False   # annotate the image at its full size
         self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
