@@ -37,6 +37,7 @@ class VariantCheck:
     max_abs: float | None = None
     agreement: float | None = None
     samples: int = 0
+    outputs: list[dict[str, Any]] | None = None   # several outputs: each one's name, max abs error and bound
     backend: str | None = None
     tolerance: dict[str, float] | None = None
     bound: float | None = None          # the max_abs bound applied: the GPU one on a GPU backend
@@ -100,7 +101,9 @@ def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options:
     outs: list[list[np.ndarray]] = [[] for _ in engine.outputs]
     for k in range(ins[0].shape[0]):
         feed = []
-        for x, spec, actual in zip(ins, specs, engine.inputs):
+        # the file's input i takes manifest input variant.manifest_input(i): the converter orders inputs its own way
+        ordered = [ins[variant.manifest_input(i)] for i in range(len(engine.inputs))]
+        for x, spec, actual in zip(ordered, specs, engine.inputs):
             if (np.dtype(spec.dtype), spec.scale, spec.zero_point) != (np.dtype(actual.dtype), actual.scale, actual.zero_point):
                 raise BundleError(f"variant {variant.name!r}: the manifest says input {spec.name} is {spec.dtype} "
                                   f"(scale {spec.scale:g}, zero point {spec.zero_point}) but the model file says "
@@ -109,7 +112,10 @@ def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options:
             feed.append(quantize(x[k:k + 1].astype(np.float32), actual.dtype, actual.scale, actual.zero_point))
         for j, (o, spec) in enumerate(zip(engine.run(feed), engine.outputs)):
             outs[j].append(dequantize(o, spec.scale, spec.zero_point))
-    return [np.concatenate(o) for o in outs], engine
+    got: list[np.ndarray] = [np.empty(0)] * len(outs)
+    for i, o in enumerate(outs):   # back into the manifest's (Keras's) output order
+        got[variant.manifest_output(i)] = np.concatenate(o)
+    return got, engine
 
 
 def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, list] | None,
@@ -137,7 +143,16 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
         if on_gpu and tol.gpu_max_abs is None:
             check.notes.append(f"the manifest records no GPU tolerance (older bundle); using max_abs + "
                                f"{gpu_slack(v.mode):g} for the GPU's fp16 arithmetic")
-        if not max_abs <= check.bound:
+        if len(got) > 1:   # each output against its own bound, named
+            check.outputs = []
+            for j, (g, w) in enumerate(zip(got, ref[1])):
+                err = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64))))
+                bound = tol.output_bound(j, on_gpu, v.mode)
+                name = m.outputs[j].name if j < len(m.outputs) else f"output_{j}"
+                check.outputs.append({"name": name, "max_abs": err, "bound": bound, "ok": err <= bound})
+                if not err <= bound:
+                    fails.append(f"output {name}: max abs error {err:.4g} > {bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
+        elif not max_abs <= check.bound:
             fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
         if agreement is not None and agreement < tol.min_agreement:
             fails.append(f"top-1 agreement {agreement:.1%} < {tol.min_agreement:.1%}")
