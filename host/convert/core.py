@@ -208,8 +208,8 @@ class _Job:
         metrics["verdict"] = verdict_of(metrics, self.keras_acc, self.cfg.max_accuracy_drop).to_dict()
         floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
         if len(outs) > 1:   # each output on its own: its name and error in the metrics, its own verify bound
-            for entry, name in zip(metrics.get("per_output", []), self.output_names):
-                entry["name"] = name
+            for entry, out_name in zip(metrics.get("per_output", []), self.output_names):
+                entry["name"] = out_name
         per_output = tuple(float(max(2 * e["max_abs_err"], floor)) for e in ref.get("per_output", [])) if len(outs) > 1 else ()
         tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                           min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)

@@ -1,6 +1,6 @@
 """Every kind of Keras model converts (issue 13): each end to end, convert → bundle → `run` → `verify`.
 
-Tiny models trained here (two epochs) on scikit-learn's digits upscaled to 16×16: a Sequential
+Tiny models trained here (four epochs) on scikit-learn's digits upscaled to 16×16: a Sequential
 ``.keras``, a Functional ``.h5`` (Keras 3's legacy format), a SavedModel from ``model.export()`` whose
 Rescaling is hidden from Keras (read from the graph), a model with two inputs (an image of dynamic size
 and a vector, calibrated from an ``.npz`` keyed by input name) and a model with two outputs (class
@@ -24,7 +24,8 @@ from keras_edge.cli import main
 from keras_edge.device import bundle as B
 
 SIZE = 16
-CONVERT = ["--variants", "fp32,int8", "--calib-samples", "120", "--eval-samples", "60"]
+CONVERT = ["--variants", "fp32,int8", "--calib-samples", "120", "--eval-samples", "60",
+           "--max-accuracy-drop", "0.5"]   # four epochs of training: the int8 improvements are not the subject here
 
 
 def _features(imgs: np.ndarray) -> np.ndarray:
@@ -53,16 +54,18 @@ def kinds(tmp_path_factory):
 
     def trunk(inp):
         y = keras.layers.Rescaling(1 / 255)(inp)
-        y = keras.layers.Conv2D(8, 3, activation="relu")(y)
+        y = keras.layers.Conv2D(16, 3, activation="relu")(y)
+        y = keras.layers.Conv2D(16, 3, activation="relu")(y)
         return keras.layers.GlobalAveragePooling2D()(y)
 
     def fit(model, xs, ys):
-        model.compile("adam", ["sparse_categorical_crossentropy", "mse"][:len(model.outputs)]
+        model.compile(keras.optimizers.Adam(0.01), ["sparse_categorical_crossentropy", "mse"][:len(model.outputs)]
                       if len(model.outputs) > 1 else "sparse_categorical_crossentropy")
-        model.fit(xs, ys, epochs=2, batch_size=32, verbose=0)
+        model.fit(xs, ys, epochs=4, batch_size=32, verbose=0)
         return model
 
     keras.utils.set_random_seed(0)
+    x, feats, labels_all = x, feats, labels
     seq = fit(keras.Sequential([keras.Input((SIZE, SIZE, 1)), keras.layers.Rescaling(1 / 255),
                                 keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(),
                                 keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]), x, labels)
