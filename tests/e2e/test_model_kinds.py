@@ -65,7 +65,6 @@ def kinds(tmp_path_factory):
         return model
 
     keras.utils.set_random_seed(0)
-    x, feats, labels_all = x, feats, labels
     seq = fit(keras.Sequential([keras.Input((SIZE, SIZE, 1)), keras.layers.Rescaling(1 / 255),
                                 keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(),
                                 keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]), x, labels)
@@ -90,6 +89,8 @@ def kinds(tmp_path_factory):
     ink_out = keras.layers.Dense(1, name="ink")(t)
     two_out = fit(keras.Model(inp, [scores, ink_out]), x, [labels, ink])
     two_out.save(root / "two_outputs.keras")
+    two_in.export(str(root / "exported_two_inputs"), verbose=False)
+    two_out.export(str(root / "exported_two_outputs"), verbose=False)
 
     sample = root / "sample.png"
     sample.write_bytes(next(iter(sorted(train.rglob("*.png")))).read_bytes())
@@ -159,7 +160,7 @@ def test_two_inputs_from_an_npz_keyed_by_input_name(kinds, tmp_path, capsys):
     assert _ok(m) == {"fp32", "int8"}
     for v in m.usable:   # the converter sorts inputs by name (extra, image): matched by name, recorded
         assert [m.inputs[v.manifest_input(i)].name for i in range(2)] == ["extra", "image"]
-        assert [t.shape[1:] for t in v.inputs] == [(4,), (SIZE, SIZE, 1)]
+        assert [t.shape for t in v.inputs] == [m.inputs[v.manifest_input(i)].shape for i in range(2)]
     assert m.variant("fp32").metrics["agreement"] == 1.0 and m.variant("int8").metrics["agreement"] >= 0.9
     with np.load(out / B.REFERENCE, allow_pickle=False) as ref:
         assert ref["input_0"].shape[1:] == (SIZE, SIZE, 1) and ref["input_1"].shape[1:] == (4,)
@@ -169,6 +170,28 @@ def test_two_inputs_from_an_npz_keyed_by_input_name(kinds, tmp_path, capsys):
     np.savez(by_index, input_0=kinds.x[:2], input_1=kinds.feats[:2])
     a, b = _run(out, by_name, capsys), _run(out, by_index, capsys)
     assert a["top_k"][0]["index"] == b["top_k"][0]["index"]   # the same sample, fed by name or by Keras index
+    _verify(out, capsys)
+
+
+def test_savedmodel_with_two_inputs_through_its_signature(kinds, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    m = _convert(kinds.root / "exported_two_inputs", out, capsys, "--calib", str(kinds.root / "two_inputs.npz"),
+                 "--input-shape", f"image={SIZE},{SIZE},1")
+    assert sorted(t.name for t in m.inputs) == ["extra", "image"] and _ok(m) == {"fp32", "int8"}
+    assert m.variant("fp32").metrics["agreement"] == 1.0
+    sample = tmp_path / "one.npz"
+    np.savez(sample, image=kinds.x[:1], extra=kinds.feats[:1])
+    assert _run(out, sample, capsys)["top_k"]
+    _verify(out, capsys)
+
+
+def test_savedmodel_with_two_outputs_names_them_after_its_signature(kinds, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    m = _convert(kinds.root / "exported_two_outputs", out, capsys, "--calib", str(kinds.train))
+    assert [t.name for t in m.outputs] == ["output_0", "output_1"] and _ok(m) == {"fp32", "int8"}
+    assert m.preprocess.reason.startswith("read from the SavedModel graph: x*0.00392+0")
+    assert [p["name"] for p in m.variant("int8").metrics["per_output"]] == ["output_0", "output_1"]
+    assert max(p["max_abs_err"] for p in m.variant("fp32").metrics["per_output"]) < 1e-4
     _verify(out, capsys)
 
 
