@@ -253,7 +253,7 @@ def graph_rescaling(tf, sig, names: list[str]) -> dict[str, str]:
                 break
             seen, current = True, op.name
         if seen:
-            found[name] = f"x*{scale:.3g}+{offset:.3g}"
+            found[name] = f"x*{scale:.3g}{offset:+.3g}"
     return found
 
 

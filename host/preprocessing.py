@@ -98,7 +98,8 @@ def input_shapes(loaded: LoadedModel, options: PreprocessOptions) -> tuple[tuple
             shapes.append(_fit(given[i], shape, what))
         elif any(d == -1 for d in shape):
             fix = "give H,W,C" if len(specs) == 1 else f"give {t.name}=H,W,C (one per dynamic input)"
-            raise ConfigError("input_shape", f"is needed: the size of {what} is unknown ({_dims(shape)})", fix)
+            where = "the model's input size" if len(specs) == 1 else f"the size of input {t.name}"
+            raise ConfigError("input_shape", f"is needed: {where} is unknown ({_dims(shape)})", fix)
         else:
             shapes.append(shape)
     return tuple(shapes)

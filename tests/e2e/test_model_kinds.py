@@ -74,6 +74,9 @@ def kinds(tmp_path_factory):
     func = fit(keras.Model(inp, keras.layers.Dense(10, activation="softmax")(trunk(inp))), x, labels)
     func.save(root / "func.h5")
     func.export(str(root / "exported"), verbose=False)
+    import tensorflow as tf
+
+    tf.saved_model.save(func, str(root / "tf_saved"))
 
     # two inputs, the image of dynamic size; Keras order (image, extra) is not the converter's (by name)
     image, extra = keras.Input((None, None, 1), name="image"), keras.Input((4,), name="extra")
@@ -138,9 +141,10 @@ def test_keras_and_h5_files_convert_run_and_verify(kinds, kind, tmp_path, capsys
     _verify(out, capsys)
 
 
-def test_savedmodel_export_reads_its_rescaling_from_the_graph(kinds, tmp_path, capsys):
+@pytest.mark.parametrize("saved", ["exported", "tf_saved"])   # model.export(), tf.saved_model.save()
+def test_savedmodel_reads_its_rescaling_from_the_graph(kinds, saved, tmp_path, capsys):
     out = tmp_path / "bundle"
-    m = _convert(kinds.root / "exported", out, capsys, "--calib", str(kinds.train))
+    m = _convert(kinds.root / saved, out, capsys, "--calib", str(kinds.train))
     assert m.source["kind"] == "savedmodel" and _ok(m) == {"fp32", "int8"}
     assert m.preprocess.preset == "raw"
     assert m.preprocess.reason.startswith("read from the SavedModel graph: x*0.00392+0")
@@ -252,6 +256,16 @@ def _no_signature(tmp_path: Path) -> str:
     return str(tmp_path / "nosig")
 
 
+def _no_rescaling(tmp_path: Path) -> str:
+    """A SavedModel whose graph starts with a convolution: its normalisation cannot be read."""
+    import keras
+
+    inp = keras.Input((SIZE, SIZE, 1))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))))
+    model.export(str(tmp_path / "plain"), verbose=False)
+    return str(tmp_path / "plain")
+
+
 BAD = [
     Case("npz-missing-an-input", lambda k, t: [str(k.root / "two_inputs.keras"), "--calib",
                                                 _npz(t, image=k.x[:20]), "--input-shape", f"image={SIZE},{SIZE},1"],
@@ -271,6 +285,8 @@ BAD = [
          ("--input-shape gives one shape but the model has 2 inputs (image, extra)",)),
     Case("input-shape-missing", lambda k, t: [str(k.root / "two_inputs.keras"), "--calib", str(k.root / "two_inputs.npz")],
          ("--input-shape is needed: the size of input image is unknown", "image=H,W,C")),
+    Case("savedmodel-rescaling-unreadable", lambda k, t: [_no_rescaling(t), "--calib", str(k.train)],
+         ("--preprocess is needed: no rescaling of the input could be read from the SavedModel graph", "state it")),
     Case("savedmodel-without-serving-signature", lambda k, t: [_no_signature(t), "--calib", str(k.train)],
          ("has no 'serving_default' signature", "model.export")),
 ]
