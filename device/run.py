@@ -258,6 +258,12 @@ class Runner:
     def _need_plan(self) -> InputPlan:
         if self.plan is None:
             n = len(self.engine.inputs)
+            m = self.target.manifest
+            if m is not None and len(m.inputs) == n > 1:   # a bundle knows its inputs' Keras names
+                names = ", ".join(t.name for t in m.inputs)
+                raise DataError(f"{self.target.name} takes {n} inputs ({names}) and images feed only one",
+                                f"give .npz files with one array per input, keyed by input name ({names}) or "
+                                f"input_0..input_{n - 1}")
             raise DataError(f"{self.target.name} takes {n} input(s) that images cannot feed "
                             f"({', '.join(str(list(t.shape)) for t in self.engine.inputs)})",
                             f"give .npz files with arrays input_0..input_{n - 1}")

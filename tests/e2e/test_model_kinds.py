@@ -175,6 +175,30 @@ def test_two_inputs_from_an_npz_keyed_by_input_name(kinds, tmp_path, capsys):
     a, b = _run(out, by_name, capsys), _run(out, by_index, capsys)
     assert a["top_k"][0]["index"] == b["top_k"][0]["index"]   # the same sample, fed by name or by Keras index
     _verify(out, capsys)
+    rc = main(["run", str(out), str(kinds.sample)])   # an image cannot feed both inputs: its line says why
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert rc == 2 and "Traceback" not in text
+    (line,) = [ln for ln in text.splitlines() if "images feed only one" in ln]
+    assert "takes 2 inputs (image, extra) and images feed only one" in line and "keyed by input name" in line
+
+
+def test_python_api_takes_a_two_input_model_object_with_named_shapes(kinds, tmp_path):
+    import keras
+
+    import keras_edge as ke
+    from keras_edge.host.preprocessing import PreprocessOptions
+
+    model = keras.models.load_model(kinds.root / "two_inputs.keras")
+    cfg = ke.ConvertConfig(model=model, out=tmp_path / "bundle", calib=kinds.root / "two_inputs.npz",
+                           variants=("fp32",), calib_samples=60, eval_samples=30,
+                           preprocess=PreprocessOptions(input_shapes={"image": (SIZE, SIZE, 1)}))
+    result = ke.convert(cfg)
+    assert [t.name for t in result.manifest.inputs] == ["image", "extra"]
+    assert result.manifest.variant("fp32").metrics["agreement"] == 1.0
+    from keras_edge.device.verify import verify_bundle
+
+    assert verify_bundle(tmp_path / "bundle").ok
 
 
 def test_savedmodel_with_two_inputs_through_its_signature(kinds, tmp_path, capsys):
