@@ -137,7 +137,7 @@ class _Job:
     keras_acc: float | None
     tmp: Path
     cfg: ConvertConfig
-    cfg_output_names: tuple[str, ...] = ()   # the Keras outputs' names, in Keras order
+    keras_output_names: tuple[str, ...] = ()   # the Keras outputs' names, in Keras order
 
     @property
     def inputs(self) -> ConvertInputs:
@@ -170,7 +170,7 @@ class _Job:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(self.cfg_output_names) if self.cfg_output_names else tuple(f"output_{i}" for i in range(len(self.keras_out)))
+        return tuple(self.keras_output_names) if self.keras_output_names else tuple(f"output_{i}" for i in range(len(self.keras_out)))
 
     def convert(self, name: str, mode: str, model: Any = None, extra: dict | None = None) -> B.Variant:
         """Convert ``model`` (default: the job's) with recipe ``mode``, then validate it as ``name``."""
