@@ -49,9 +49,22 @@ class Dataset:
     class_names: tuple[str, ...] | None = None
     sources: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = field(default=())
+    # every input of a model with several inputs, in the model's input order (``x`` is the first); () for one
+    xs: tuple[np.ndarray, ...] = ()
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    @property
+    def inputs(self) -> list[np.ndarray]:
+        """One array per model input, in the model's input order."""
+        return list(self.xs) if self.xs else [self.x]
+
+    def take(self, idx: np.ndarray) -> "Dataset":
+        """The samples at ``idx`` (every input, labels and sources alike)."""
+        xs = tuple(a[idx] for a in self.xs)
+        return Dataset(self.x[idx], None if self.y is None else self.y[idx], self.class_names,
+                       tuple(self.sources[i] for i in idx) if self.sources else (), self.skipped, xs)
 
 
 def scan_folder(root: str | os.PathLike) -> FolderIndex:
@@ -169,6 +182,68 @@ def load_arrays(path: str | os.PathLike, limit: int | None = None, seed: int = 0
     return Dataset(x[idx].astype(np.float32), None if y is None else np.asarray(y)[idx].astype(np.int64))
 
 
+def load_input_arrays(path: str | os.PathLike, names: Sequence[str], shapes: Sequence[tuple[int, ...]]) -> Dataset:
+    """The inputs of a model with several inputs from one ``.npz``: an array per input, keyed by the input's
+    Keras name or ``input_<i>`` (labels, optional, under ``y``); shapes are checked against the model's."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file", "pass an .npz with one array per input")
+    if path.suffix.lower() != ".npz":
+        raise DataError(f"{path} is a single array, but the model has {len(names)} inputs ({', '.join(names)})",
+                        "save an .npz with one array per input, keyed by input name (numpy.savez(path, name=array, …))")
+    try:
+        data = np.load(path, allow_pickle=False)
+        keys = sorted(data.keys())
+        xs = []
+        for i, (name, shape) in enumerate(zip(names, shapes)):
+            key = name if name in keys else f"input_{i}" if f"input_{i}" in keys else None
+            if key is None:
+                raise DataError(f"{path} has no array for input {name!r} (its keys: {', '.join(keys) or 'none'})",
+                                f"save one array per input under its name ({', '.join(names)}) or as "
+                                f"input_0..input_{len(names) - 1}")
+            a = data[key]
+            if a.ndim < 1 or tuple(a.shape[1:]) != tuple(shape):
+                raise DataError(f"{path}: array {key!r} has shape {tuple(a.shape)}, but input {name!r} takes "
+                                f"(N, {', '.join(map(str, shape))})", "save a batch of inputs shaped like the model's input")
+            xs.append(a.astype(np.float32))
+        y = data["y"] if "y" in keys else None
+    except (ValueError, OSError) as e:   # .npz members load lazily: an object (pickled) array fails only here
+        raise DataError(f"{path} is not a readable NumPy file ({str(e).splitlines()[0][:120]})",
+                        "save it with numpy.savez") from None
+    n = {len(a) for a in xs}
+    if len(n) != 1 or not len(xs[0]):
+        raise DataError(f"{path}: the inputs' arrays have different or zero lengths "
+                        f"({', '.join(f'{k}: {len(a)}' for k, a in zip(names, xs))})", "give one sample count for every input")
+    if y is not None and (y.ndim != 1 or len(y) != len(xs[0])):
+        raise DataError(f"{path} has {len(xs[0])} inputs but {y.size} labels (shape {y.shape})",
+                        "save one integer label per input under 'y'")
+    return Dataset(xs[0], None if y is None else np.asarray(y).astype(np.int64), xs=tuple(xs))
+
+
+def input_sets(calib: str | os.PathLike, names: Sequence[str], shapes: Sequence[tuple[int, ...]],
+               eval_path: str | os.PathLike | None = None, calib_samples: int = 200, eval_samples: int | None = None,
+               seed: int = 0) -> DataSplit:
+    """Calibration and evaluation sets of a model with several inputs, from ``.npz`` files keyed by input name;
+    a held-out fifth of ``calib`` evaluates when no ``eval_path`` is given (as for single-input arrays)."""
+    full = load_input_arrays(calib, names, shapes)
+    notes: list[str] = []
+    n_eval = 0 if eval_path or len(full) < 2 else min(eval_samples or len(full), max(1, len(full) // 5))
+    perm = np.random.default_rng(seed).permutation(len(full))
+    cal = full.take(np.sort(perm[n_eval:][:calib_samples]))
+    if eval_path:
+        evs = load_input_arrays(eval_path, names, shapes)
+        if eval_samples and eval_samples < len(evs):
+            evs = evs.take(np.sort(np.random.default_rng(seed + 1).choice(len(evs), eval_samples, replace=False)))
+    else:
+        evs = full.take(np.sort(perm[:n_eval]))
+    if not len(evs):
+        evs = cal
+        notes.append("too few samples for a held-out evaluation split; evaluating on the calibration samples")
+    if len(cal) < calib_samples:
+        notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
+    return DataSplit(cal, evs, tuple(notes), None)
+
+
 def load_labeled(root: str | os.PathLike, spec: PreprocessSpec, limit: int | None = None, seed: int = 0,
                  progress: Progress | None = None) -> Dataset:
     """A labeled image folder (class subfolders) as a Dataset; for fine-tuning and evaluation."""
@@ -196,7 +271,7 @@ class DataSplit:
         names = self.calib.class_names or self.eval.class_names
         if not names or len(names) == classes:
             return self
-        unlabel = lambda d: Dataset(d.x, None, None, d.sources, d.skipped)  # noqa: E731
+        unlabel = lambda d: Dataset(d.x, None, None, d.sources, d.skipped, d.xs)  # noqa: E731
         note = (f"the data has {len(names)} class folder(s) ({', '.join(names[:5])}{', …' if len(names) > 5 else ''}) "
                 f"but the model has {classes} outputs, so the folders are not used as labels: accuracy is not "
                 "reported and the budget uses agreement with Keras")

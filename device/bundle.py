@@ -81,6 +81,22 @@ class Tolerance:
     # on a GPU backend: GPU accelerators compute in fp16 by default, so outputs drift further from the
     # reference than on the CPU. None in manifests written before it existed (see :meth:`max_abs_on`).
     gpu_max_abs: float | None = None
+    # per output (in the manifest's output order) for models with several outputs: each output is held to
+    # its own bound, so a head with large values cannot hide another's error; () in older manifests
+    output_max_abs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_max_abs", tuple(float(b) for b in self.output_max_abs))
+
+    def output_bound(self, j: int, gpu: bool, mode: str = "fp32") -> float:
+        """The bound for manifest output ``j``: its own when recorded (plus the GPU slack on a GPU), else the overall one."""
+        if j >= len(self.output_max_abs):
+            return self.max_abs_on(gpu, mode)
+        own = self.output_max_abs[j]
+        if not gpu:
+            return own
+        extra = (self.gpu_max_abs - self.max_abs) if self.gpu_max_abs is not None else gpu_slack(mode)
+        return own + max(extra, 0.0)
 
     def max_abs_on(self, gpu: bool, mode: str = "fp32") -> float:
         """The bound for a backend; a GPU without a recorded bound (an older manifest) gets the mode's slack."""
@@ -93,7 +109,8 @@ class Tolerance:
         max_abs = float(d["max_abs"])
         gpu = d.get("gpu_max_abs")
         return cls(max_abs=max_abs, min_agreement=float(d.get("min_agreement", 1.0)),
-                   gpu_max_abs=float(gpu) if gpu is not None else None)
+                   gpu_max_abs=float(gpu) if gpu is not None else None,
+                   output_max_abs=tuple(float(b) for b in d.get("output_max_abs", ())))
 
 
 @dataclass(frozen=True)
@@ -111,9 +128,22 @@ class Variant:
     outputs: tuple[TensorSpec, ...] = ()
     tolerance: Tolerance | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # How the file's tensors map to the manifest's (Keras's) inputs and outputs: ``input_order[i]`` is the
+    # manifest input that the file's input ``i`` takes, ``output_order[i]`` the manifest output that the
+    # file's output ``i`` is. The converter orders and names tensors its own way (inputs sorted by name,
+    # outputs ``StatefulPartitionedCall:1``…), so several inputs or outputs are matched by name, never by
+    # position. () means the identity (single-input/-output models, and manifests written before it).
+    input_order: tuple[int, ...] = ()
+    output_order: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", VariantStatus(self.status))
+        object.__setattr__(self, "input_order", tuple(int(i) for i in self.input_order))
+        object.__setattr__(self, "output_order", tuple(int(i) for i in self.output_order))
+        for what, order, tensors in (("input", self.input_order, self.inputs), ("output", self.output_order, self.outputs)):
+            if order and (sorted(order) != list(range(len(order))) or (tensors and len(tensors) != len(order))):
+                raise BundleError(f"variant {self.name!r} has an invalid {what}_order {list(order)}",
+                                  "reconvert the bundle with `keras-edge convert`")
         if self.status is not VariantStatus.CONVERSION_FAILED and not self.file:
             raise BundleError(f"variant {self.name!r} has no file",
                               "reconvert the bundle with `keras-edge convert`")
@@ -127,7 +157,16 @@ class Variant:
                    inputs=tuple(TensorSpec.from_dict(t) for t in d.get("inputs", [])),
                    outputs=tuple(TensorSpec.from_dict(t) for t in d.get("outputs", [])),
                    tolerance=Tolerance.from_dict(tol) if tol else None,
-                   metrics=dict(d.get("metrics", {})))
+                   metrics=dict(d.get("metrics", {})),
+                   input_order=tuple(d.get("input_order", ())), output_order=tuple(d.get("output_order", ())))
+
+    def manifest_input(self, i: int) -> int:
+        """The manifest input that the file's input ``i`` takes."""
+        return self.input_order[i] if self.input_order else i
+
+    def manifest_output(self, i: int) -> int:
+        """The manifest output that the file's output ``i`` is."""
+        return self.output_order[i] if self.output_order else i
 
 
 @dataclass(frozen=True)
@@ -151,9 +190,18 @@ class Manifest:
     # what the outputs mean and how they become results; None in manifests written before it existed
     # (read as the task's plain default, see :attr:`postprocessing`)
     postprocess: PostprocessSpec | None = None
+    # One preprocessing spec per input, in ``inputs`` order (None: that input is fed arrays), for models with
+    # several inputs. () in single-input manifests and in those written before it: then ``preprocess`` is the
+    # spec of input 0 and the only one (see :meth:`preprocess_for`). When set, ``preprocess`` equals the spec
+    # of the first input that has one, so readers that know only ``preprocess`` still find an image spec.
+    input_preprocess: tuple[PreprocessSpec | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
+        object.__setattr__(self, "input_preprocess", tuple(self.input_preprocess))
+        if self.input_preprocess and len(self.input_preprocess) != len(self.inputs):
+            raise BundleError(f"manifest has {len(self.input_preprocess)} input preprocessing spec(s) for "
+                              f"{len(self.inputs)} input(s)", "reconvert the bundle")
         if self.postprocess is not None and self.postprocess.task is not self.task:
             raise BundleError(f"manifest task {self.task} does not match its postprocess spec ({self.postprocess.task})",
                               "reconvert the bundle")
@@ -178,6 +226,19 @@ class Manifest:
         """Variants that converted and have a file (validation failures are still runnable)."""
         return tuple(v for v in self.variants if v.status is not VariantStatus.CONVERSION_FAILED)
 
+    def preprocess_for(self, i: int) -> PreprocessSpec | None:
+        """The preprocessing spec of manifest input ``i`` (None: it is fed arrays)."""
+        if self.input_preprocess:
+            return self.input_preprocess[i]
+        return self.preprocess if i == 0 else None
+
+    def input_index(self, key: str) -> int | None:
+        """The manifest input named ``key`` (its Keras name) or ``input_<i>``; None when none is."""
+        for i, t in enumerate(self.inputs):
+            if key in (t.name, f"input_{i}"):
+                return i
+        return None
+
     @property
     def postprocessing(self) -> PostprocessSpec:
         """The postprocess spec, or the task's plain default for manifests that have none."""
@@ -191,6 +252,9 @@ class Manifest:
         d = jsonable(dataclasses.asdict(self))
         d["preprocess"] = self.preprocess.to_dict() if self.preprocess else None
         d["postprocess"] = self.postprocess.to_dict() if self.postprocess else None
+        d["input_preprocess"] = [p.to_dict() if p else None for p in self.input_preprocess]
+        if not self.input_preprocess:
+            del d["input_preprocess"]   # single-input manifests stay as they were
         return d
 
     @classmethod
@@ -210,7 +274,9 @@ class Manifest:
                        default=d.get("default"), default_reason=str(d.get("default_reason", "")),
                        reference=d.get("reference"), source=dict(d.get("source", {})),
                        tools=dict(d.get("tools", {})), created=str(d.get("created", "")), format=d["format"],
-                       postprocess=PostprocessSpec.from_dict(d["postprocess"]) if d.get("postprocess") else None)
+                       postprocess=PostprocessSpec.from_dict(d["postprocess"]) if d.get("postprocess") else None,
+                       input_preprocess=tuple(PreprocessSpec.from_dict(p) if p else None
+                                              for p in d.get("input_preprocess", ())))
         except DataError as e:  # an invalid preprocessing spec is a broken manifest here, not bad user data
             raise BundleError(f"manifest.json is malformed (preprocess: {e.what})",
                               "reconvert the bundle with `keras-edge convert`") from None

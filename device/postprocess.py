@@ -286,6 +286,21 @@ def _same_shape(a: TensorSpec, b: TensorSpec) -> bool:
     return len(sa) == len(sb) and all(x == y or x < 0 or y < 0 for x, y in zip(sa, sb))
 
 
+def file_outputs(declared: Sequence[TensorSpec], actual: Sequence[TensorSpec], recorded: Sequence[int] = ()) -> list[int]:
+    """For each declared (manifest) output, its index among the model file's outputs.
+
+    ``recorded`` is the variant's ``output_order`` (file output i is manifest output recorded[i]), written at
+    convert time from the file's signature; without it (older bundles) the outputs are matched by
+    :func:`align_outputs`.
+    """
+    if recorded and len(recorded) == len(actual):
+        order = [0] * len(recorded)
+        for i, j in enumerate(recorded):
+            order[j] = i
+        return order
+    return align_outputs(declared, actual)
+
+
 def align_outputs(declared: Sequence[TensorSpec], actual: Sequence[TensorSpec]) -> list[int]:
     """For each declared output (the manifest's, in the Keras model's order), its index among the model file's
     outputs (the converter may reorder them): matched by name, else by position, else by shape.

@@ -88,6 +88,8 @@ def verify_lines(rep: VerifyReport) -> list[str]:
         nums = ""
         if c.max_abs is not None:
             nums = f"max_abs {c.max_abs:.3g}"
+            if c.outputs:   # several outputs: each one's error against its own bound
+                nums += " (" + ", ".join(f"{o['name']} {o['max_abs']:.3g}/{o['bound']:.3g}" for o in c.outputs) + ")"
             if c.agreement is not None:
                 nums += f", top-1 agreement {c.agreement:.0%}"
             nums += f" over {c.samples} samples on {c.backend}; "

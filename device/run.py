@@ -20,7 +20,7 @@ from .engine import Engine, EngineOptions, load
 from .checks import positive_int
 from .errors import ConfigError, DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
-from .postprocess import Postprocessor, TaskResult, align_outputs, infer_postprocess
+from .postprocess import Postprocessor, TaskResult, file_outputs, infer_postprocess
 from .preprocess import dequantize, quantize
 from .runtime import default_threads
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
@@ -265,7 +265,8 @@ class Runner:
             bundle_dir = Path(cfg.target)
             declared = list(self.target.manifest.outputs)
             if declared and spec.outputs:   # roles index the manifest's outputs; the file may order them otherwise
-                order = align_outputs(declared, outs)
+                recorded = self.target.variant.output_order if self.target.variant else ()
+                order = file_outputs(declared, outs, recorded)
                 spec = replace(spec, outputs={r: order[i] if 0 <= i < len(order) else i for r, i in spec.outputs.items()})
         elif cfg.task is not None:
             spec = self._spec_from_flags(outs)
@@ -351,14 +352,26 @@ class Runner:
         return Item(name, [tensor], preprocess_ms=(time.perf_counter_ns() - t0) / 1e6,
                     image_hw=(int(frame.shape[0]), int(frame.shape[1])), image=frame if self.config.draw else None)
 
+    def _array_keys(self, i: int, t) -> list[str]:
+        """The keys that may hold the array of the file's input ``i``: in a bundle, the manifest input it
+        takes (its Keras name, ``input_<j>`` in Keras order), then the tensor's own name."""
+        v, m = self.target.variant, self.target.manifest
+        if v is not None and m is not None and len(m.inputs) == len(self.engine.inputs):
+            j = v.manifest_input(i)
+            return [m.inputs[j].name, f"input_{j}", t.name]
+        return [f"input_{i}", t.name]
+
     def from_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> list[Item]:
         ins = self.engine.inputs
         cols = []
         for i, t in enumerate(ins):
-            a = arrays.get(f"input_{i}", arrays.get(t.name))
+            keys = self._array_keys(i, t)
+            a = next((arrays[k] for k in keys if k in arrays), None)
+            if a is None and len(ins) == 1 and len(arrays) == 1:
+                a = next(iter(arrays.values()))   # one input, one array: whatever its key
             if a is None:
-                raise DataError(f"{name} has no array for input {i} ({t.name}); it has {sorted(arrays)}",
-                                f"save the arrays as input_0..input_{len(ins) - 1}")
+                raise DataError(f"{name} has no array for input {keys[0]!r}; its keys: {', '.join(sorted(arrays)) or 'none'}",
+                                f"save one array per input, keyed by input name or input_0..input_{len(ins) - 1}")
             if tuple(a.shape) == t.shape[1:]:
                 a = a[None]
             if tuple(a.shape[1:]) != t.shape[1:]:
@@ -379,6 +392,12 @@ class Runner:
     def _need_plan(self) -> InputPlan:
         if self.plan is None:
             n = len(self.engine.inputs)
+            m = self.target.manifest
+            if m is not None and len(m.inputs) == n > 1:   # a bundle knows its inputs' Keras names
+                names = ", ".join(t.name for t in m.inputs)
+                raise DataError(f"{self.target.name} takes {n} inputs ({names}) and images feed only one",
+                                f"give .npz files with one array per input, keyed by input name ({names}) or "
+                                f"input_0..input_{n - 1}")
             raise DataError(f"{self.target.name} takes {n} input(s) that images cannot feed "
                             f"({', '.join(str(list(t.shape)) for t in self.engine.inputs)})",
                             f"give .npz files with arrays input_0..input_{n - 1}")
@@ -463,13 +482,20 @@ class Runner:
         desc = []
         for i, (o, spec) in enumerate(zip(outs, self.engine.outputs)):
             v = dequantize(o, spec.scale, spec.zero_point)
-            d: dict[str, Any] = {"name": spec.name, "shape": list(o.shape), "dtype": str(o.dtype),
+            d: dict[str, Any] = {"name": self._output_name(i, spec), "shape": list(o.shape), "dtype": str(o.dtype),
                                  "min": float(v.min()) if v.size else None, "max": float(v.max()) if v.size else None}
             if self.config.save_outputs:
                 d["file"] = str(self._save(name, i, v))
             desc.append(d)
         self._saved += 1
         return desc
+
+    def _output_name(self, i: int, spec) -> str:
+        """A bundle names the file's output ``i`` after the Keras output it is; a bare file by its tensor."""
+        v, m = self.target.variant, self.target.manifest
+        if v is not None and m is not None and len(m.outputs) == len(self.engine.outputs) > 1:
+            return m.outputs[v.manifest_output(i)].name
+        return spec.name
 
     def _save(self, name: str, i: int, value: np.ndarray) -> Path:
         out = Path(self.config.save_outputs)

@@ -19,7 +19,7 @@ import numpy as np
 from .bundle import Manifest, Task, Variant, VariantStatus, check_variant, gpu_slack, inside, read_labels, read_manifest
 from .engine import Engine, EngineOptions, load
 from .errors import BundleError, EdgeError
-from .postprocess import align_outputs
+from .postprocess import file_outputs
 from .preprocess import dequantize, quantize
 
 
@@ -38,6 +38,7 @@ class VariantCheck:
     max_abs: float | None = None
     agreement: float | None = None
     samples: int = 0
+    outputs: list[dict[str, Any]] | None = None   # several outputs: each one's name, max abs error and bound
     backend: str | None = None
     tolerance: dict[str, float] | None = None
     bound: float | None = None          # the max_abs bound applied: the GPU one on a GPU backend
@@ -99,7 +100,8 @@ def check_outputs(variant: Variant, got: list[np.ndarray], want: list[np.ndarray
     return max_abs, agreement
 
 
-def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options: EngineOptions) -> tuple[list[np.ndarray], Engine]:
+def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options: EngineOptions,
+                  declared: tuple = ()) -> tuple[list[np.ndarray], Engine]:
     """The variant's dequantized outputs for every reference sample, and the engine that ran them."""
     shapes = tuple(tuple(1 if (k == 0 and d < 0) else d for k, d in enumerate(t.shape)) for t in variant.inputs)
     engine = load(model, EngineOptions(**{**asdict(options), "input_shapes": shapes}))
@@ -107,7 +109,9 @@ def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options:
     outs: list[list[np.ndarray]] = [[] for _ in engine.outputs]
     for k in range(ins[0].shape[0]):
         feed = []
-        for x, spec, actual in zip(ins, specs, engine.inputs):
+        # the file's input i takes manifest input variant.manifest_input(i): the converter orders inputs its own way
+        ordered = [ins[variant.manifest_input(i)] for i in range(len(engine.inputs))]
+        for x, spec, actual in zip(ordered, specs, engine.inputs):
             if (np.dtype(spec.dtype), spec.scale, spec.zero_point) != (np.dtype(actual.dtype), actual.scale, actual.zero_point):
                 raise BundleError(f"variant {variant.name!r}: the manifest says input {spec.name} is {spec.dtype} "
                                   f"(scale {spec.scale:g}, zero point {spec.zero_point}) but the model file says "
@@ -116,6 +120,8 @@ def run_reference(variant: Variant, model: Path, ins: list[np.ndarray], options:
             feed.append(quantize(x[k:k + 1].astype(np.float32), actual.dtype, actual.scale, actual.zero_point))
         for j, (o, spec) in enumerate(zip(engine.run(feed), engine.outputs)):
             outs[j].append(dequantize(o, spec.scale, spec.zero_point))
+    if len(outs) > 1 and declared and len(declared) == len(outs):   # back into the manifest's (Keras's) order
+        return [np.concatenate(outs[j]) for j in file_outputs(declared, engine.outputs, variant.output_order)], engine
     return [np.concatenate(o) for o in outs], engine
 
 
@@ -127,9 +133,7 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
         model = check_variant(bundle_dir, v)
         if ref is None:
             return VariantCheck(v.name, Verdict.PASS, "checksum ok (no reference data to run)")
-        got, engine = run_reference(v, model, ref[0], options)
-        if m.outputs and len(got) > 1:   # the converter may reorder several outputs: align them with the reference
-            got = [got[j] for j in align_outputs(list(m.outputs), list(engine.outputs))]
+        got, engine = run_reference(v, model, ref[0], options, m.outputs)
         names = [t.name for t in m.outputs] if len(m.outputs) == len(got) else [f"output {i}" for i in range(len(got))]
         bad = [f"{n} is {list(g.shape[1:])}, the reference {list(w.shape[1:])}"
                for n, g, w in zip(names, got, ref[1]) if g.shape != w.shape]
@@ -138,7 +142,6 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
     except EdgeError as e:
         return VariantCheck(v.name, Verdict.FAIL, str(e))
     max_abs, agreement = check_outputs(v, got, ref[1], m.task)
-    errors = output_errors(got, ref[1])
     on_gpu = engine.backend.is_gpu
     check = VariantCheck(v.name, Verdict.PASS, max_abs=max_abs, agreement=agreement, samples=len(ref[0][0]),
                          backend=str(engine.backend), tolerance=asdict(v.tolerance) if v.tolerance else None,
@@ -152,13 +155,17 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
         if on_gpu and tol.gpu_max_abs is None:
             check.notes.append(f"the manifest records no GPU tolerance (older bundle); using max_abs + "
                                f"{gpu_slack(v.mode):g} for the GPU's fp16 arithmetic")
-        if not max_abs <= check.bound:
-            where = ""
-            if len(errors) > 1:
-                over = [f"{n} {e:.4g}" for n, e in zip(names, errors) if not e <= check.bound]
-                where = f" (output{'s' if len(over) > 1 else ''} {', '.join(over)})"
-            fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else "")
-                         + where)
+        if len(got) > 1:   # each output against its own bound, named
+            check.outputs = []
+            for j, (g, w) in enumerate(zip(got, ref[1])):
+                err = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64))))
+                bound = tol.output_bound(j, on_gpu, v.mode)
+                name = m.outputs[j].name if j < len(m.outputs) else f"output_{j}"
+                check.outputs.append({"name": name, "max_abs": err, "bound": bound, "ok": err <= bound})
+                if not err <= bound:
+                    fails.append(f"output {name}: max abs error {err:.4g} > {bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
+        elif not max_abs <= check.bound:
+            fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
         if agreement is not None and agreement < tol.min_agreement:
             fails.append(f"top-1 agreement {agreement:.1%} < {tol.min_agreement:.1%}")
     if fails:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from keras_edge.device.bundle import TensorSpec
 from keras_edge.device.errors import ConfigError, ModelError
 
@@ -27,6 +29,9 @@ class LoadedModel:
     kind: str                # "keras" | "h5" | "savedmodel" | "object"
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # per input name: the rescaling a SavedModel's serving graph applies to it first, as read from the graph
+    # ("x*0.00392+0"); a SavedModel hides its Rescaling layer from Keras, so this is how it is found
+    graph_rescaling: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -64,7 +69,7 @@ def from_object(model: Any) -> LoadedModel:
     if not isinstance(model, keras.Model):
         raise ModelError(f"{type(model).__name__} is not a keras.Model", "give a Keras model object or a model file path")
     model = functional(model)
-    return LoadedModel(model, None, "object", _specs(model.inputs), _specs(model.outputs))
+    return LoadedModel(model, None, "object", _specs(model.inputs), _specs(model.outputs, _output_names(model)))
 
 
 def _unsafe_hint(err: Exception) -> bool:
@@ -90,11 +95,22 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
         kind = "savedmodel"
         try:
             with captured_output(not verbose):
-                model = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
-                model = _wrap_tfsm(keras, tf, model, path)
+                loaded_sm = tf.saved_model.load(str(path))
         except Exception as e:  # noqa: BLE001 - any failure here means "cannot load this SavedModel"
             raise ModelError(f"{path} could not be loaded as a SavedModel ({_first_line(e)})",
                              "re-export it with model.export() or save as .keras") from None
+        signatures = list(getattr(loaded_sm, "signatures", {}) or {})
+        if SERVING not in signatures:
+            raise ModelError(f"{path} has no {SERVING!r} signature (it has "
+                             f"{', '.join(repr(s) for s in signatures) or 'none'}), so its inputs are unknown",
+                             "export it with model.export(path), or tf.saved_model.save(obj, path, signatures=fn)")
+        try:
+            with captured_output(not verbose):
+                model, rescaling = _wrap_tfsm(keras, tf, path, loaded_sm.signatures[SERVING])
+        except Exception as e:  # noqa: BLE001 - any failure here means "cannot load this SavedModel"
+            raise ModelError(f"{path} could not be loaded as a SavedModel ({_first_line(e)})",
+                             "re-export it with model.export() or save as .keras") from None
+        return LoadedModel(model, path, kind, _specs(model.inputs), _specs(model.outputs, _output_names(model)), rescaling)
     else:
         if path.suffix.lower() not in KERAS_SUFFIXES:
             raise ModelError(f"{path} is not a Keras model file (expected {', '.join(KERAS_SUFFIXES)} or a SavedModel dir)",
@@ -121,7 +137,7 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
             raise ModelError(f"{path} could not be loaded ({_first_line(e)})",
                              "check that the file is a complete Keras model (it may be truncated or corrupt)") from None
     model = functional(model)
-    return LoadedModel(model, path, kind, _specs(model.inputs), _specs(model.outputs))
+    return LoadedModel(model, path, kind, _specs(model.inputs), _specs(model.outputs, _output_names(model)))
 
 
 def functional(model: Any, input_shape: tuple[int | None, ...] | None = None) -> Any:
@@ -147,17 +163,98 @@ def functional(model: Any, input_shape: tuple[int | None, ...] | None = None) ->
     return keras.Model(inp, model(inp), name=model.name)
 
 
-def _wrap_tfsm(keras, tf, layer, path: Path):
-    import tensorflow as tf  # noqa: F811 - the SavedModel signature is a TF object
+SERVING = "serving_default"
 
-    sig = tf.saved_model.load(str(path)).signatures["serving_default"]
-    (name, spec), = sig.structured_input_signature[1].items()
-    inp = keras.Input(shape=tuple(spec.shape[1:]), name=name, dtype=spec.dtype.name)
-    out = layer(inp)
+
+def _wrap_tfsm(keras, tf, path: Path, sig) -> tuple[Any, dict[str, str]]:
+    """A SavedModel's serving signature as a functional Keras model: one named input per signature input,
+    one output per signature output (named after it, in sorted key order), and the rescaling each input
+    goes through first, read from the graph."""
+
+    class _Signature(keras.layers.TFSMLayer):
+        """TFSMLayer calls its endpoint with one positional argument; a signature with several inputs
+        takes them as keyword arguments."""
+
+        def call(self, inputs, training=False, **kwargs):
+            if isinstance(inputs, dict):
+                return self.call_endpoint_fn(**inputs)
+            return self.call_endpoint_fn(inputs)
+
+    specs = sig.structured_input_signature[1]
+    if not specs:
+        raise ValueError(f"the {SERVING!r} signature takes no named inputs")
+    layer = _Signature(str(path), call_endpoint=SERVING)
+    inputs = {name: keras.Input(shape=tuple(spec.shape[1:]), name=name, dtype=spec.dtype.name)
+              for name, spec in sorted(specs.items())}
+    out = layer(inputs if len(inputs) > 1 else next(iter(inputs.values())))
     if isinstance(out, dict):
-        out = [out[k] for k in sorted(out)]
+        out = [keras.layers.Identity(name=k)(out[k]) for k in sorted(out)]
         out = out[0] if len(out) == 1 else out
-    return keras.Model(inp, out)
+    try:
+        rescaling = graph_rescaling(tf, sig, list(inputs))
+    except Exception:  # noqa: BLE001 - reading the graph is best effort; the user can state the preprocessing
+        rescaling = {}
+    return keras.Model(list(inputs.values()) if len(inputs) > 1 else next(iter(inputs.values())), out), rescaling
+
+
+def graph_rescaling(tf, sig, names: list[str]) -> dict[str, str]:
+    """For each named input of a concrete function: the rescaling it starts with (``x*scale+offset``, from
+    Mul/RealDiv/Add/Sub ops with constant operands, past Identity/Cast), as text; inputs without one are left out.
+
+    The function is frozen first (variables to constants, calls inlined) so the ops of the model's own
+    function are visible from the signature's placeholders.
+    """
+    from tensorflow.python.framework import tensor_util
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    graph = convert_variables_to_constants_v2(sig).graph.as_graph_def()
+    nodes = {n.name: n for n in graph.node}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for ref in n.input:
+            consumers.setdefault(ref.lstrip("^").split(":")[0], []).append(n)
+
+    def const(name: str) -> float | None:
+        node = nodes.get(name.split(":")[0])
+        while node is not None and node.op in ("Identity", "Cast") and node.input:
+            node = nodes.get(node.input[0].split(":")[0])
+        if node is None or node.op != "Const":
+            return None
+        value = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        return float(value.reshape(-1)[0]) if value.size and np.all(value == value.reshape(-1)[0]) else None
+
+    found = {}
+    for name in names:
+        placeholders = [n for n in graph.node if n.op == "Placeholder" and n.name in (name, f"{name}_1")]
+        if not placeholders:
+            continue
+        current, scale, offset, seen = placeholders[0].name, 1.0, 0.0, False
+        while True:
+            nxt = consumers.get(current, [])
+            if len(nxt) != 1:
+                break
+            op = nxt[0]
+            if op.op in ("Identity", "Cast"):
+                current = op.name
+                continue
+            other = [ref for ref in op.input if ref.split(":")[0] != current]
+            value = const(other[0]) if len(other) == 1 else None
+            if value is None or op.op not in ("Mul", "RealDiv", "AddV2", "Add", "Sub", "BiasAdd"):
+                break
+            if op.op == "Mul":
+                scale, offset = scale * value, offset * value
+            elif op.op == "RealDiv" and op.input[0].split(":")[0] == current and value != 0:
+                scale, offset = scale / value, offset / value
+            elif op.op in ("AddV2", "Add", "BiasAdd"):
+                offset += value
+            elif op.op == "Sub" and op.input[0].split(":")[0] == current:
+                offset -= value
+            else:
+                break
+            seen, current = True, op.name
+        if seen:
+            found[name] = f"x*{scale:.3g}{offset:+.3g}"
+    return found
 
 
 def _first_line(e: Exception, limit: int = 300) -> str:
@@ -171,11 +268,17 @@ def _first_line(e: Exception, limit: int = 300) -> str:
     return cut[:end + 1] if end > limit // 2 else cut[:cut.rfind(" ")] + " …"
 
 
-def _specs(tensors) -> tuple[TensorSpec, ...]:
+def _output_names(model) -> list[str] | None:
+    """The outputs' Keras names (their layers'), which say what each output is; tensor names do not."""
+    names = list(getattr(model, "output_names", None) or [])
+    return names if len(names) == len(model.outputs) and len(set(names)) == len(names) else None
+
+
+def _specs(tensors, names: list[str] | None = None) -> tuple[TensorSpec, ...]:
     out = []
     for i, t in enumerate(tensors):
         shape = tuple(-1 if d is None else int(d) for d in t.shape)
-        name = getattr(t, "name", None) or f"tensor_{i}"
+        name = (names[i] if names else None) or getattr(t, "name", None) or f"tensor_{i}"
         out.append(TensorSpec(name=str(name), shape=shape, dtype=str(getattr(t.dtype, "name", t.dtype))))
     return tuple(out)
 

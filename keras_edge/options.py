@@ -58,6 +58,18 @@ def shape_option(ctx: click.Context, param: click.Parameter, text: str | None) -
     return parse_ints(text, "--input-shape", "224,224,3") if text else None
 
 
+def named_shapes_option(ctx: click.Context, param: click.Parameter,
+                        values: tuple[str, ...]) -> tuple[tuple[str | None, tuple[int, ...]], ...]:
+    """Repeated ``--input-shape``: ``H,W,C`` for a model with one input, ``NAME=H,W,C`` per input otherwise."""
+    out = []
+    for text in values or ():
+        name, sep, dims = text.rpartition("=")
+        if sep and not name.strip():
+            raise click.BadParameter(f"{text!r} has no input name before '='; write it like image=224,224,3")
+        out.append((name.strip() or None, parse_ints(dims, "--input-shape", "224,224,3 or image=224,224,3")))
+    return tuple(out)
+
+
 def floats(ctx: click.Context, param: click.Parameter, text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -181,8 +193,8 @@ def preprocess_options(f: F) -> F:
                      show_default=True),
         click.option("--color", type=click.Choice([ColorOrder.RGB.value, ColorOrder.BGR.value]),
                      help="Channel order the model expects."),
-        click.option("--input-shape", callback=shape_option, metavar="H,W,C",
-                     help="Input size when the model's is not fixed."),
+        click.option("--input-shape", callback=named_shapes_option, multiple=True, metavar="[NAME=]H,W,C",
+                     help="Input size when the model's is not fixed; with several inputs, NAME=H,W,C once per input."),
     )(f)
 
 
@@ -190,5 +202,11 @@ def preprocess_config(kw: dict[str, Any]) -> Any:
     """Pop the preprocess options out of a command's keyword arguments into a PreprocessOptions."""
     from keras_edge.host.preprocessing import PreprocessOptions
 
-    names = ("preset", "scale", "mean", "std", "resize", "interpolation", "color", "input_shape")
-    return PreprocessOptions(**{n: kw.pop(n) for n in names})
+    names = ("preset", "scale", "mean", "std", "resize", "interpolation", "color")
+    shapes = kw.pop("input_shape") or ()
+    if len(shapes) == 1 and shapes[0][0] is None:
+        return PreprocessOptions(**{n: kw.pop(n) for n in names}, input_shape=shapes[0][1])
+    if any(name is None for name, _ in shapes):
+        raise click.BadParameter("give every --input-shape an input name (NAME=H,W,C) when there are several",
+                                 param_hint="'--input-shape'")
+    return PreprocessOptions(**{n: kw.pop(n) for n in names}, input_shapes=tuple(shapes))

@@ -18,18 +18,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_edge.calibration.dataset import DataSplit, calibration_sets
+from keras_edge.calibration.dataset import DataSplit, calibration_sets, input_sets
 from keras_edge.device import bundle as B
 from keras_edge.device.checks import in_range, positive_float, positive_int
 from keras_edge.device.errors import ConfigError, ConversionError, DataError, EdgeError
 from keras_edge.device.preprocess import PreprocessSpec
 
 from ..model_io import LoadedModel, load_model
-from ..preprocessing import PreprocessOptions, spec_for_data
+from ..preprocessing import PreprocessOptions, specs_for_data
 from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
 from ..report.render import write_report
 from . import evaluate as E
+from . import iomap
 from .evaluate import summary
 from .improve import improve_int8
 from .choose import board_times, choose_default, loss_of, verdict_of
@@ -136,10 +137,40 @@ class _Job:
     keras_acc: float | None
     tmp: Path
     cfg: ConvertConfig
+    keras_output_names: tuple[str, ...] = ()   # the Keras outputs' names, in Keras order
 
     @property
     def inputs(self) -> ConvertInputs:
-        return ConvertInputs([self.data.calib.x], self.cfg.io)
+        names = tuple(str(t.name) for t in self.model.inputs) if len(self.model.inputs) > 1 else ()
+        return ConvertInputs(self.data.calib.inputs, self.cfg.io, names=names)
+
+    def io_order(self, path: Path, tfl) -> tuple[tuple[int, ...], tuple[int, ...], list[np.ndarray]]:
+        """(input_order, output_order, the evaluation outputs in Keras order) of a converted file: the
+        tensors are matched by name through its signature, else by shape and values; () orders are the identity."""
+        xs = self.data.eval.inputs
+        if len(xs) == 1 and len(self.keras_out) == 1:
+            return (), (), E.predict(tfl, xs)
+        keras_names = [str(t.name) for t in self.model.inputs]
+        ins, outs = iomap.io_order(path, tfl.inputs, tfl.outputs, keras_names, list(self.output_names))
+        if ins is None:
+            ins = iomap.match_inputs(tfl.inputs, [x.shape[1:] for x in xs])
+        if ins is None:
+            raise ConversionError("the converted model's inputs cannot be matched to the Keras inputs by name or shape",
+                                  "give the model's inputs distinct names")
+        got = E.predict(tfl, [xs[k] for k in ins])
+        if outs is None:
+            outs = iomap.match_outputs(got, self.keras_out)
+        if outs is None:
+            raise ConversionError("the converted model's outputs cannot be matched to the Keras outputs by name or shape",
+                                  "give the model's outputs distinct names")
+        ordered: list[np.ndarray] = [np.empty(0)] * len(got)
+        for i, j in enumerate(outs):
+            ordered[j] = got[i]
+        return (tuple(ins) if len(xs) > 1 else ()), (tuple(outs) if len(got) > 1 else ()), ordered
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.keras_output_names) if self.keras_output_names else tuple(f"output_{i}" for i in range(len(self.keras_out)))
 
     def convert(self, name: str, mode: str, model: Any = None, extra: dict | None = None) -> B.Variant:
         """Convert ``model`` (default: the job's) with recipe ``mode``, then validate it as ``name``."""
@@ -160,7 +191,7 @@ class _Job:
         timing = {"convert_s": round(convert_s, 2)}
         try:
             tfl = E.load_tflite(path, self.cfg.threads)
-            outs = E.predict(tfl, [self.data.eval.x])
+            input_order, output_order, outs = self.io_order(path, tfl)
             cmp = E.compare(outs, self.keras_out, self.data.eval.y, self.classification)
             ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
                             None, self.classification)
@@ -176,26 +207,37 @@ class _Job:
             metrics["accuracy_drop"] = round(self.keras_acc - cmp["accuracy"], 6)
         metrics["verdict"] = verdict_of(metrics, self.keras_acc, self.cfg.max_accuracy_drop).to_dict()
         floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
+        if len(outs) > 1:   # each output on its own: its name and error in the metrics, its own verify bound
+            for entry, out_name in zip(metrics.get("per_output", []), self.output_names):
+                entry["name"] = out_name
+        per_output = tuple(float(max(2 * e["max_abs_err"], floor)) for e in ref.get("per_output", [])) if len(outs) > 1 else ()
         tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                           min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
                           if self.classification else 1.0,
-                          gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + B.gpu_slack(mode)))
+                          gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + B.gpu_slack(mode)),
+                          output_max_abs=per_output)
         return B.Variant(name=name, mode=mode, status=B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED,
                          file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,
-                         inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics)
+                         inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics,
+                         input_order=input_order, output_order=output_order)
 
     def loss(self, v: B.Variant) -> float:
         return loss_of(v.metrics, self.keras_acc)
 
 
-def _fixed_model(loaded: LoadedModel, shape: tuple[int, ...], spec: PreprocessSpec | None, bake: bool):
-    """The model with a fixed input shape, and the spec's normalisation folded in when baking."""
+def _fixed_model(loaded: LoadedModel, shapes: tuple[tuple[int, ...], ...], spec: PreprocessSpec | None, bake: bool):
+    """The model with fixed input shapes (same input names), and the spec's normalisation folded in when baking."""
     import keras
 
     model = loaded.model
-    dynamic = tuple(loaded.inputs[0].shape[1:]) != shape
+    dynamic = any(tuple(t.shape[1:]) != shape for t, shape in zip(loaded.inputs, shapes))
+    bake = bake and len(shapes) == 1
     if not dynamic and not bake:
         return model, spec
+    if len(shapes) > 1:
+        inps = [keras.Input(shape=shape, name=t.name, dtype=t.dtype) for t, shape in zip(loaded.inputs, shapes)]
+        return keras.Model(inps, model(inps), name=model.name), spec
+    shape = shapes[0]
     inp = keras.Input(shape=shape, name="pixels" if bake else None)
     x = inp
     if bake and spec is not None and not spec.identity_normalization:
@@ -214,8 +256,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     previous = _previous_report(cfg.out, log)
     _check_labels_file(cfg.labels)
     loaded = load_model(cfg.model, safe_mode=cfg.safe_mode, verbose=cfg.verbose, imports=cfg.imports)
-    shape, spec = spec_for_data(loaded, cfg.preprocess, cfg.calib, log)
-    model, spec = _fixed_model(loaded, shape, spec, cfg.bake_preprocess)
+    shapes, specs = specs_for_data(loaded, cfg.preprocess, cfg.calib, log)
+    shape, spec = shapes[0], specs[0]
+    model, spec = _fixed_model(loaded, shapes, spec, cfg.bake_preprocess)
     if spec is not None:
         log(f"preprocessing: {spec.preset} {spec.height}x{spec.width}x{spec.channels} {spec.color} "
             f"{spec.resize} ({spec.reason})")
@@ -223,27 +266,31 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     classes = loaded.outputs[0].shape[-1] if classification else None
     if classes:
         _check_label_count(cfg.labels, classes)
-    data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress)
+    if len(shapes) > 1:   # several inputs: arrays keyed by input name
+        data = input_sets(cfg.calib, [t.name for t in loaded.inputs], shapes, cfg.eval, cfg.calib_samples,
+                          cfg.eval_samples, cfg.seed)
+    else:
+        data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress)
     if classes:
         data = data.labels_fit(classes)
     for note in data.notes:
         log(f"note: {note}")
-    if tuple(data.calib.x.shape[1:]) != shape:
+    if len(shapes) == 1 and tuple(data.calib.x.shape[1:]) != shape:
         raise DataError(f"calibration inputs have shape {data.calib.x.shape[1:]} but the model takes {shape}",
                         "give inputs of the model's shape")
-    keras_out = _keras_predict(model, data.eval.x)
+    keras_out = _keras_predict(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)
     if classification:
         data, keras_out = _reference_first(data, keras_out)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
     keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib),
-             **E.keras_latency(model, data.eval.x)}
+             **E.keras_latency(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)}
     if keras_acc is not None:
         log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} evaluation samples")
     board = board_times(previous)  # a reconvert keeps choosing by the board it was benchmarked on
     if board:
         log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
     with B.staged_dir(cfg.out) as tmp:
-        job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg)
+        job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, tuple(t.name for t in loaded.outputs))
         variants: list[B.Variant] = []
         for i, vname in enumerate(cfg.variants, 1):
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")
@@ -256,8 +303,14 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             for v in pruned:
                 variants.append(v)
                 log(f"{v.name}: {summary(v)}")
-        selective, ptq_info = improve_int8(job, variants, log)
-        variants = _with_latencies(tmp, variants, data.eval.x, cfg, log)
+        if len(shapes) > 1:
+            selective, ptq_info = None, None
+            if any(v.name == "int8" and v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop
+                   for v in variants):
+                log("note: int8 misses the budget; the int8 improvements (ptq, selective, qat) take single-input models")
+        else:
+            selective, ptq_info = improve_int8(job, variants, log)
+        variants = _with_latencies(tmp, variants, data.eval.inputs, cfg, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
             first = variants[0]
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
@@ -274,7 +327,8 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         np.savez(tmp / B.REFERENCE, **_reference(data, keras_out))
         name = cfg.name or loaded.name
         manifest = B.Manifest(
-            name=name, preprocess=spec, inputs=_keras_specs(loaded.inputs, shape), outputs=loaded.outputs,
+            name=name, preprocess=spec, inputs=_keras_specs(loaded.inputs, shapes), outputs=loaded.outputs,
+            input_preprocess=specs if len(specs) > 1 else (),
             variants=tuple(variants), task=B.Task.CLASSIFICATION if classification else B.Task.OTHER, labels=labels,
             default=default, default_reason=why, reference=B.REFERENCE,
             source={"file": loaded.path.name if loaded.path else f"<{loaded.name}>",
@@ -300,7 +354,7 @@ def _previous_report(out: Path, log: Log) -> Report | None:
         return None
 
 
-def _with_latencies(tmp: Path, variants: list[B.Variant], x: np.ndarray, cfg: ConvertConfig, log: Log) -> list[B.Variant]:
+def _with_latencies(tmp: Path, variants: list[B.Variant], xs: list[np.ndarray], cfg: ConvertConfig, log: Log) -> list[B.Variant]:
     """Time every validated variant side by side, interleaved round by round, so that load on the
     machine hits all of them alike (timing each right after its conversion made the default a coin toss)."""
     measured = [v.name for v in variants if v.status is B.VariantStatus.OK]
@@ -311,7 +365,13 @@ def _with_latencies(tmp: Path, variants: list[B.Variant], x: np.ndarray, cfg: Co
     stats = {}
     for threads in counts:
         models = {name: E.load_tflite(tmp / f"{name}.tflite", threads) for name in measured}
-        stats[threads] = E.side_by_side(models, [x])
+        stats[threads] = {}
+        by_order: dict[tuple[int, ...], dict] = {}   # variants whose files order their inputs alike are timed together
+        for v in variants:
+            if v.name in measured:
+                by_order.setdefault(v.input_order, {})[v.name] = models[v.name]
+        for order, group in by_order.items():
+            stats[threads].update(E.side_by_side(group, [xs[k] for k in order] if order else xs))
     out = []
     for v in variants:
         if v.name in measured:
@@ -436,14 +496,11 @@ def _reference_first(data: DataSplit, keras_out: list[np.ndarray]) -> tuple[Data
             if ix and len(first) < REFERENCE_SAMPLES:
                 first.append(ix.pop(0))
     order = np.array(first + sorted(set(range(len(cls))) - set(first)))
-    ev = data.eval
-    ev = replace(ev, x=ev.x[order], y=None if ev.y is None else ev.y[order],
-                 sources=tuple(ev.sources[i] for i in order) if ev.sources else ev.sources)
-    return replace(data, eval=ev), [k[order] for k in keras_out]
+    return replace(data, eval=data.eval.take(order)), [k[order] for k in keras_out]
 
 
 def _reference(data: DataSplit, keras_out: list[np.ndarray]) -> dict[str, np.ndarray]:
-    ref = {"input_0": data.eval.x[:REFERENCE_SAMPLES].astype(np.float32)}
+    ref = {f"input_{i}": x[:REFERENCE_SAMPLES].astype(np.float32) for i, x in enumerate(data.eval.inputs)}
     for i, y in enumerate(keras_out):
         ref[f"output_{i}"] = y[:REFERENCE_SAMPLES].astype(np.float32)
     return ref
@@ -459,8 +516,8 @@ def _write_labels(tmp: Path, cfg: ConvertConfig, data: DataSplit) -> str | None:
     return None
 
 
-def _keras_specs(specs, shape) -> tuple[B.TensorSpec, ...]:
-    return tuple(B.TensorSpec(s.name, (1, *shape) if i == 0 else s.shape, s.dtype) for i, s in enumerate(specs))
+def _keras_specs(specs, shapes) -> tuple[B.TensorSpec, ...]:
+    return tuple(B.TensorSpec(s.name, (1, *shape), s.dtype) for s, shape in zip(specs, shapes))
 
 
 def _source_sha(path: Path) -> str:

@@ -61,7 +61,7 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
     probe.write_bytes(blob)
     try:
         tfl = E.load_tflite(probe, job.cfg.threads)
-        m = E.compare(E.predict(tfl, [job.data.eval.x]), job.keras_out, job.data.eval.y, job.classification)
+        m = E.compare(job.io_order(probe, tfl)[2], job.keras_out, job.data.eval.y, job.classification)
         if latency:
             m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
     finally:

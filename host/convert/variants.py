@@ -35,6 +35,9 @@ class ConvertInputs:
     calib: Sequence[np.ndarray]   # one float32 array per model input, (N, ...)
     io: IoType = IoType.UINT8
     denylist: tuple[str, ...] = ()  # op names kept in float (selective int8)
+    # the model's input names, for several inputs: the converted model orders its inputs by name, not as
+    # Keras does, so representative samples are given by name (a dict), never by position
+    names: tuple[str, ...] = ()
 
 
 class VariantFailed(Exception):
@@ -48,7 +51,8 @@ def representative_dataset(inputs: ConvertInputs):
     def gen():
         n = len(inputs.calib[0])
         for i in range(n):
-            yield [np.ascontiguousarray(a[i:i + 1], np.float32) for a in inputs.calib]
+            sample = [np.ascontiguousarray(a[i:i + 1], np.float32) for a in inputs.calib]
+            yield dict(zip(inputs.names, sample)) if len(inputs.names) == len(sample) > 1 else sample
     return gen
 
 
