@@ -19,8 +19,8 @@ from .bundle import Task
 from .engine import Engine, EngineOptions, load
 from .checks import positive_int
 from .errors import ConfigError, DataError
-from .pipeline import (DecodePolicy, InputPlan, image_dims, max_abs_diff, plan_input, prepare, prepare_array, reduce_factor,
-                       tolerance)
+from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
+from .pipeline import max_abs_diff
 from .preprocess import dequantize, quantize
 from .runtime import default_threads
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
