@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     res = soak(bundle, args.inferences, args.warmup, args.window, log=log)
     log(f"soak: RSS growth {res.rss_growth_mb:.2f} MB, fds {res.fds_after_warmup}->{res.fds_end}, drift "
         f"{res.drift:+.1%} (inference {res.infer_drift:+.1%}) over {res.inferences} in {res.seconds:.0f}s; met {res.met}")
+    log(f"soak: median service ms per block of {res.block}: " + " ".join(f"{x:.2f}" for x in res.service_ms_p50_blocks))
+    log("soak: CPU ms per input per block: " + " ".join(f"{x:.2f}" for x in res.cpu_ms_per_input_blocks))
     write_json(args.out, res)
     return 0
 
