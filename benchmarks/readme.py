@@ -198,6 +198,13 @@ def throughput_section(tp: dict[str, Any], soak: dict[str, Any] | None) -> str:
                      f"{soak['rss_growth_mb']:.2f} MB (≤ 2), file descriptors {soak['fds_after_warmup']} → "
                      f"{soak['fds_end']}, latency drift {soak['drift']:+.1%} (within 5%; inference alone "
                      f"{soak['infer_drift']:+.1%}), load average after {soak['load_average_after']}.")
+        curve = soak.get("service_ms_p50_blocks")
+        if curve:
+            loads = soak.get("load_1min_blocks") or []
+            parts.append(f"Soak curve, median service ms per block of {soak.get('block', 1000)}: "
+                         + " ".join(f"{x:.2f}" for x in curve)
+                         + (f" (1-minute load {min(loads):.2f}–{max(loads):.2f}; CPU ms per input and load per block "
+                            "in soak.json)" if loads else "") + ".")
     return "\n\n".join(parts)
 
 

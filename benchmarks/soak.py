@@ -11,6 +11,11 @@ process's RSS and open file descriptors every 500 results and records each input
 - latency drift: median service time of the last 1,000 against the first 1,000 after the warm-up
   (target within 5%; inference alone reported beside it).
 
+The whole curve is kept: the median service and inference time of every block of 1,000, with the
+process's CPU time per input and the machine's 1-minute load average over that block. A block whose
+wall-clock time moves while its CPU time per input stays put was slowed by the machine (other
+processes on the cores), not by the runner doing more work.
+
     python -m benchmarks.soak [--out benchmarks/results/soak.json] [--inferences 50000]
 """
 
@@ -78,6 +83,11 @@ class SoakResult:
     load_average_after: list[float]
     met: dict[str, bool]
     rss_samples_mb: list[float] = field(repr=False, default_factory=list)
+    block: int = 1_000               # the curve below: one entry per block of this many inputs, from the first
+    service_ms_p50_blocks: list[float] = field(default_factory=list)
+    infer_ms_p50_blocks: list[float] = field(default_factory=list)
+    cpu_ms_per_input_blocks: list[float] = field(default_factory=list)   # this process, all threads
+    load_1min_blocks: list[float] = field(default_factory=list)          # the machine, sampled at each block's end
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,6 +105,9 @@ def soak(bundle: Path, inferences: int = 50_000, warmup: int = 2_000, window: in
     infer = np.zeros(inferences + per, np.float64)
     rss = np.zeros(inferences // SAMPLE_EVERY + 2, np.float64)
     fds = np.zeros_like(rss)
+    blocks = inferences // window + 2
+    cpu_at = np.zeros(blocks, np.float64)     # process CPU seconds when each block ended (index 0: the start)
+    load_at = np.zeros(blocks, np.float64)
     n = 0
 
     def emit(r) -> None:
@@ -102,12 +115,15 @@ def soak(bundle: Path, inferences: int = 50_000, warmup: int = 2_000, window: in
         service[n] = r.decode_ms + r.preprocess_ms + r.infer_ms
         infer[n] = r.infer_ms
         n += 1
+        if n % window == 0 and n // window < blocks:
+            cpu_at[n // window], load_at[n // window] = time.process_time(), os.getloadavg()[0]
         if n % SAMPLE_EVERY == 0:
             rss[n // SAMPLE_EVERY], fds[n // SAMPLE_EVERY] = rss_mb(), open_fds()
             if n % 10_000 == 0:
                 log(f"  soak: {n} inferences, RSS {rss[n // SAMPLE_EVERY]:.1f} MB, {int(fds[n // SAMPLE_EVERY])} fds")
 
     t0 = time.perf_counter()
+    cpu_at[0] = time.process_time()
     summary = run(cfg, emit, runner)
     seconds = time.perf_counter() - t0
     n = min(n, inferences)
@@ -118,11 +134,17 @@ def soak(bundle: Path, inferences: int = 50_000, warmup: int = 2_000, window: in
     first_i, last_i = infer[warmup:warmup + window], infer[n - window:n]
     p = lambda a: float(np.median(a))  # noqa: E731
     drift, idrift = p(last_s) / p(first_s) - 1, p(last_i) / p(first_i) - 1
+    full = n // window
+    curve_s = [round(p(service[k * window:(k + 1) * window]), 4) for k in range(full)]
+    curve_i = [round(p(infer[k * window:(k + 1) * window]), 4) for k in range(full)]
+    curve_cpu = [round(float(cpu_at[k + 1] - cpu_at[k]) * 1e3 / window, 4) for k in range(full)]
+    curve_load = [round(float(load_at[k + 1]), 2) for k in range(full)]
     met = {"rss_growth": bool(growth <= 2.0), "fds": int(fds[last]) == int(fds[w]), "drift": bool(abs(drift) <= 0.05)}
     return SoakResult(env, n, warmup, seconds, summary.pipeline, float(rss[w]), float(rss[last]), float(growth),
                       float(rss[w:last + 1].max() - rss[w]), int(fds[w]), int(fds[last]), p(first_s), p(last_s),
                       drift, p(first_i), p(last_i), idrift, summary.failed, [round(x, 2) for x in os.getloadavg()],
-                      met, [round(float(x), 2) for x in rss[1:last + 1]],
+                      met, [round(float(x), 2) for x in rss[1:last + 1]], window, curve_s, curve_i, curve_cpu,
+                      curve_load,
                       [f"source: {per} JPEGs (640x480) looped {-(-inferences // per)} times as one run's sources",
                        "service time = decode + preprocess + inference of one input, as the runner measured it; "
                        "on a loaded machine it moves with the load (see load averages)"])
@@ -144,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     res = soak(bundle, args.inferences, args.warmup, args.window, log=log)
     log(f"soak: RSS growth {res.rss_growth_mb:.2f} MB, fds {res.fds_after_warmup}->{res.fds_end}, drift "
         f"{res.drift:+.1%} (inference {res.infer_drift:+.1%}) over {res.inferences} in {res.seconds:.0f}s; met {res.met}")
+    log(f"soak: median service ms per block of {res.block}: " + " ".join(f"{x:.2f}" for x in res.service_ms_p50_blocks))
+    log("soak: CPU ms per input per block: " + " ".join(f"{x:.2f}" for x in res.cpu_ms_per_input_blocks))
     write_json(args.out, res)
     return 0
 

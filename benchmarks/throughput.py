@@ -322,6 +322,8 @@ def run(bundle: Path, rounds: int = 3, rss: bool = True, log=print) -> Throughpu
                                             "peak_rss": bool(rss_res and rss_res.median_one_image_mb <= 80)}}
     notes = [f"{N_IMAGES} JPEGs (quality 90) and a {N_FRAMES}-frame MJPEG video, 1920x1080, tiled from scikit-image "
              "photos at native resolution (real detail), shifted per frame",
+             "the video is MJPEG: intra-only, every frame a keyframe (no GOP); its frames are decoded in order on "
+             "the reader, as any video file's are (benchmarks/video_decode.py measures the alternatives)",
              "images/s are medians over rounds; serial and pipelined alternate who goes first",
              "limit = usable cores / (decode + preprocess + infer CPU ms per input), each stage alone on one thread",
              "peak RSS counts mapped library pages, which depend on the page cache: compare figures from one run",

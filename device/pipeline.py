@@ -155,6 +155,18 @@ def prepare_array(img: np.ndarray, plan: InputPlan) -> np.ndarray:
     return to_tensor(pixels(img, plan.spec), plan)
 
 
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest ``|a - b|``, computed in one buffer of a type wide enough to hold it exactly.
+
+    Integer tensors (the usual int8/uint8 inputs) subtract into int32 rather than through two float64 copies:
+    a 224x224x3 input costs 0.6 MB here instead of 3.6 MB, which showed in a one-image run's peak RSS.
+    """
+    wide = np.int32 if a.dtype.kind in "iu" and b.dtype.kind in "iu" and max(a.itemsize, b.itemsize) <= 2 else np.float64
+    d = np.subtract(a, b, dtype=wide)
+    np.abs(d, out=d)
+    return float(d.max()) if d.size else 0.0
+
+
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(height, width) from a JPEG's SOF marker, without decoding; None if not a (readable) JPEG."""
     if data[:2] != b"\xff\xd8":

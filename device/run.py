@@ -21,6 +21,7 @@ from .checks import positive_int
 from .errors import ConfigError, DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
 from .postprocess import Postprocessor, TaskResult, file_outputs, infer_postprocess
+from .pipeline import max_abs_diff
 from .preprocess import dequantize, quantize
 from .runtime import default_threads
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
@@ -336,7 +337,7 @@ class Runner:
 
     def _probe_reduce(self, data: bytes, name: str, plan: InputPlan, f: int) -> Item:
         full, reduced = prepare(data, name, plan), prepare(data, name, plan, f)
-        err = float(np.max(np.abs(full.tensor.astype(np.float64) - reduced.tensor.astype(np.float64))))
+        err = max_abs_diff(full.tensor, reduced.tensor)
         tol = tolerance(plan)
         self._reduce_ok = err <= tol
         gain = (full.decode_ms + full.preprocess_ms) / max(1e-6, reduced.decode_ms + reduced.preprocess_ms)

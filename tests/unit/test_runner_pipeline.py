@@ -15,7 +15,7 @@ import pytest
 from skimage import data as skdata
 
 from keras_edge.device.bundle import TensorSpec
-from keras_edge.device.pipeline import (jpeg_size, plan_input, prepare, prepare_array, reduce_factor,
+from keras_edge.device.pipeline import (jpeg_size, max_abs_diff, plan_input, prepare, prepare_array, reduce_factor,
                                         to_tensor)
 from keras_edge.device.preprocess import PreprocessSpec, preprocess, quantize
 
@@ -197,6 +197,23 @@ def test_reduced_jpeg_decoding_is_measured_and_refused_beyond_tolerance(tmp_path
     assert reduced.reduce == 4 and full.tensor.shape == reduced.tensor.shape
     # the reduced tensor is not the spec's: a run in auto mode must measure that and decode at full size
     assert np.max(np.abs(full.tensor.astype(int) - reduced.tensor.astype(int))) > 1
+
+
+def test_max_abs_diff_is_exact_for_every_tensor_type(tmp_path, photo_bgr):
+    """The probe's comparison (one wide buffer) equals the float64 reference on real prepared tensors."""
+    ok, buf = cv2.imencode(".jpg", cv2.resize(photo_bgr, (1024, 1024), interpolation=cv2.INTER_CUBIC))
+    data = buf.tobytes()
+    spec = PreprocessSpec.from_preset("tf", 224, 224, 3, interpolation="area")
+    for kind in ("int8", "uint8", "float32", "float16"):
+        plan = plan_input(spec, tensor((1, 224, 224, 3), kind))
+        a, b = prepare(data, "x", plan).tensor, prepare(data, "x", plan, 4).tensor
+        want = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+        assert want > 0 and max_abs_diff(a, b) == want, kind
+    # the extremes of 8-bit types do not wrap
+    lo, hi = np.array([-128, 127], np.int8), np.array([127, -128], np.int8)
+    assert max_abs_diff(lo, hi) == 255.0
+    assert max_abs_diff(np.array([0], np.uint8), np.array([255], np.uint8)) == 255.0
+    assert max_abs_diff(np.zeros(0, np.int8), np.zeros(0, np.int8)) == 0.0
 
 
 def test_to_tensor_single_channel_table():
