@@ -102,17 +102,32 @@ def serial_loop(source: Path, model: Path, plan, threads: int) -> Callable[[], i
         return len(files)
 
     def video() -> int:
-        cap, n = cv2.VideoCapture(str(source)), 0
+        cap, n = _video(source), 0
         while True:
             ok, frame = cap.read()
             if not ok:
                 break
-            infer(prepare_array(frame, plan))
+            infer(prepare_array(_frame(frame), plan))
             n += 1
         cap.release()
         return n
 
     return video if source.suffix == ".avi" else images
+
+
+def _video(source: Path):
+    """The video read as the runner reads it: an MJPEG AVI's JPEG frames (decoded by :func:`_frame`), else OpenCV."""
+    import cv2
+
+    from keras_edge.device.avi import open_packets
+
+    return open_packets(source) or cv2.VideoCapture(str(source))
+
+
+def _frame(frame):
+    from keras_edge.device.images import decode
+
+    return decode(frame, "frame") if isinstance(frame, bytes) else frame
 
 
 def pipelined(source: Path, bundle: Path) -> tuple[Callable[[], int], Any]:
@@ -150,14 +165,14 @@ def stage_cpu(source: Path, model: Path, plan) -> dict[str, float]:
     try:
         frames: Any
         if source.suffix == ".avi":
-            cap = cv2.VideoCapture(str(source))
+            cap = _video(source)
 
             def frames():
                 while True:
                     ok, f = cap.read()
                     if not ok:
                         return
-                    yield f
+                    yield _frame(f)
         else:
             files = sorted(source.glob("*.jpg"))
 
@@ -322,8 +337,11 @@ def run(bundle: Path, rounds: int = 3, rss: bool = True, log=print) -> Throughpu
                                             "peak_rss": bool(rss_res and rss_res.median_one_image_mb <= 80)}}
     notes = [f"{N_IMAGES} JPEGs (quality 90) and a {N_FRAMES}-frame MJPEG video, 1920x1080, tiled from scikit-image "
              "photos at native resolution (real detail), shifted per frame",
-             "the video is MJPEG: intra-only, every frame a keyframe (no GOP); its frames are decoded in order on "
-             "the reader, as any video file's are (benchmarks/video_decode.py measures the alternatives)",
+             "the video is an MJPEG AVI: intra-only, every frame a keyframe (no GOP); the runner cuts its JPEG frames "
+             "out of the file on the reader and decodes them on the workers (device/avi.py); the serial loop and the "
+             "stage timing decode the same frames the same way (libjpeg-turbo via cv2.imdecode, within 1 level "
+             "of FFmpeg's decode on average). Other codecs (H.264, MPEG-4 with a GOP) are decoded in order on the "
+             "reader by OpenCV, which no option made faster on 2 cores (benchmarks/video_decode.py)",
              "images/s are medians over rounds; serial and pipelined alternate who goes first",
              "limit = usable cores / (decode + preprocess + infer CPU ms per input), each stage alone on one thread",
              "peak RSS counts mapped library pages, which depend on the page cache: compare figures from one run",

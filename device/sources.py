@@ -135,7 +135,8 @@ def open_camera_check(index: int) -> int:
 
 def _frames(cap, name: str, feed: Feed, stop: threading.Event, stats: StreamStats, live: bool,
             realtime: bool, max_frames: int | None) -> Iterator["Job"]:
-    """A stream's frames as jobs: decoded here, preprocessed by a worker.
+    """A stream's frames as jobs: decoded here, preprocessed by a worker (an MJPEG AVI's frames are only cut
+    out of the file here and decoded by the workers, like JPEG files: :mod:`.avi`).
 
     ``realtime``: frames come due at the video's own rate, as from a camera; a frame whose time has
     passed while an earlier one was being read is skipped (grabbed, not converted) and counted as dropped.
@@ -168,9 +169,22 @@ def _frames(cap, name: str, feed: Feed, stop: threading.Event, stats: StreamStat
         t1 = time.perf_counter_ns()
         stats.frames += 1
         captured = due if realtime else (t1 if live else None)
-        yield Job(f"{name}#{i}", _preprocess_frame(feed, frame, f"{name}#{i}", (t1 - t0) / 1e6, source_fps),
-                  captured, live)
+        if isinstance(frame, bytes):   # an MJPEG frame still compressed: a worker decodes it (see .avi)
+            make = _decode_packet(feed, frame, f"{name}#{i}", source_fps)
+        else:
+            make = _preprocess_frame(feed, frame, f"{name}#{i}", (t1 - t0) / 1e6, source_fps)
+        yield Job(f"{name}#{i}", make, captured, live)
         i += 1
+
+
+def _decode_packet(feed: Feed, data: bytes, name: str, fps: float) -> Callable[[], list[Item]]:
+    item = feed.decide(data, name) if feed.undecided() else None   # on the reader, in order, as for images
+
+    def make() -> list[Item]:
+        it = item or feed.from_bytes(data, name)
+        it.fps = fps
+        return [it]
+    return make
 
 
 def _preprocess_frame(feed: Feed, frame: np.ndarray, name: str, decode_ms: float,
@@ -181,6 +195,13 @@ def _preprocess_frame(feed: Feed, frame: np.ndarray, name: str, decode_ms: float
         item.fps = fps               # 0.0 when the stream does not say
         return [item]
     return make
+
+
+def _open_packets(path: Path):
+    """An MJPEG AVI's frames as JPEG bytes for the workers to decode (None: any other video, read by OpenCV)."""
+    from .avi import open_packets
+
+    return open_packets(path) if isinstance(path, Path) and path.suffix.lower() == ".avi" else None
 
 
 def _open_capture(what: Path | int):
@@ -222,7 +243,7 @@ def jobs(plan: Iterable[tuple[str, Path | int]], feed: Feed, stop: threading.Eve
             yield Job(name, lambda p=what, n=name: feed.from_arrays(n, load_arrays(p)))
         else:
             try:
-                cap = _open_capture(what)
+                cap = (_open_packets(what) if kind == "video" else None) or _open_capture(what)
             except EdgeError as e:
                 yield Job(name, _fail(e))
                 continue

@@ -137,4 +137,4 @@ def test_verify_multi_output_detection_bundle(capsys, bundle, tmp_path):
     np.savez(broken / "reference.npz", **ref)
     code, out, err = cli(capsys, "verify", broken, "--variant", "fp32")
     assert code != 0
-    assert "(output scores 0.2" in out + err, out + err
+    assert "output scores: max abs error 0.2" in out + err, out + err
