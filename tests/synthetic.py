@@ -29,7 +29,7 @@ import numpy as np
 CLASSES = ("circle", "square", "triangle")
 BACKGROUNDS = ("brick", "grass", "gravel", "astronaut", "coffee", "chelsea", "rocket", "camera")
 INPUT = 64            # the trained models' input size (letterboxed)
-GRID = 8              # the detector's grid (stride 8)
+GRID = INPUT // 8     # the detector's grid (stride 8)
 
 
 @dataclass(frozen=True)
@@ -309,10 +309,10 @@ def detection_loss(y_true, y_pred):
     box_l = K.sum(K.sum(K.abs(box - y_true[..., :4]), axis=-1) * obj_t) / (K.sum(obj_t) + 1.0)
     cls_l = K.sum(K.mean(K.binary_crossentropy(y_true[..., 5:], y_pred[..., 5:], from_logits=True), axis=-1) * obj_t) / (
         K.sum(obj_t) + 1.0)
-    return obj_l + 5.0 * box_l + cls_l
+    return obj_l + 5.0 * box_l + 2.0 * cls_l
 
 
-def train_detector(data: SyntheticSet, epochs: int = 60, seed: int = 0):
+def train_detector(data: SyntheticSet, epochs: int = 40, seed: int = 0):
     """Train the raw detector on ``data``; returns the raw model (wrap it with :func:`decoded`)."""
     import keras
 
@@ -320,7 +320,7 @@ def train_detector(data: SyntheticSet, epochs: int = 60, seed: int = 0):
     x, y = inputs_of(data, input_spec()), detection_targets(data)
     model = build_detector()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=detection_loss)
-    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
     return model
 
 
@@ -342,12 +342,12 @@ def build_segmenter(classes: int = len(CLASSES) + 1):
     return keras.Model(inp, out, name="shapes_seg")
 
 
-def train_segmenter(data: SyntheticSet, epochs: int = 30, seed: int = 0):
+def train_segmenter(data: SyntheticSet, epochs: int = 25, seed: int = 0):
     import keras
 
     keras.utils.set_random_seed(seed)
     x, y = inputs_of(data, input_spec()), segmentation_targets(data)
     model = build_segmenter()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
     return model
