@@ -131,16 +131,23 @@ class Prepared:
     decode_ms: float
     preprocess_ms: float
     reduce: int = 1
+    image_hw: tuple[int, int] | None = None   # the original image's (h, w), for mapping results back
+    image: np.ndarray | None = None           # the decoded image, only when asked to keep it (drawing)
 
 
-def prepare(data: bytes, name: str, plan: InputPlan, reduce: int = 1) -> Prepared:
-    """Decode image bytes (reduced when ``reduce`` > 1) and turn them into the input tensor."""
+def prepare(data: bytes, name: str, plan: InputPlan, reduce: int = 1, keep: bool = False) -> Prepared:
+    """Decode image bytes (reduced when ``reduce`` > 1) and turn them into the input tensor.
+
+    ``image_hw`` is the full image's size even when decoded reduced (from the JPEG header); ``keep`` keeps
+    the decoded image (a plain run does not hold it beyond this call).
+    """
     t0 = time.perf_counter_ns()
     img = decode(data, name, reduce)
     t1 = time.perf_counter_ns()
     tensor = to_tensor(pixels(img, plan.spec), plan)
     t2 = time.perf_counter_ns()
-    return Prepared(tensor, (t1 - t0) / 1e6, (t2 - t1) / 1e6, reduce)
+    hw = (jpeg_size(data) if reduce > 1 else None) or (int(img.shape[0]), int(img.shape[1]))
+    return Prepared(tensor, (t1 - t0) / 1e6, (t2 - t1) / 1e6, reduce, hw, img if keep else None)
 
 
 def prepare_array(img: np.ndarray, plan: InputPlan) -> np.ndarray:

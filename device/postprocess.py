@@ -482,17 +482,18 @@ class Postprocessor:
             b = self._raw(raw, "boxes").reshape(-1, 4).astype(np.float64)
             c = self._raw(raw, "classes").reshape(-1).astype(np.float64)
             s = self._raw(raw, "scores").reshape(-1).astype(np.float64)
-            if not self._swap_checked:
+            count = np.asarray(self._raw(raw, "count")).reshape(-1)
+            n = int(count[0]) if count.size and np.isfinite(count[0]) else len(s)
+            n = max(0, min(n, len(s), len(b)))
+            b, c, s = b[:n], c[:n], s[:n]       # entries beyond the count are left over memory, not results
+            if not self._swap_checked and n:
                 self._swap_checked = True
                 whole_c, whole_s = np.all(c == np.round(c)), np.all(s == np.round(s))
-                if not whole_c and whole_s and s.size:
+                if not whole_c and whole_s:
                     self.roles["classes"], self.roles["scores"] = self.roles["scores"], self.roles["classes"]
                     c, s = s, c
                     self.notes.append(f"output {self._out('classes').name!r} holds whole numbers: taken as the "
                                       f"classes, {self._out('scores').name!r} as the scores")
-            n = int(np.asarray(self._raw(raw, "count")).reshape(-1)[0]) if raw[self.roles["count"]].size else len(s)
-            n = max(0, min(n, len(s), len(b)))
-            b, c, s = b[:n], c[:n], s[:n]
             if spec.box_units is BoxUnits.NORMALIZED:
                 b = b * np.array([th, tw, th, tw], np.float64)
             boxes = b[:, [1, 0, 3, 2]]

@@ -16,15 +16,62 @@ def result_line(r: Result) -> str:
     if r.top is not None:
         preds = "  ".join(f"{p.label if p.label is not None else f'class {p.index}'} {p.score:.3f}" for p in r.top)
         return f"{r.source}: {preds}  ({r.infer_ms:.2f} ms)"
+    if r.task is not None:
+        return f"{r.source}: {task_text(r)}  ({r.infer_ms:.2f} ms + {r.postprocess_ms:.2f} ms postprocessing)"
     outs = "; ".join(f"{o['name']} {o['shape']} [{o['min']:.4g}, {o['max']:.4g}]"
                      + (f" → {o['file']}" if "file" in o else "") for o in r.outputs or [])
     return f"{r.source}: {outs}  ({r.infer_ms:.2f} ms)"
+
+
+def _class_name(c: int, labels: Any) -> str:
+    return labels[c] if labels is not None and 0 <= c < len(labels) else f"class {c}"
+
+
+def _values(v: Any) -> str:
+    if isinstance(v, dict):
+        return f"{v['shape']} [{v['min']:.4g}, {v['max']:.4g}]"
+    flat = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, list):
+            for y in x:
+                walk(y)
+        else:
+            flat.append(x)
+    walk(v)
+    shown = ", ".join(f"{x:.4g}" for x in flat[:8])
+    return f"[{shown}{', ...' if len(flat) > 8 else ''}]"
+
+
+def task_text(r: Result) -> str:
+    """A task result in one line: boxes with labels and scores, mask class areas, embedding matches, values."""
+    t = r.task
+    if t.detections is not None:
+        if not t.detections:
+            return "no objects"
+        boxes = ", ".join(f"{d.label or _class_name(d.class_id, r.labels)} {d.score:.2f} "
+                          f"[{','.join(str(int(round(v))) for v in d.box)}]" for d in t.detections)
+        return f"{len(t.detections)} object{'s' if len(t.detections) != 1 else ''}: {boxes}"
+    if t.class_areas is not None:
+        areas = sorted(t.class_areas.items(), key=lambda kv: -kv[1])
+        return "mask: " + ", ".join(f"{_class_name(c, r.labels)} {100 * f:.1f}%" for c, f in areas)
+    if t.embedding is not None:
+        text = f"embedding {t.embedding.size}-d"
+        if t.matches:
+            text += ": " + ", ".join(f"{n} {s:.3f}" for n, s in t.matches[:3])
+        return text
+    if t.named is not None:
+        d = t.to_dict()["outputs"]
+        return "; ".join(f"{k} {_values(v)}" for k, v in d.items())
+    return str(t.task)
 
 
 def summary_line(s: Summary) -> str:
     ok = s.inputs - s.failed
     text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads, {s.workers} decode "
             f"workers, {s.cores} cores), inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
+    if s.postprocess_ms_mean:
+        text += f"; postprocessing {s.postprocess_ms_mean:.2f} ms mean"
     if s.frames:
         text += f"; {s.frames} frames, {s.dropped} dropped"
     if s.live and s.latency_ms_p50 is not None:

@@ -9,21 +9,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .bundle import Task
+from .bundle import Task, TensorSpec
 from .engine import Engine, EngineOptions, load
 from .checks import positive_int
 from .errors import ConfigError, DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
+from .postprocess import Postprocessor, TaskResult, infer_postprocess
 from .preprocess import dequantize, quantize
 from .runtime import default_threads
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
-from .target import Target, infer_spec, open_target
+from .target import Target, infer_spec, is_bundle, open_target
+from .tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind
 from .workers import Ordered, plan_threads
 
 
@@ -42,9 +44,21 @@ class RunConfig:
     max_frames: int | None = None           # per video/camera stream
     workers: int | None = None              # decode/preprocess threads (None: chosen with the interpreter's threads)
     realtime: bool = False                  # read videos at their own frame rate, as live streams (late frames dropped)
+    # what the outputs mean, for a bare .tflite (bundles carry their postprocess spec; only thresholds override it)
+    task: str | None = None
+    head: str | None = None
+    anchors: str | None = None              # SSD anchors .npy (A,4) [cy,cx,h,w] normalised
+    box_units: str | None = None
+    scores: str | None = None
+    objectness: bool = False
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_detections: int | None = None
+    draw: str | None = None                 # folder for annotated images / videos
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decode", DecodePolicy(self.decode))
+        self._check_task()
         positive_int("top_k", self.top_k, "1 or more classes")
         if self.max_frames is not None:
             positive_int("max_frames", self.max_frames, "1 or more frames, or leave it unset to read whole streams")
@@ -53,6 +67,46 @@ class RunConfig:
         if self.realtime and self.camera is None and not any(map(holds_video, self.sources)):
             raise ConfigError("realtime", "needs a video file or a camera among the sources (images and arrays "
                               "are not streams)", "give a video file, a folder with videos or a camera")
+
+    def _check_task(self) -> None:
+        def choice(field_: str, enum) -> None:
+            v = getattr(self, field_)
+            if v is not None and v not in {e.value for e in enum}:
+                raise ConfigError(field_, f"is {v!r}", f"use one of: {', '.join(e.value for e in enum)}")
+
+        choice("task", Task)
+        choice("head", DetectionHead)
+        choice("box_units", BoxUnits)
+        choice("scores", ScoreKind)
+        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError("score_threshold", f"is {self.score_threshold:g}, not between 0 and 1",
+                              "give a score fraction such as 0.25")
+        if self.iou_threshold is not None and not 0.0 < self.iou_threshold <= 1.0:
+            raise ConfigError("iou_threshold", f"is {self.iou_threshold:g}, not above 0 and at most 1",
+                              "give an overlap fraction such as 0.45")
+        if self.max_detections is not None:
+            positive_int("max_detections", self.max_detections, "1 or more boxes per input")
+        detection = self.task == Task.DETECTION.value
+        for f in ("head", "anchors", "box_units", "objectness"):
+            if getattr(self, f) not in (None, False) and not detection:
+                raise ConfigError(f, "applies to task detection only", "add task detection, or leave it out")
+        if detection and self.head is None and not is_bundle(self.target):
+            raise ConfigError("head", "is needed with task detection",
+                              f"give one of: {', '.join(h.value for h in DetectionHead)}")
+        if self.head == DetectionHead.SSD.value and not self.anchors:
+            raise ConfigError("anchors", "is needed by the ssd head", "give the anchors .npy the model was trained with")
+        if self.anchors and self.head != DetectionHead.SSD.value:
+            raise ConfigError("anchors", "applies to the ssd head only", "leave it out")
+        if self.anchors and not Path(self.anchors).is_file():
+            raise ConfigError("anchors", f"{self.anchors}: no such file", "give the anchors .npy (A, 4) [cy, cx, h, w]")
+        if self.objectness and self.head != DetectionHead.YOLO.value:
+            raise ConfigError("objectness", "applies to the yolo head only", "leave it out")
+
+    @property
+    def spec_flags(self) -> list[str]:
+        """The fields given that describe the outputs (bundles carry these in their manifest)."""
+        return [f for f in ("task", "head", "anchors", "box_units", "scores", "objectness")
+                if getattr(self, f) not in (None, False)]
 
     @property
     def decoding(self) -> bool:
@@ -78,6 +132,9 @@ class Result:
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
     infer_ms: float = 0.0
+    task: TaskResult | None = None           # what the outputs mean (detection, segmentation, ...); not classifiers
+    postprocess_ms: float = 0.0
+    labels: tuple[str, ...] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -91,8 +148,12 @@ class Result:
             d["top_k"] = [asdict(p) for p in self.top]
         if self.outputs is not None:
             d["outputs"] = self.outputs
+        if self.task is not None:
+            d["task"] = self.task.to_dict(self.labels)
         d["timing_ms"] = {"decode": round(self.decode_ms, 3), "preprocess": round(self.preprocess_ms, 3),
                           "infer": round(self.infer_ms, 3)}
+        if self.task is not None:
+            d["timing_ms"]["postprocess"] = round(self.postprocess_ms, 3)
         return d
 
 
@@ -108,6 +169,7 @@ class Summary:
     dropped: int = 0
     seconds: float = 0.0
     infer_ms_mean: float = 0.0
+    postprocess_ms_mean: float = 0.0         # task postprocessing (decoding, NMS, mask mapping), apart from inference
     workers: int = 1
     cores: int = 1
     pipeline: str = ""                       # what was chosen for workers and threads, and why
@@ -152,10 +214,13 @@ class Runner:
         self.target, self.engine, self.config = target, engine, config
         self.notes: list[str] = list(target.assumptions) + list(engine.notes)
         self.plan = self._image_plan()
+        self.post = self._postprocessor()
         self.classify = self._is_classifier()
         self._check_labels()
         self._softmax_noted = False
         self._reduce_ok: bool | None = None if config.decode is DecodePolicy.AUTO else config.decode is DecodePolicy.FAST
+        if config.draw:
+            self._reduce_ok = False   # annotate the image at its full size
         self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
 
@@ -177,8 +242,68 @@ class Runner:
     def _is_classifier(self) -> bool:
         if self.target.task is not None:
             return self.target.task is Task.CLASSIFICATION and len(self.engine.outputs) == 1
+        if self.config.task is not None:
+            return self.config.task == Task.CLASSIFICATION.value and len(self.engine.outputs) == 1
         outs = self.engine.outputs
         return len(outs) == 1 and len(outs[0].shape) == 2 and outs[0].shape[1] > 1
+
+    def _postprocessor(self) -> Postprocessor | None:
+        """What turns the outputs into task results: the bundle's spec, the flags' or one inferred (with notes).
+
+        None for classifiers (their top-k is :meth:`_top_k`, unchanged) and for outputs reported raw.
+        """
+        cfg, outs = self.config, list(self.engine.outputs)
+        bundle_dir: Path | None = None
+        if self.target.manifest is not None:
+            if cfg.spec_flags:
+                raise ConfigError(cfg.spec_flags[0], f"cannot change what bundle {self.target.name}'s outputs mean "
+                                  "(its manifest says)", "leave it out; a bundle takes only the score/iou thresholds "
+                                  "and max detections")
+            spec = self.target.manifest.postprocessing
+            bundle_dir = Path(cfg.target)
+        elif cfg.task is not None:
+            spec = self._spec_from_flags(outs)
+        else:
+            spec, notes = infer_postprocess(outs)
+            if spec.task is not Task.CLASSIFICATION:
+                self.notes += notes
+        overrides = {k: v for k, v in (("score_threshold", cfg.score_threshold), ("iou_threshold", cfg.iou_threshold),
+                                       ("max_detections", cfg.max_detections)) if v is not None}
+        if overrides and spec.task is not Task.DETECTION:
+            raise ConfigError(next(iter(overrides)), f"applies to detection, and {self.target.name} does "
+                              f"{spec.task}", "leave it out")
+        spec = replace(spec, **overrides) if overrides else spec
+        if spec.task in (Task.CLASSIFICATION, Task.OTHER):
+            return None
+        post = Postprocessor(spec, outs, self.plan.spec if self.plan else None, bundle_dir,
+                             self.target.labels)
+        self.notes += post.notes
+        post.notes = self.notes         # notes decided at the first call (output roles) reach the summary
+        return post
+
+    def _spec_from_flags(self, outs: list[TensorSpec]) -> PostprocessSpec:
+        cfg = self.config
+        task = Task(cfg.task)
+        kw: dict[str, Any] = {}
+        if cfg.scores:
+            kw["scores"] = cfg.scores
+        if task is Task.DETECTION:
+            head = DetectionHead(cfg.head)
+            if head is DetectionHead.TFLITE_POSTPROCESS:
+                inferred, notes = infer_postprocess(outs)
+                roles = inferred.outputs if inferred.head is head else {"boxes": 0, "classes": 1, "scores": 2, "count": 3}
+                self.notes += notes if inferred.head is head else []
+            elif head is DetectionHead.SSD:
+                deltas = next((i for i, t in enumerate(outs) if len(t.shape) == 3 and t.shape[-1] == 4), 0)
+                roles = {"deltas": deltas, "scores": 1 if deltas == 0 else 0}
+                kw["anchors"] = str(Path(cfg.anchors).resolve())
+            else:
+                roles = {"predictions": 0}
+            if cfg.box_units:
+                kw["box_units"] = cfg.box_units
+            return PostprocessSpec(task, roles, head=head, objectness=cfg.objectness, **kw)
+        role = {Task.CLASSIFICATION: "scores", Task.SEGMENTATION: "mask", Task.EMBEDDING: "embedding"}.get(task)
+        return PostprocessSpec(task, {role: 0} if role else {}, **kw)
 
     def _check_labels(self) -> None:
         """A labels file of the wrong length would name every class wrongly: refuse it (bundles are checked at convert)."""
@@ -198,8 +323,9 @@ class Runner:
             with self._probe_lock:
                 if self._reduce_ok is None:
                     return self._probe_reduce(data, name, plan, f)
-        p = prepare(data, name, plan, f if self._reduce_ok else 1)
-        return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms)
+        p = prepare(data, name, plan, f if self._reduce_ok else 1, keep=bool(self.config.draw))
+        return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms, image_hw=p.image_hw,
+                    image=p.image)
 
     def _probe_reduce(self, data: bytes, name: str, plan: InputPlan, f: int) -> Item:
         full, reduced = prepare(data, name, plan), prepare(data, name, plan, f)
@@ -211,12 +337,13 @@ class Runner:
         self.notes.append(f"reduced JPEG decoding (1/{f}) would be {gain:.1f}x faster but changes the input by up to "
                           f"{err:.4g} (tolerance {tol:g}): {verdict}")
         use = reduced if self._reduce_ok else full
-        return Item(name, [use.tensor], decode_ms=use.decode_ms, preprocess_ms=use.preprocess_ms)
+        return Item(name, [use.tensor], decode_ms=use.decode_ms, preprocess_ms=use.preprocess_ms, image_hw=use.image_hw)
 
     def from_frame(self, frame: np.ndarray, name: str) -> Item:
         t0 = time.perf_counter_ns()
         tensor = prepare_array(frame, self._need_plan())
-        return Item(name, [tensor], preprocess_ms=(time.perf_counter_ns() - t0) / 1e6)
+        return Item(name, [tensor], preprocess_ms=(time.perf_counter_ns() - t0) / 1e6,
+                    image_hw=(int(frame.shape[0]), int(frame.shape[1])), image=frame if self.config.draw else None)
 
     def from_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> list[Item]:
         ins = self.engine.inputs
@@ -275,6 +402,13 @@ class Runner:
         if self.classify:
             res.top = self._top_k(outs[0])
             if self.config.save_outputs:  # the raw scores too: --save-outputs promises .npy files for every task
+                res.outputs = self._describe_outputs(item.name, outs)
+        elif self.post is not None:
+            t1 = time.perf_counter_ns()
+            res.task = self.post(outs, item.image_hw)
+            res.postprocess_ms = (time.perf_counter_ns() - t1) / 1e6
+            res.labels = self.target.labels
+            if self.config.save_outputs:
                 res.outputs = self._describe_outputs(item.name, outs)
         else:
             res.outputs = self._describe_outputs(item.name, outs)
@@ -377,7 +511,12 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
     items = Ordered(jobs(plan, runner.feed(), stop, stats, config.max_frames, config.realtime), threads.workers,
                     stats, stop, live=live)
     latencies = Latencies()
-    infer_total = 0.0
+    infer_total = post_total = 0.0
+    drawer = None
+    if config.draw:
+        from .draw import Drawer
+
+        drawer = Drawer(Path(config.draw), runner.target.labels)
     t0 = time.perf_counter()
     with _opencv_threads(1 if threads.workers > 1 else None):
         try:
@@ -386,14 +525,22 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
                 summary.inputs += 1
                 summary.failed += 0 if res.ok else 1
                 infer_total += res.infer_ms
+                post_total += res.postprocess_ms
+                if drawer is not None and res.ok:
+                    drawer.add(item, res)
+                item.image = None
                 emit(res)
                 if item.captured_ns is not None:
                     latencies.add((time.perf_counter_ns() - item.captured_ns) / 1e6)
         finally:
             summary.seconds = time.perf_counter() - t0
+            if drawer is not None:
+                drawer.close()          # finalises the videos, also on Ctrl-C
+                runner.notes += drawer.notes
             summary.frames, summary.dropped = stats.frames, stats.dropped
             ok = summary.inputs - summary.failed
             summary.infer_ms_mean = infer_total / ok if ok else 0.0
+            summary.postprocess_ms_mean = post_total / ok if ok else 0.0
             summary.latency_ms_p50, summary.latency_ms_p99 = latencies.percentile(50), latencies.percentile(99)
             summary.notes = runner.notes
     return summary

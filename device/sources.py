@@ -36,6 +36,9 @@ class Item:
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
     captured_ns: int | None = None   # live sources: perf_counter_ns when the frame was captured
+    image_hw: tuple[int, int] | None = None   # the original image's (h, w); None for arrays (model-input units)
+    image: np.ndarray | None = None  # the decoded image (BGR), kept only when results are drawn (run --draw)
+    fps: float | None = None         # video/camera frames: the stream's frame rate (for the drawn .mp4)
 
 
 @dataclass
@@ -139,7 +142,8 @@ def _frames(cap, name: str, feed: Feed, stop: threading.Event, stats: StreamStat
     """
     from .workers import Job
 
-    fps = float(cap.get(5) or 0.0) if realtime else 0.0    # 5: cv2.CAP_PROP_FPS
+    source_fps = float(cap.get(5) or 0.0)                # 5: cv2.CAP_PROP_FPS
+    fps = source_fps if realtime else 0.0
     period = int(1e9 / fps) if fps > 0 else int(1e9 / 30)
     start, i = None, 0
     while not stop.is_set() and (max_frames is None or i < max_frames):
@@ -164,14 +168,17 @@ def _frames(cap, name: str, feed: Feed, stop: threading.Event, stats: StreamStat
         t1 = time.perf_counter_ns()
         stats.frames += 1
         captured = due if realtime else (t1 if live else None)
-        yield Job(f"{name}#{i}", _preprocess_frame(feed, frame, f"{name}#{i}", (t1 - t0) / 1e6), captured, live)
+        yield Job(f"{name}#{i}", _preprocess_frame(feed, frame, f"{name}#{i}", (t1 - t0) / 1e6, source_fps),
+                  captured, live)
         i += 1
 
 
-def _preprocess_frame(feed: Feed, frame: np.ndarray, name: str, decode_ms: float) -> Callable[[], list[Item]]:
+def _preprocess_frame(feed: Feed, frame: np.ndarray, name: str, decode_ms: float,
+                      fps: float = 0.0) -> Callable[[], list[Item]]:
     def make() -> list[Item]:
         item = feed.from_frame(frame, name)
         item.decode_ms = decode_ms
+        item.fps = fps or None
         return [item]
     return make
 
