@@ -110,9 +110,23 @@ def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | N
     anchors_dir = Path(cfg.anchors).parent if cfg.anchors else None
     check = replace(spec, anchors=Path(cfg.anchors).name) if cfg.anchors else spec
     post = Postprocessor(check, outputs, preprocess, anchors_dir)     # raises ModelError when the outputs do not fit
+    if task is Task.SEGMENTATION and preprocess is not None:
+        _check_mask_shape(outputs[0], preprocess)
     for note in post.notes:
         log(f"note: {note}")
     return replace(spec, num_classes=_num_classes(post, spec, outputs))
+
+
+def _check_mask_shape(out: B.TensorSpec, preprocess: PreprocessSpec) -> None:
+    """A mask covers the input: (1,H,W[,C]) with the input's aspect ratio (the device accepts any (1,H,W))."""
+    shape = tuple(out.shape)
+    if len(shape) < 3 or shape[1] <= 0 or shape[2] <= 0:
+        return
+    ratio = (shape[1] / shape[2]) / (preprocess.height / preprocess.width)
+    if not 0.9 <= ratio <= 1.1:
+        raise ModelError(f"the model's outputs do not fit task segmentation: output {out.name!r} {shape} is not a mask "
+                         f"of the {preprocess.height}x{preprocess.width} input (its height:width differs)",
+                         "check the model's outputs and --task/--head")
 
 
 def _num_classes(post, spec: PostprocessSpec, outputs: Sequence[B.TensorSpec]) -> int | None:
