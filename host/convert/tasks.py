@@ -10,6 +10,8 @@ use (``metric_drop`` in a variant's metrics, read by :func:`.choose.loss_of`).
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -224,11 +226,37 @@ def load_truths(spec: PostprocessSpec | None, sources: Sequence[str], annotation
     if not sources:
         raise DataError(f"{spec.task} is evaluated on images (boxes and masks map back to each image's size), "
                         "but the calibration data are arrays", "give folders of images to --calib/--eval")
-    truths, _names = load_annotations(Path(annotations), [Path(s) for s in sources], spec.task, spec.num_classes)
+    paths = [Path(s) for s in sources]
+    with tempfile.TemporaryDirectory(prefix="ke-coco-") as tmp:
+        path = _coco_subset(Path(annotations), paths, Path(tmp))
+        try:
+            truths, _names = load_annotations(path, paths, spec.task, spec.num_classes)
+        except DataError as e:   # name the user's file, not the cut-down copy
+            raise DataError(e.what.replace(str(path), str(annotations)), e.fix) from None
     if spec.task is Task.DETECTION and not any(len(t.classes) for t in truths):
         raise DataError(f"the annotations {annotations} hold no objects for the {len(sources)} evaluation images",
                         "give annotations that label the evaluation images")
     return truths
+
+
+def _coco_subset(path: Path, images: Sequence[Path], tmp: Path) -> Path:
+    """A COCO file cut down to the evaluation images (a held-out part of --calib), for the board's reader, which
+    wants every annotated image given. Unreadable or non-COCO files pass through: the reader says what is wrong."""
+    if not path.is_file() or path.suffix.lower() != ".json":
+        return path
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+        names = {p.name for p in images}
+        keep = [im for im in coco["images"] if Path(str(im["file_name"])).name in names]
+        ids = {im["id"] for im in keep}
+        if len(keep) == len(coco["images"]) or not keep:
+            return path
+        anns = [a for a in coco["annotations"] if a.get("image_id") in ids]
+    except (OSError, ValueError, KeyError, TypeError):
+        return path
+    out = tmp / path.name
+    out.write_text(json.dumps({**coco, "images": keep, "annotations": anns}), encoding="utf-8")
+    return out
 
 
 def task_eval(spec: PostprocessSpec | None, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | None,

@@ -224,3 +224,15 @@ def test_bad_task_input(case, shapes, bad, tmp_path, capfd):
     assert len(errors) == 1 and errors[0].startswith("error: ") and lines[-1] == errors[0], stderr
     assert expect in errors[0], errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "something was written"
+
+
+def test_coco_annotations_for_a_held_out_part_of_calib(shapes, tmp_path, capfd):
+    """No --eval: a fifth of --calib is held out, and a COCO file annotating the whole folder scores it."""
+    s = shapes
+    out = tmp_path / "coco-det"
+    code, _, stderr = _convert(["convert", str(s["detector"]), "-o", str(out), "--calib", str(s["eval"].images),
+                                "--variants", "fp32", "--resize", "letterbox", "--task", "detection", "--head", "yolo",
+                                "--objectness", "--annotations", str(s["eval"].coco)], capfd)
+    assert code == 0, stderr
+    keras = _report(out)["keras"]
+    assert keras["eval_samples"] == 8 and keras["map50"] > 0, keras
