@@ -198,9 +198,9 @@ def input_spec():
     return PreprocessSpec.from_preset("raw", INPUT, INPUT, 3, resize="letterbox")
 
 
-def detection_targets(data: SyntheticSet, classes: int = len(CLASSES)) -> np.ndarray:
+def detection_targets(data: SyntheticSet, classes: int = len(CLASSES), flip: bool = False) -> np.ndarray:
     """(N, GRID*GRID, 5 + C) training targets: [cx, cy, w, h] normalised to the input, objectness, one-hot class,
-    one object per grid cell (the larger wins)."""
+    one object per grid cell (the larger wins); ``flip``: for the inputs mirrored left to right."""
     y = np.zeros((len(data.samples), GRID * GRID, 5 + classes), np.float32)
     for n, s in enumerate(data.samples):
         h, w = s.mask.shape
@@ -209,6 +209,8 @@ def detection_targets(data: SyntheticSet, classes: int = len(CLASSES)) -> np.nda
         for k in order[::-1]:                     # smallest first: the largest object of a cell is written last
             b, c = s.boxes[k], s.classes[k]
             bx1, by1, bx2, by2 = (b[0] * r + x0) / INPUT, (b[1] * r + y0) / INPUT, (b[2] * r + x0) / INPUT, (b[3] * r + y0) / INPUT
+            if flip:
+                bx1, bx2 = 1.0 - bx2, 1.0 - bx1
             cx, cy = (bx1 + bx2) / 2, (by1 + by2) / 2
             gx, gy = min(GRID - 1, int(cx * GRID)), min(GRID - 1, int(cy * GRID))
             cell = gy * GRID + gx
@@ -312,12 +314,13 @@ def detection_loss(y_true, y_pred):
     return obj_l + 5.0 * box_l + 2.0 * cls_l
 
 
-def train_detector(data: SyntheticSet, epochs: int = 40, seed: int = 0):
+def train_detector(data: SyntheticSet, epochs: int = 15, seed: int = 0):
     """Train the raw detector on ``data``; returns the raw model (wrap it with :func:`decoded`)."""
     import keras
 
     keras.utils.set_random_seed(seed)
     x, y = inputs_of(data, input_spec()), detection_targets(data)
+    x, y = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, detection_targets(data, flip=True)])   # mirrored too
     model = build_detector()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=detection_loss)
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
@@ -342,11 +345,12 @@ def build_segmenter(classes: int = len(CLASSES) + 1):
     return keras.Model(inp, out, name="shapes_seg")
 
 
-def train_segmenter(data: SyntheticSet, epochs: int = 25, seed: int = 0):
+def train_segmenter(data: SyntheticSet, epochs: int = 15, seed: int = 0):
     import keras
 
     keras.utils.set_random_seed(seed)
     x, y = inputs_of(data, input_spec()), segmentation_targets(data)
+    x, y = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, y[:, :, ::-1]])   # mirrored too
     model = build_segmenter()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)

@@ -29,13 +29,13 @@ def shapes(tmp_path_factory):
     from tests import synthetic as S
 
     root = tmp_path_factory.mktemp("shapes")
-    train = S.write_set(root / "train", 240, seed=1)
+    train = S.write_set(root / "train", 400, seed=1)
     ev = S.write_set(root / "eval", 40, seed=2)
-    raw = S.train_detector(train, epochs=40)
+    raw = S.train_detector(train)
     det = root / "detector.keras"
     S.decoded(raw, "normalized").save(det)
     seg = root / "segmenter.keras"
-    S.train_segmenter(train, epochs=25).save(seg)
+    S.train_segmenter(train).save(seg)
     return {"root": root, "train": train, "eval": ev, "detector": det, "segmenter": seg}
 
 
