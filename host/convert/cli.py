@@ -95,7 +95,7 @@ class _Progress:
               default="auto", show_default=True,
               help="What the outputs mean (auto: classifier-shaped outputs are classification, others are reported raw).")
 @click.option("--head", type=click.Choice(["yolo", "ssd", "tflite_postprocess"]),
-              help="Detection head: yolo (1,N,4+C)/(1,N,5+C), ssd (deltas + scores + --anchors), tflite_postprocess.")
+              help="Detection head: yolo (1,N,4+C)/(1,N,5+C), ssd (deltas (1,A,4) + scores (1,A,1+C), background in column 0, + --anchors), tflite_postprocess.")
 @click.option("--box-units", type=click.Choice(["normalized", "pixels"]), default="normalized", show_default=True,
               help="Units of the head's boxes: fractions of the model input, or its pixels.")
 @click.option("--scores", type=click.Choice(["probabilities", "logits"]), default="probabilities", show_default=True,

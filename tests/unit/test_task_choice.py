@@ -71,3 +71,18 @@ def test_outputs_that_do_not_fit_the_task_are_one_model_error():
     assert seg.num_classes == 4
     notes = []
     assert resolve(_cfg(), yolo, pre, notes.append) is None and "--task" in notes[0]
+
+
+def test_an_ssd_head_takes_its_anchors_and_a_background_column(tmp_path):
+    import numpy as np
+
+    from keras_edge.host.convert.tasks import ANCHORS_FILE, resolve
+
+    anchors = tmp_path / "my_anchors.npy"
+    np.save(anchors, np.tile(np.array([[0.5, 0.5, 0.2, 0.2]], np.float32), (96, 1)))
+    pre = PreprocessSpec(64, 64, 3)
+    outs = [TensorSpec("deltas", (-1, 96, 4), "float32"), TensorSpec("scores", (-1, 96, 4), "float32")]
+    spec = resolve(_cfg(task="detection", head="ssd", anchors=anchors), outs, pre)
+    assert spec.anchors == ANCHORS_FILE and spec.background == 0 and spec.num_classes == 3
+    with pytest.raises(ModelError, match="the ssd head wants"):
+        resolve(_cfg(task="detection", head="ssd", anchors=anchors), [outs[0], TensorSpec("s", (-1, 95, 4), "float32")], pre)
