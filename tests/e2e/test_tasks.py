@@ -90,7 +90,7 @@ def test_detector_bundle_records_task_and_scores_variants_by_map(det_bundle):
     rep = _report(det_bundle)
     keras = rep["keras"]
     assert keras["task_metric"] == "map50_95"
-    assert keras["map50"] > 0.1, keras          # far above chance (~0) on held-out images: boxes map back to the image
+    assert keras["map50"] > 0.15, keras         # far above chance (~0; 0.29 here) on held-out images: boxes map back
     assert 0 < keras["map50_95"] < keras["map50"]
     by = {v["name"]: v["metrics"] for v in rep["variants"] if v["status"] == "ok"}
     assert {"fp32", "int8"} <= set(by)
