@@ -25,7 +25,6 @@ PALETTE = np.array([(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 25
                     (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
                     (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203),
                     (200, 149, 255), (199, 55, 255)], np.uint8)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _cv2():
@@ -111,10 +110,15 @@ class Drawer:
         self.written: list[Path] = []
         self.notes: list[str] = []
 
-    def _unique(self, stem: str, ext: str) -> Path:
+    def _unique(self, stem: str, ext: str, source: str) -> Path:
+        """DIR/<stem><ext>, numbered when two inputs share a stem; never the input file itself."""
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "input"
+        try:
+            src = Path(source).resolve()
+        except (OSError, RuntimeError):
+            src = None
         name, n = f"{safe}{ext}", 1
-        while name in self.used:
+        while name in self.used or (src is not None and (self.out / name).resolve() == src):
             n += 1
             name = f"{safe}-{n}{ext}"
         self.used.add(name)
@@ -124,19 +128,18 @@ class Drawer:
         if item.image is None:     # arrays: no picture to draw on
             return
         img = annotate(item.image, result, self.labels)
-        stream, sep, _ = item.name.rpartition("#")
-        if sep and (stream.startswith("camera") or Path(stream).suffix.lower() not in IMAGE_EXTENSIONS):
-            self._frame(stream, img, item.fps)
+        if item.fps is not None:                      # a video or camera frame, named "<stream>#<index>"
+            self._frame(item.name.rpartition("#")[0] or item.name, img, item.fps)
             return
         ext = Path(item.name).suffix.lower()
-        path = self._unique(Path(item.name).stem, ext if ext in (".jpg", ".jpeg", ".png", ".bmp") else ".png")
+        path = self._unique(Path(item.name).stem, ext if ext in (".jpg", ".jpeg", ".png", ".bmp") else ".png", item.name)
         _atomic_image(path, img)
         self.written.append(path)
 
     def _frame(self, stream: str, img: np.ndarray, fps: float | None) -> None:
         cv2 = _cv2()
         if stream not in self.videos:
-            final = self._unique(Path(stream).stem if not stream.startswith("camera") else stream, ".mp4")
+            final = self._unique(Path(stream).stem if not stream.startswith("camera") else stream, ".mp4", stream)
             tmp = final.with_name(f".{final.stem}.partial.mp4")
             h, w = img.shape[:2]
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps or 30.0), (w, h))

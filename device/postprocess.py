@@ -279,6 +279,46 @@ def _classes_scores(outs: Sequence[TensorSpec], pairs: list[int]) -> tuple[int, 
                   "inference: the output of whole numbers is taken as the classes")
 
 
+# ------------------------------------------------------------------------------------------ output order
+
+def _same_shape(a: TensorSpec, b: TensorSpec) -> bool:
+    sa, sb = _shape(a), _shape(b)
+    return len(sa) == len(sb) and all(x == y or x < 0 or y < 0 for x, y in zip(sa, sb))
+
+
+def align_outputs(declared: Sequence[TensorSpec], actual: Sequence[TensorSpec]) -> list[int]:
+    """For each declared output (the manifest's, in the Keras model's order), its index among the model file's
+    outputs (the converter may reorder them): matched by name, else by position, else by shape.
+
+    Two outputs of the same shape that the converter swapped and renamed cannot be told apart; they are taken
+    in position order.
+    """
+    if len(declared) != len(actual):
+        raise ModelError(f"the manifest declares {len(declared)} output(s), the model file has {len(actual)}",
+                         "reconvert the bundle")
+    order = [-1] * len(declared)
+    used: set[int] = set()
+    by_name = {t.name: j for j, t in enumerate(actual)}
+    for i, t in enumerate(declared):
+        j = by_name.get(t.name)
+        if j is not None and _same_shape(t, actual[j]):
+            order[i] = j
+            used.add(j)
+    for i, t in enumerate(declared):
+        if order[i] < 0 and i not in used and _same_shape(t, actual[i]):
+            order[i] = i
+            used.add(i)
+    for i, t in enumerate(declared):
+        if order[i] < 0:
+            j = next((j for j, a in enumerate(actual) if j not in used and _same_shape(t, a)), None)
+            if j is None:
+                raise ModelError(f"output {t.name!r} {_shape(t)} has no counterpart among the model file's outputs "
+                                 f"({', '.join(f'{a.name} {_shape(a)}' for a in actual)})", "reconvert the bundle")
+            order[i] = j
+            used.add(j)
+    return order
+
+
 # ------------------------------------------------------------------------------------------ postprocessor
 
 def _fit_error(task: Task, what: str, fix: str = "check the model's outputs and --task/--head") -> ModelError:

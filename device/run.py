@@ -20,7 +20,7 @@ from .engine import Engine, EngineOptions, load
 from .checks import positive_int
 from .errors import ConfigError, DataError
 from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
-from .postprocess import Postprocessor, TaskResult, infer_postprocess
+from .postprocess import Postprocessor, TaskResult, align_outputs, infer_postprocess
 from .preprocess import dequantize, quantize
 from .runtime import default_threads
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
@@ -220,6 +220,8 @@ class Runner:
         self._softmax_noted = False
         self._reduce_ok: bool | None = None if config.decode is DecodePolicy.AUTO else config.decode is DecodePolicy.FAST
         if config.draw:
+            if self._reduce_ok:
+                self.notes.append("fast (reduced) decoding is not used when results are drawn: images are decoded at full size")
             self._reduce_ok = False   # annotate the image at its full size
         self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
@@ -261,6 +263,10 @@ class Runner:
                                   "and max detections")
             spec = self.target.manifest.postprocessing
             bundle_dir = Path(cfg.target)
+            declared = list(self.target.manifest.outputs)
+            if declared and spec.outputs:   # roles index the manifest's outputs; the file may order them otherwise
+                order = align_outputs(declared, outs)
+                spec = replace(spec, outputs={r: order[i] if 0 <= i < len(order) else i for r, i in spec.outputs.items()})
         elif cfg.task is not None:
             spec = self._spec_from_flags(outs)
         else:

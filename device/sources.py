@@ -38,7 +38,7 @@ class Item:
     captured_ns: int | None = None   # live sources: perf_counter_ns when the frame was captured
     image_hw: tuple[int, int] | None = None   # the original image's (h, w); None for arrays (model-input units)
     image: np.ndarray | None = None  # the decoded image (BGR), kept only when results are drawn (run --draw)
-    fps: float | None = None         # video/camera frames: the stream's frame rate (for the drawn .mp4)
+    fps: float | None = None         # video/camera frames only: the stream's frame rate (0.0 if unknown)
 
 
 @dataclass
@@ -178,7 +178,7 @@ def _preprocess_frame(feed: Feed, frame: np.ndarray, name: str, decode_ms: float
     def make() -> list[Item]:
         item = feed.from_frame(frame, name)
         item.decode_ms = decode_ms
-        item.fps = fps or None
+        item.fps = fps               # 0.0 when the stream does not say
         return [item]
     return make
 

@@ -61,6 +61,9 @@ DETECTION_ROLES = {
 class PostprocessSpec:
     """How raw outputs become a task's results. ``outputs`` maps a role to an output index.
 
+    The index is into the manifest's ``outputs`` (the Keras model's order); the converter may order a model
+    file's outputs otherwise, so users map it with :func:`.postprocess.align_outputs` (the runner does).
+
     Roles: classification ``scores``; detection see :data:`DETECTION_ROLES`; segmentation ``mask``
     ((1,H,W,C) class scores, or (1,H,W,1) / (1,H,W) one foreground probability); embedding ``embedding``;
     regression / other: every output, by name.

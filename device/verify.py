@@ -19,6 +19,7 @@ import numpy as np
 from .bundle import Manifest, Task, Variant, VariantStatus, check_variant, gpu_slack, inside, read_labels, read_manifest
 from .engine import Engine, EngineOptions, load
 from .errors import BundleError, EdgeError
+from .postprocess import align_outputs
 from .preprocess import dequantize, quantize
 
 
@@ -82,9 +83,15 @@ def load_reference(bundle_dir: Path, manifest: Manifest) -> tuple[list[np.ndarra
     return ins, outs
 
 
+def output_errors(got: list[np.ndarray], want: list[np.ndarray]) -> list[float]:
+    """The largest absolute error of each output (``got`` already in the reference's order)."""
+    return [float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))) if g.size else 0.0
+            for g, w in zip(got, want)]
+
+
 def check_outputs(variant: Variant, got: list[np.ndarray], want: list[np.ndarray], task: Task) -> tuple[float, float | None]:
     """(largest absolute error over all outputs, top-1 agreement of output 0 for classifiers)."""
-    max_abs = max(float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))) for g, w in zip(got, want))
+    max_abs = max(output_errors(got, want))
     agreement = None
     if task is Task.CLASSIFICATION:
         agreement = float(np.mean(np.argmax(got[0].reshape(len(got[0]), -1), 1) ==
@@ -121,9 +128,17 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
         if ref is None:
             return VariantCheck(v.name, Verdict.PASS, "checksum ok (no reference data to run)")
         got, engine = run_reference(v, model, ref[0], options)
+        if m.outputs and len(got) > 1:   # the converter may reorder several outputs: align them with the reference
+            got = [got[j] for j in align_outputs(list(m.outputs), list(engine.outputs))]
+        names = [t.name for t in m.outputs] if len(m.outputs) == len(got) else [f"output {i}" for i in range(len(got))]
+        bad = [f"{n} is {list(g.shape[1:])}, the reference {list(w.shape[1:])}"
+               for n, g, w in zip(names, got, ref[1]) if g.shape != w.shape]
+        if bad:
+            return VariantCheck(v.name, Verdict.FAIL, f"outputs do not match the reference: {'; '.join(bad)}")
     except EdgeError as e:
         return VariantCheck(v.name, Verdict.FAIL, str(e))
     max_abs, agreement = check_outputs(v, got, ref[1], m.task)
+    errors = output_errors(got, ref[1])
     on_gpu = engine.backend.is_gpu
     check = VariantCheck(v.name, Verdict.PASS, max_abs=max_abs, agreement=agreement, samples=len(ref[0][0]),
                          backend=str(engine.backend), tolerance=asdict(v.tolerance) if v.tolerance else None,
@@ -138,7 +153,12 @@ def verify_variant(bundle_dir: Path, m: Manifest, v: Variant, ref: tuple[list, l
             check.notes.append(f"the manifest records no GPU tolerance (older bundle); using max_abs + "
                                f"{gpu_slack(v.mode):g} for the GPU's fp16 arithmetic")
         if not max_abs <= check.bound:
-            fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else ""))
+            where = ""
+            if len(errors) > 1:
+                over = [f"{n} {e:.4g}" for n, e in zip(names, errors) if not e <= check.bound]
+                where = f" (output{'s' if len(over) > 1 else ''} {', '.join(over)})"
+            fails.append(f"max abs error {max_abs:.4g} > {check.bound:g}" + (" (the GPU tolerance)" if on_gpu else "")
+                         + where)
         if agreement is not None and agreement < tol.min_agreement:
             fails.append(f"top-1 agreement {agreement:.1%} < {tol.min_agreement:.1%}")
     if fails:

@@ -86,7 +86,16 @@ def models(tmp_path_factory) -> dict[str, Path]:
     yolo = keras.Model(inp, YoloGrid()(inp))
     (root / "yolo_grid.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(yolo).convert())
     (root / "labels.txt").write_text("red\nblue\n")
-    return {"ssd": root / "ssd_postprocess.tflite", "yolo": root / "yolo_grid.tflite", "labels": root / "labels.txt"}
+
+    class RedMask(keras.layers.Layer):      # per-pixel scores: (background, red)
+        def call(self, x):
+            red = ops.clip(x[..., 0:1] - 0.5 * (x[..., 1:2] + x[..., 2:3]), 0.0, 1.0)
+            return ops.concatenate([0.5 - 0.0 * red, red], -1)
+
+    seg = keras.Model(inp, RedMask()(inp))
+    (root / "red_mask.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(seg).convert())
+    return {"ssd": root / "ssd_postprocess.tflite", "yolo": root / "yolo_grid.tflite", "labels": root / "labels.txt",
+            "seg": root / "red_mask.tflite"}
 
 
 class _TfOps:
@@ -177,6 +186,13 @@ def test_tflite_detection_postprocess_text_and_video(capsys, models, scene, tmp_
     for r in rows:
         check_boxes(r["task"]["detections"], (None, None))
     assert sorted(p.name for p in draw.iterdir()) == ["clip.mp4"]               # no partial file left
+    # drawing into the inputs' own folder never overwrites an input
+    code, out, err = cli(capsys, "run", models["ssd"], video, "--preprocess", "unit", "--draw", tmp_path,
+                         "--max-frames", "2")
+    assert code == 0 and (tmp_path / "clip-2.mp4").is_file() and video.stat().st_size > 0, err
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
     cap = cv2.VideoCapture(str(draw / "clip.mp4"))
     n = 0
     while cap.read()[0]:
@@ -215,3 +231,21 @@ def test_bad_task_flags_are_one_line(capsys, models, scene, args, words):
     assert code != 0 and out == ""
     lines = [x for x in err.splitlines() if not x.startswith("note:")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+
+
+def test_segmentation_bare_with_task_flag(capsys, models, scene, tmp_path):
+    draw = tmp_path / "drawn"
+    code, out, err = cli(capsys, "run", models["seg"], scene, "--preprocess", "unit", "--task", "segmentation",
+                         "--json", "--draw", draw)
+    assert code == 0, err
+    task = json.loads(out.splitlines()[0])["task"]
+    assert task["mask_hw"] == [H, W]                                  # the class map is at the photo's size
+    areas = {a["class_id"]: a["fraction"] for a in task["class_areas"]}
+    red_area = (RED[2] - RED[0]) * (RED[3] - RED[1]) / (H * W)      # 6.25% of the photo
+    assert abs(areas[1] - red_area) < 0.01 and abs(areas[0] - (1 - red_area)) < 0.01
+    drawn = cv2.imread(str(draw / "scene.jpg")).astype(int)
+    original = cv2.imread(str(scene)).astype(int)
+    inside = (slice(RED[1] + 5, RED[3] - 5), slice(RED[0] + 5, RED[2] - 5))
+    assert np.abs(drawn[inside] - original[inside]).mean() > 20       # overlaid in class 1's colour
+    code, out, err = cli(capsys, "run", models["seg"], scene, "--preprocess", "unit", "--task", "segmentation")
+    assert re.search(r"mask: class 0 9\d\.\d%, class 1 [5-7]\.\d%", out), out

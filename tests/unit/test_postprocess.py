@@ -325,3 +325,45 @@ def test_bare_outputs_are_reported_by_name():
     assert spec.task is Task.CLASSIFICATION and "classifier" in notes[0]
     r = Postprocessor(spec, [TensorSpec("probs", (1, 10), "float32")], None)([np.eye(10, dtype=np.float32)[3:4]], None)
     assert r.top[0] == (3, 1.0)
+
+
+# ------------------------------------------------------------------------------------ lines and drawings
+
+def test_task_lines_and_drawings():
+    from keras_edge.device.draw import PALETTE, annotate
+    from keras_edge.device.postprocess import Detection, TaskResult
+    from keras_edge.device.render import result_line
+    from keras_edge.device.run import Result
+
+    labels = ("background", "circle", "square")
+    det = TaskResult(Task.DETECTION, detections=[Detection((12.4, 40, 118, 300.2), 0.912, 2, "square"),
+                                                 Detection((1, 2, 3, 4), 0.77, 1)])
+    r = Result("scene.jpg", task=det, infer_ms=1.0, postprocess_ms=0.5, labels=labels)
+    assert result_line(r).startswith("scene.jpg: 2 objects: square 0.91 [12,40,118,300], circle 0.77 [1,2,3,4]")
+    assert r.to_dict({})["task"]["detections"][1]["label"] == "circle"
+    assert r.to_dict({})["timing_ms"]["postprocess"] == 0.5
+    none = Result("x.jpg", task=TaskResult(Task.DETECTION, detections=[]))
+    assert "x.jpg: no objects" in result_line(none)
+
+    cm = np.zeros((40, 60), np.uint8)
+    cm[:, 30:] = 1
+    cm[:10, :10] = UNKNOWN
+    seg = TaskResult(Task.SEGMENTATION, class_map=cm, class_areas={0: 0.45, 1: 0.55})
+    rs = Result("s.png", task=seg, labels=labels)
+    assert "s.png: mask: circle 55.0%, background 45.0%" in result_line(rs)
+    img = np.full((40, 60, 3), 200, np.uint8)
+    out = annotate(img, rs)
+    assert out.shape == img.shape and (img == 200).all()                  # the input is not drawn on
+    assert (out[:10, :10] == 200).all()                                    # unknown pixels: no overlay
+    want = (0.5 * 200 + 0.5 * PALETTE[1].astype(float)).round()
+    assert np.abs(out[20, 45].astype(float) - want).max() <= 1            # alpha 0.5 overlay in the class colour
+
+    emb = TaskResult(Task.EMBEDDING, embedding=np.ones(8, np.float32), matches=[("cat", 0.93), ("dog", 0.4)])
+    assert "embedding 8-d: cat 0.930, dog 0.400" in result_line(Result("e.png", task=emb))
+    reg = TaskResult(Task.REGRESSION, named={"age": np.array([31.5]), "map": np.zeros((20, 20))})
+    line = result_line(Result("r.png", task=reg))
+    assert "age [31.5]" in line and "map [20, 20] [0, 0]" in line
+    big = np.full((320, 200, 3), 200, np.uint8)
+    drawn = annotate(big, Result("scene.jpg", task=det, labels=labels))
+    assert (drawn[300, 13:117] != 200).any(axis=1).mean() > 0.9           # the box's bottom edge
+    assert (drawn[100:250, 30:100] == 200).all()                          # inside the box: untouched
