@@ -182,7 +182,7 @@ class _Job:
             ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
                             None, self.classification)
             if self.task is not None:
-                cmp.update(self.task.metrics(outs))
+                cmp.update(self.task.metrics(outs, tfl.outputs))
         except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
             text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
             why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"

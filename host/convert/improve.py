@@ -70,7 +70,7 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
         outs = E.predict(tfl, [job.data.eval.x])
         m = E.compare(outs, job.keras_out, job.data.eval.y, job.classification)
         if getattr(job, "task", None) is not None:   # detection/segmentation: the task metric decides
-            m.update(job.task.metrics(outs))
+            m.update(job.task.metrics(outs, tfl.outputs))
         if latency:
             m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
     finally:
