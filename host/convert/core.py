@@ -177,12 +177,12 @@ class _Job:
         timing = {"convert_s": round(convert_s, 2)}
         try:
             tfl = E.load_tflite(path, self.cfg.threads)
-            outs = E.predict(tfl, [self.data.eval.x])
+            outs = E.in_keras_order(E.predict(tfl, [self.data.eval.x]), tfl.outputs, self.keras_out)
             cmp = E.compare(outs, self.keras_out, self.data.eval.y, self.classification)
             ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
                             None, self.classification)
             if self.task is not None:
-                cmp.update(self.task.metrics(outs, tfl.outputs))
+                cmp.update(self.task.metrics(outs))
         except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
             text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
             why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"

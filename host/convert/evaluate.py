@@ -62,6 +62,17 @@ def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: in
     return {name: (float(np.median(t)) / 1e6, float(np.percentile(t, 90)) / 1e6) for name, t in times.items()}
 
 
+def in_keras_order(outs: list[np.ndarray], actual: Sequence[B.TensorSpec], keras_out: list[np.ndarray]) -> list[np.ndarray]:
+    """A model file's outputs in the Keras model's order (the converter may reorder several outputs): matched by
+    position, else by shape (the board's :func:`align_outputs`)."""
+    if len(outs) < 2:
+        return outs
+    from keras_edge.device.postprocess import align_outputs
+
+    declared = [B.TensorSpec(f"output_{i}", (1, *k.shape[1:]), "float32") for i, k in enumerate(keras_out)]
+    return [outs[j] for j in align_outputs(declared, actual)]
+
+
 def top1(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y), -1).argmax(axis=1)
 

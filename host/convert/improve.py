@@ -67,10 +67,10 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
     probe.write_bytes(blob)
     try:
         tfl = E.load_tflite(probe, job.cfg.threads)
-        outs = E.predict(tfl, [job.data.eval.x])
+        outs = E.in_keras_order(E.predict(tfl, [job.data.eval.x]), tfl.outputs, job.keras_out)
         m = E.compare(outs, job.keras_out, job.data.eval.y, job.classification)
         if getattr(job, "task", None) is not None:   # detection/segmentation: the task metric decides
-            m.update(job.task.metrics(outs, tfl.outputs))
+            m.update(job.task.metrics(outs))
         if latency:
             m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
     finally:

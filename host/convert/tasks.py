@@ -160,7 +160,6 @@ class TaskEval:
     truths: list | None                         # GroundTruth per image, or class-index masks
     keras_results: list                         # Keras's detections (at the deployed threshold) or class maps
     keras: dict[str, Any]                       # Keras's own task metrics
-    declared: Sequence[B.TensorSpec] = ()       # the Keras model's outputs (the spec's role indices refer to them)
 
     @property
     def metric(self) -> str:
@@ -200,13 +199,9 @@ class TaskEval:
             return self._score(results, truths)["map50_95"]
         return self._score(results, self.keras_results)["miou"]
 
-    def metrics(self, outs: list[np.ndarray], actual: Sequence[B.TensorSpec] | None = None) -> dict[str, Any]:
-        """Task metrics of one variant's stacked float outputs (one row per evaluation image); ``actual``: the
-        model file's output specs, when its outputs may be ordered otherwise than Keras's."""
-        if actual is not None and len(outs) > 1:
-            from keras_edge.device.postprocess import align_outputs
-
-            outs = [outs[j] for j in align_outputs(self.declared, actual)]
+    def metrics(self, outs: list[np.ndarray]) -> dict[str, Any]:
+        """Task metrics of one variant's stacked float outputs (one row per evaluation image, in the Keras
+        model's output order: :func:`.evaluate.in_keras_order`)."""
         results, post_ms = self._results(self.post, outs)
         m: dict[str, Any] = {"task_metric": self.metric, "postprocess_ms": round(post_ms, 4)}
         if self.truths is not None:
@@ -281,7 +276,7 @@ def task_eval(spec: PostprocessSpec | None, outputs: Sequence[B.TensorSpec], pre
     deployed = Postprocessor(local, outputs, preprocess)
     post = Postprocessor(replace(local, score_threshold=min(spec.score_threshold, EVAL_SCORE_THRESHOLD),
                                  max_detections=max(spec.max_detections, 300)), outputs, preprocess)
-    ev = TaskEval(spec, post, _image_sizes(sources), truths, [], {}, tuple(outputs))
+    ev = TaskEval(spec, post, _image_sizes(sources), truths, [], {})
     ev.keras_results, _ = ev._results(deployed, keras_out)
     keras_results, post_ms = ev._results(post, keras_out)
     ev.keras = {"task_metric": ev.metric, "postprocess_ms": round(post_ms, 4)}

@@ -236,3 +236,82 @@ def test_coco_annotations_for_a_held_out_part_of_calib(shapes, tmp_path, capfd):
     assert code == 0, stderr
     keras = _report(out)["keras"]
     assert keras["eval_samples"] == 8 and keras["map50"] > 0, keras
+
+
+# --- an SSD-style head: anchors + deltas + class scores (with background), anchors copied into the bundle --------
+
+G, SIZE, IMG_H, IMG_W = 4, 64, 300, 500
+
+
+@pytest.fixture(scope="module")
+def ssd_world(tmp_path_factory):
+    """A two-output grid "detector" that sees colour (a red block is class 0, a blue one class 1, each filling one
+    anchor cell), images of such blocks on scikit-image photos, exact YOLO labels, and its anchors."""
+    import cv2
+    import keras
+    from keras import ops
+    from skimage import data as skdata
+
+    root = tmp_path_factory.mktemp("ssd")
+    images, labels = root / "images", root / "labels"
+    images.mkdir()
+    labels.mkdir()
+    rng = np.random.default_rng(3)
+    photos = [skdata.camera(), skdata.brick(), skdata.gravel(), skdata.grass()]
+    ch, cw = IMG_H // G, IMG_W // G
+    for i in range(16):
+        img = cv2.cvtColor(cv2.resize(photos[i % 4], (IMG_W, IMG_H)), cv2.COLOR_GRAY2BGR)
+        cells = rng.choice(G * G, 2, replace=False)
+        lines = []
+        for k, (cell, colour) in enumerate(zip(cells, ((0, 0, 255), (255, 0, 0)))):
+            r, c = divmod(int(cell), G)
+            img[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = colour
+            lines.append(f"{k} {(c + 0.5) / G:.6f} {(r + 0.5) / G:.6f} {1 / G:.6f} {1 / G:.6f}")
+        assert cv2.imwrite(str(images / f"s_{i:02d}.png"), img)
+        (labels / f"s_{i:02d}.txt").write_text("\n".join(lines) + "\n")
+
+    class CellScores(keras.layers.Layer):
+        def call(self, x):
+            cells = ops.average_pool(x, SIZE // G, SIZE // G, padding="valid")
+            red = cells[..., 0] - 0.5 * (cells[..., 1] + cells[..., 2])
+            blue = cells[..., 2] - 0.5 * (cells[..., 0] + cells[..., 1])
+            background = 0.1 + 0.0 * red
+            return ops.clip(ops.reshape(ops.stack([background, red, blue], -1), (-1, G * G, 3)), 0.0, 1.0)
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    conv = keras.layers.Conv2D(4, SIZE // G, strides=SIZE // G, name="box_conv")
+    deltas = keras.layers.Reshape((G * G, 4), name="deltas")(conv(inp))
+    model = keras.Model(inp, [deltas, CellScores(name="scores")(inp)])
+    w = np.zeros((SIZE // G, SIZE // G, 3, 4), np.float32)
+    w[..., 0, 2] = 1e-4
+    conv.set_weights([w, np.zeros(4, np.float32)])
+    cy, cx = np.meshgrid((np.arange(G) + 0.5) / G, (np.arange(G) + 0.5) / G, indexing="ij")
+    anchors = root / "grid_anchors.npy"
+    np.save(anchors, np.stack([cy.ravel(), cx.ravel(), np.full(G * G, 1 / G), np.full(G * G, 1 / G)], 1))
+    return {"root": root, "images": images, "labels": labels, "model": model, "anchors": anchors}
+
+
+def test_ssd_head_converts_with_its_anchors_and_scores_by_map(ssd_world, tmp_path, capfd):
+    from keras_edge.device import bundle as B
+    from keras_edge.host.convert import ConvertConfig, convert
+    from keras_edge.host.preprocessing import PreprocessOptions
+
+    w = ssd_world
+    out = tmp_path / "grid-ssd"
+    res = convert(ConvertConfig(model=w["model"], out=out, calib=w["images"], eval=w["images"], variants=("fp32", "int8"),
+                                preprocess=PreprocessOptions(preset="unit"), task="detection", head="ssd",
+                                anchors=w["anchors"], annotations=w["labels"], score_threshold=0.3, name="grid"))
+    m = B.read_manifest(out)
+    spec = m.postprocessing
+    assert spec.head == "ssd" and spec.anchors == "anchors.npy" and spec.background == 0 and spec.num_classes == 2
+    assert np.array_equal(np.load(out / "anchors.npy"), np.load(w["anchors"]))
+    keras = res.report.keras
+    assert keras["map50"] == pytest.approx(1.0) and keras["map50_95"] > 0.9, keras
+    fp32 = next(v for v in res.variants if v.name == "fp32")
+    assert fp32.metrics["map50"] == pytest.approx(1.0) and fp32.metrics["task_fidelity"] > 0.99
+    capfd.readouterr()
+    assert main(["run", str(out), str(w["images"] / "s_00.png"), "--json", "--variant", "int8"]) == 0
+    row = json.loads(capfd.readouterr().out.splitlines()[0])
+    want = [ln.split()[0] for ln in (w["labels"] / "s_00.txt").read_text().splitlines()]
+    assert sorted(str(d["class_id"]) for d in row["task"]["detections"]) == sorted(want)
+    assert main(["verify", str(out)]) == 0, capfd.readouterr().out   # both outputs against reference.npz, any order
