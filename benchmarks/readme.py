@@ -282,12 +282,34 @@ def quant_section(q: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def detection_section(d: dict[str, Any]) -> str:
+    rows = []
+    for units, e in d["units"].items():
+        rows.append([units, "keras", e["keras"]["map50"], e["keras"]["map50_95"], "–", "–", "–", "–"])
+        for name, v in e["variants"].items():
+            if "map50" not in v:
+                rows.append([units, name, "–", "–", "–", "–", "–", v.get("status")])
+                continue
+            rows.append([units, name + (" (default)" if name == e["default"] else ""), v["map50"], v["map50_95"],
+                         v["fidelity_to_keras"], kib(v["bytes"]), f"{v['inference_ms']:.3f}", f"{v['postprocess_ms']:.3f}"])
+    data = d["data"]
+    draw = f"\n\n![run --draw on an evaluation image]({d['draw']['file']})" if d.get("draw") else ""
+    return ("## Detection (`detection.py`): mAP of fp32, int8 and the default, boxes in normalised vs pixel units\n\n"
+            f"A small YOLO-style detector trained here on **synthetic shapes** ({data['what']}; {data['train_images']} "
+            f"training images, {data['eval_images']} held-out images with {data['eval_objects']} objects), converted with "
+            f"`--task detection --head yolo --objectness`, budget {d['budget'] * 100:.0f} mAP@0.5:0.95 points. "
+            "mAP through the board's postprocessing, boxes mapped back to each original image; latency per image, "
+            "median over the evaluation images, one thread: `invoke` and postprocessing (decode, NMS, mapping).\n\n"
+            + table(["box units", "variant", "mAP@0.5", "mAP@0.5:0.95", "fidelity to Keras (mAP@0.5:0.95)", "size",
+                     "inference ms", "postprocess ms"], rows) + draw)
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
-    qf = load("quant_fidelity")
+    qf, det = load("quant_fidelity"), load("detection")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -296,7 +318,7 @@ def render(wall_s: float | None = None) -> str:
         parts.append(headline(inf))
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
                           (cl, claims_section), (ro, runner_section), (gp, gpu_section),
-                          (qf, quant_section)):
+                          (qf, quant_section), (det, detection_section)):
         if data:
             parts.append(section(data))
     if tp:

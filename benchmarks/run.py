@@ -7,7 +7,9 @@ result and peak RSS), claims (the article's claims; needs inference and preproce
 (``runner_overhead.py``, the runner against a bare interpreter), throughput (``throughput.py``: the pipelined
 runner against a serial loop and the machine's limit, preprocessing, peak RSS; then ``soak.py``, 50,000
 inferences), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
-against each keras-edge quantization step). Opt-in: pruning, prune-budget. Run from the repository root.
+against each keras-edge quantization step), detection (``detection.py``: a detector trained on synthetic shapes,
+mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
+postprocessing latency). Opt-in: pruning, prune-budget. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant", "detection")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
@@ -78,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import digits_model, imagenet_model
 
     inf = pre = None
-    if fams - {"quant", *OPT_IN}:   # those build their own models
+    if fams - {"quant", "detection", *OPT_IN}:   # those build their own models
         log("models: building and converting (reused when the converter is unchanged)")
         mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
         models = [mobilenet]
-        if fams - {"runner", "throughput", "quant", *OPT_IN}:   # runner and throughput need MobileNetV2 only
+        if fams - {"runner", "throughput", "quant", "detection", *OPT_IN}:   # runner and throughput need MobileNetV2 only
             models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
         digits = models[-1]
         log(f"models ready after {time.perf_counter() - t0:.0f}s")
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if "quant" in fams:
         log("quantization fidelity: benchmarks/quant_fidelity.py")
         script("quant_fidelity.py", RESULTS / "quant_fidelity.json", timeout=2400)
+    if "detection" in fams:
+        log("detection: benchmarks/detection.py (a detector trained on synthetic shapes)")
+        script_module("detection", RESULTS / "detection.json", timeout=2400)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -26,7 +26,10 @@ def board_times(report: Any) -> BoardTimes | None:
 
 
 def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:
-    """Accuracy drop against Keras when labels exist, otherwise disagreement with Keras."""
+    """The task metric's drop for detection/segmentation (mAP@0.5:0.95 or mean IoU against Keras's, or 1 − fidelity
+    without annotations); else accuracy drop against Keras when labels exist, otherwise disagreement with Keras."""
+    if metrics.get("metric_drop") is not None:
+        return float(metrics["metric_drop"])
     if keras_acc is not None and metrics.get("accuracy") is not None:
         return keras_acc - metrics["accuracy"]
     return 1.0 - metrics["agreement"] if metrics.get("agreement") is not None else 0.0
@@ -61,6 +64,11 @@ def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_d
     loss = lambda v: loss_of(v.metrics, keras_acc)  # noqa: E731
     fits = [v for v in ok if loss(v) <= max_drop + 1e-12]
     what = "accuracy drop" if keras_acc is not None else "disagreement with Keras"
+    task = next((v.metrics.get("task_metric") for v in ok if v.metrics.get("task_metric")), None)
+    if task:
+        name = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}.get(task, task)
+        against = "Keras's" if any(v.metrics.get(task) is not None for v in ok) else "fidelity to Keras's results"
+        what = f"{name} drop (against {against})" if against == "Keras's" else f"{name} loss of {against}"
     if not fits:
         best = min(ok, key=loss)
         return best.name, f"no variant fits the {what} budget of {max_drop:.2%}; {best.name} has the smallest ({loss(best):.2%})"

@@ -77,7 +77,8 @@ class _Progress:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bake-preprocess", is_flag=True, help="Fold normalisation into the graph: the model takes raw pixels.")
 @click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True,
-              help="Accuracy budget for choosing the default variant (absolute top-1 drop).")
+              help="Accuracy budget for choosing the default variant (absolute top-1 drop; for detection the "
+                   "mAP@0.5:0.95 drop, for segmentation the mean-IoU drop).")
 @click.option("--prune", "prune", multiple=True, metavar="METHOD[:SPARSITY]", callback=_prune_specs,
               help="Also add pruned variants (fp32-/int8-pruned-METHOD), e.g. channels:0.5 or magnitude:0.8, or "
                    "`channels` alone: the largest channel pruning within --max-accuracy-drop (a measured search); "
@@ -90,6 +91,23 @@ class _Progress:
 @click.option("--qat", is_flag=True,
               help="Also fine-tune with simulated int8 (quantization-aware, the float model as teacher): int8-qat.")
 @click.option("--qat-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs for --qat.")
+@click.option("--task", type=click.Choice(["auto", "classification", "detection", "segmentation", "embedding", "regression"]),
+              default="auto", show_default=True,
+              help="What the outputs mean (auto: classifier-shaped outputs are classification, others are reported raw).")
+@click.option("--head", type=click.Choice(["yolo", "ssd", "tflite_postprocess"]),
+              help="Detection head: yolo (1,N,4+C)/(1,N,5+C), ssd (deltas (1,A,4) + scores (1,A,1+C), background in column 0, + --anchors), tflite_postprocess.")
+@click.option("--box-units", type=click.Choice(["normalized", "pixels"]), default="normalized", show_default=True,
+              help="Units of the head's boxes: fractions of the model input, or its pixels.")
+@click.option("--scores", type=click.Choice(["probabilities", "logits"]), default="probabilities", show_default=True,
+              help="Whether scores are already in [0,1] or need a sigmoid/softmax.")
+@click.option("--objectness", is_flag=True, help="YOLO: a 5th column (objectness) multiplies the class scores.")
+@click.option("--anchors", type=click.Path(path_type=Path), metavar="FILE.npy",
+              help="SSD anchors (A,4) [cy,cx,h,w] normalised; copied into the bundle.")
+@click.option("--score-threshold", type=float, default=0.25, show_default=True, help="Detections below this score are dropped.")
+@click.option("--iou-threshold", type=float, default=0.45, show_default=True, help="Non-maximum suppression IoU.")
+@click.option("--annotations", type=click.Path(path_type=Path), metavar="PATH",
+              help="Ground truth of the evaluation images: YOLO labels folder, COCO .json, or masks folder "
+                   "(segmentation); scores variants by mAP / mean IoU. The calibration folder may be unlabeled.")
 @click.option("--threads", callback=threads_one, metavar="N", help="Interpreter threads for validation latency (default: all cores).")
 @model_loading
 @json_option

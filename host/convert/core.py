@@ -33,6 +33,8 @@ from . import evaluate as E
 from . import iomap
 from .evaluate import summary
 from .improve import improve_int8
+from . import tasks as T
+from .tasks import check_options as check_task_options
 from .choose import board_times, choose_default, loss_of, verdict_of
 from .variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from .variants import convert as convert_variant
@@ -74,6 +76,16 @@ class ConvertConfig:
     qat_epochs: int = 3
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
     prune_epochs: int = 3
+    # the task (host/convert/tasks.py): what the outputs mean, how they are postprocessed and scored
+    task: str = "auto"               # auto | classification | detection | segmentation | embedding | regression
+    head: str | None = None          # detection: yolo | ssd | tflite_postprocess
+    box_units: str = "normalized"    # detection: normalized | pixels (of the model input)
+    scores: str = "probabilities"    # probabilities | logits
+    objectness: bool = False         # yolo: a 5th column multiplies the class scores
+    anchors: Path | None = None      # ssd: (A, 4) [cy,cx,h,w] .npy, copied into the bundle
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    annotations: Path | None = None  # YOLO labels folder, COCO .json or masks folder for the evaluation images
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -97,6 +109,10 @@ class ConvertConfig:
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
         in_range("max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0, "a fraction such as 0.01 for one percentage point")
+        for name in ("anchors", "annotations"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        check_task_options(self)
         if self.name is not None and not B.NAME.fullmatch(self.name):  # deploy makes it a directory on the board
             raise ConfigError("name", f"{self.name!r} cannot be a bundle name",
                               "use letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -138,6 +154,7 @@ class _Job:
     tmp: Path
     cfg: ConvertConfig
     keras_output_names: tuple[str, ...] = ()   # the Keras outputs' names, in Keras order
+    task: T.TaskEval | None = None   # detection/segmentation: the task metric, through the board's postprocessing
 
     @property
     def inputs(self) -> ConvertInputs:
@@ -195,6 +212,8 @@ class _Job:
             cmp = E.compare(outs, self.keras_out, self.data.eval.y, self.classification)
             ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
                             None, self.classification)
+            if self.task is not None:
+                cmp.update(self.task.metrics(outs))
         except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
             text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
             why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"
@@ -262,10 +281,11 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     if spec is not None:
         log(f"preprocessing: {spec.preset} {spec.height}x{spec.width}x{spec.channels} {spec.color} "
             f"{spec.resize} ({spec.reason})")
-    classification = _is_classifier(loaded)
+    post_spec = T.resolve(cfg, loaded.outputs, spec, log)   # outputs that do not fit the task: before the slow part
+    classification = post_spec is not None and post_spec.task is B.Task.CLASSIFICATION
     classes = loaded.outputs[0].shape[-1] if classification else None
-    if classes:
-        _check_label_count(cfg.labels, classes)
+    if post_spec is not None and post_spec.num_classes and post_spec.task in (B.Task.CLASSIFICATION, B.Task.DETECTION):
+        _check_label_count(cfg.labels, post_spec.num_classes)
     if len(shapes) > 1:   # several inputs: arrays keyed by input name
         data = input_sets(cfg.calib, [t.name for t in loaded.inputs], shapes, cfg.eval, cfg.calib_samples,
                           cfg.eval_samples, cfg.seed)
@@ -273,6 +293,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress)
     if classes:
         data = data.labels_fit(classes)
+    truths = T.load_truths(post_spec, data.eval.sources if data.spec is not None else (), cfg.annotations)
     for note in data.notes:
         log(f"note: {note}")
     if len(shapes) == 1 and tuple(data.calib.x.shape[1:]) != shape:
@@ -282,7 +303,10 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     if classification:
         data, keras_out = _reference_first(data, keras_out)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
+    task_eval = T.task_eval(post_spec, loaded.outputs, data.spec, data.eval.sources, truths, keras_out,
+                            cfg.anchors, log)
     keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib),
+             **(task_eval.keras if task_eval else {}),
              **E.keras_latency(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)}
     if keras_acc is not None:
         log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} evaluation samples")
@@ -290,7 +314,10 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     if board:
         log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
     with B.staged_dir(cfg.out) as tmp:
-        job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, tuple(t.name for t in loaded.outputs))
+        job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, task=task_eval,
+                   keras_output_names=tuple(t.name for t in loaded.outputs))
+        if cfg.anchors is not None:
+            shutil.copyfile(cfg.anchors, tmp / T.ANCHORS_FILE)
         variants: list[B.Variant] = []
         for i, vname in enumerate(cfg.variants, 1):
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")
@@ -329,12 +356,12 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         manifest = B.Manifest(
             name=name, preprocess=spec, inputs=_keras_specs(loaded.inputs, shapes), outputs=loaded.outputs,
             input_preprocess=specs if len(specs) > 1 else (),
-            variants=tuple(variants), task=B.Task.CLASSIFICATION if classification else B.Task.OTHER, labels=labels,
+            variants=tuple(variants), task=post_spec.task if post_spec is not None else B.Task.OTHER, labels=labels,
             default=default, default_reason=why, reference=B.REFERENCE,
             source={"file": loaded.path.name if loaded.path else f"<{loaded.name}>",
                     "sha256": _source_sha(loaded.path) if loaded.path else None, "kind": loaded.kind},
             tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            postprocess=B.PostprocessSpec.classification(classes) if classification else None)
+            postprocess=post_spec)
         B.write_manifest(tmp, manifest)
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),
@@ -467,11 +494,6 @@ def _check_label_count(labels: Path | None, classes: int) -> None:
     if len(names) != classes:
         raise ConfigError("labels", f"{labels} has {len(names)} name(s) but the model has {classes} classes",
                           "give one class name per line, in output order")
-
-
-def _is_classifier(loaded: LoadedModel) -> bool:
-    out = loaded.outputs
-    return len(out) == 1 and len(out[0].shape) == 2 and out[0].shape[-1] > 1
 
 
 def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:

@@ -124,6 +124,12 @@ def summary(v: B.Variant) -> str:
         parts.append(f"acc {m['accuracy']:.4f}")
     if m.get("agreement") is not None:
         parts.append(f"agree {m['agreement']:.4f}")
+    if m.get("map50_95") is not None:
+        parts.append(f"mAP@0.5 {m['map50']:.4f}, mAP@0.5:0.95 {m['map50_95']:.4f}")
+    if m.get("miou") is not None:
+        parts.append(f"mIoU {m['miou']:.4f}")
+    if m.get("task_fidelity") is not None:
+        parts.append(f"fidelity {m['task_fidelity']:.4f}")
     if "latency_ms" in m:
         parts.append(f"{m['latency_ms']:.3f} ms")
     parts.append(f"converted in {m.get('convert_s', 0):.1f}s")

@@ -92,7 +92,13 @@ def output_fidelity(variant_out: list[np.ndarray], keras_out: list[np.ndarray], 
 
 
 def fidelity_loss(metrics: dict) -> float:
-    """The continuous number a search minimises: mean KL for classifiers, else noise-to-signal ratio."""
+    """The continuous number a search minimises: mean KL for classifiers; for detection/segmentation the task
+    metric's loss of fidelity to Keras's postprocessed results, with the outputs' noise-to-signal ratio as a
+    tie-break (mAP moves in steps on a small set); else noise-to-signal ratio."""
+    if metrics.get("task_fidelity") is not None:
+        snr = metrics.get("snr_db")
+        nsr = 10 ** (-snr / 10) if snr is not None else 1.0
+        return (1.0 - float(metrics["task_fidelity"])) + 1e-3 * min(nsr, 1.0)
     if metrics.get("kl") is not None:
         return float(metrics["kl"])
     snr = metrics.get("snr_db")

@@ -20,6 +20,12 @@ from .evaluate import summary
 
 Log = Callable[[str], None]
 PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
+TASK_KEYS = ("map50", "map50_95", "miou", "task_fidelity", "metric_drop")   # detection/segmentation only
+
+
+def _picked(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a step records of a variant's metrics: the classifier's keys, and the task metric's when there is one."""
+    return {**{k: metrics.get(k) for k in PTQ_KEYS}, **{k: metrics[k] for k in TASK_KEYS if k in metrics}}
 
 
 def improve_int8(job, variants: list[B.Variant], log: Log) -> tuple[dict | None, dict | None]:
@@ -61,7 +67,10 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
     probe.write_bytes(blob)
     try:
         tfl = E.load_tflite(probe, job.cfg.threads)
-        m = E.compare(job.io_order(probe, tfl)[2], job.keras_out, job.data.eval.y, job.classification)
+        outs = job.io_order(probe, tfl)[2]
+        m = E.compare(outs, job.keras_out, job.data.eval.y, job.classification)
+        if getattr(job, "task", None) is not None:   # detection/segmentation: the task metric decides
+            m.update(job.task.metrics(outs))
         if latency:
             m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
     finally:
@@ -85,7 +94,8 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
                          time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
     start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
     info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
-            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": "kl" if baseline.metrics.get("kl") is not None else "nsr",
+            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
+                       f"{baseline.metrics['task_metric']} fidelity" if baseline.metrics.get("task_metric") else "nsr"),
             "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
             "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
     log(f"int8-selective: {len(res.trials)} candidate(s) in {res.seconds:.0f}s, stopped at {res.stopped}")
@@ -108,7 +118,7 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
     from .qat import qat_finetune
 
     info = info or {"steps": [{"step": "int8", "applied": True, "bytes": int8.bytes,
-                               **{k: int8.metrics.get(k) for k in PTQ_KEYS}}], "kept": None}
+                               **_picked(int8.metrics)}], "kept": None}
     calib = job.data.calib
     labels = calib.y if job.classification and calib.y is not None else None
     log(f"int8-qat: fine-tuning {job.cfg.qat_epochs} epoch(s) on {len(calib)} calibration images "
@@ -120,7 +130,7 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
     if res.applied:
         v = job.convert("int8-qat", "int8", res.model, {"qat": res.detail})
         if v.status is B.VariantStatus.OK:
-            entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in PTQ_KEYS}})
+            entry.update({"bytes": v.bytes, **_picked(v.metrics)})
             if fidelity_loss(v.metrics) < fidelity_loss(best.metrics):
                 variant = v
             else:
@@ -144,8 +154,7 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
     from .variants import op_counts
 
     x = job.data.calib.x
-    keys = PTQ_KEYS
-    steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **{k: int8.metrics.get(k) for k in keys}}]
+    steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **_picked(int8.metrics)}]
     graph = op_counts((job.tmp / int8.file).read_bytes())
     candidates: list[tuple[B.Variant, Any, int]] = []
     model = job.model
@@ -161,11 +170,11 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
             added = _added_ops(graph, op_counts((job.tmp / v.file).read_bytes())) if v.file else ""
             if v.status is B.VariantStatus.OK and not added:
                 model = step.model
-                entry.update({"bytes": v.bytes, **{k: v.metrics.get(k) for k in keys}})
+                entry.update({"bytes": v.bytes, **_picked(v.metrics)})
                 candidates.append((v, model, len(steps)))
             else:   # a step that adds ops runs other (often unaccelerated) kernels: int8-ptq keeps int8's graph
                 entry.update(applied=False, why=f"adds ops to the int8 graph ({added}): not used" if added else v.reason,
-                             **({k: v.metrics.get(k) for k in keys} if v.status is B.VariantStatus.OK else {}))
+                             **(_picked(v.metrics) if v.status is B.VariantStatus.OK else {}))
                 if v.file:
                     (job.tmp / v.file).unlink(missing_ok=True)
         log(f"  int8-ptq: {label}: " + (f"agreement {entry.get('agreement') or 0:.2%}, KL {entry.get('kl') or 0:.4g}"

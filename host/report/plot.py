@@ -43,6 +43,9 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     ok = [r for r in report["variants"] if r["status"] == "ok" and "latency_ms" in r.get("metrics", {})]
     use_acc = all(r["metrics"].get("accuracy") is not None for r in ok) and ok
     key = "accuracy" if use_acc else "agreement"
+    task = next((r["metrics"].get("task_metric") for r in ok if r["metrics"].get("task_metric")), None)
+    if task:   # detection / segmentation: the task metric, else its fidelity to Keras
+        key = task if all(r["metrics"].get(task) is not None for r in ok) else "task_fidelity"
     pts = [(r["name"], r["metrics"]["latency_ms"], r["metrics"].get(key) or 0.0) for r in ok]
     front = set(pareto(pts))
     steps = [st for st in ((report.get("ptq") or {}).get("steps") or []) if st.get("kl") is not None]

@@ -15,6 +15,23 @@ from .contract import Report, write_report_json
 
 COLUMNS = ("variant", "status", "size", "gzip", "accuracy", "drop", "agreement (95% CI)", "KL", "max err", "p50 ms",
            "p50 ms 1T", "vs keras", "convert s")
+# detection / segmentation: the task metric (through the board's postprocessing) replaces top-1 columns
+TASK_COLUMNS = {
+    "map50_95": ("variant", "status", "size", "gzip", "mAP@0.5", "mAP@0.5:0.95", "drop", "fidelity", "max err",
+                 "p50 ms", "p50 ms 1T", "post ms", "vs keras", "convert s"),
+    "miou": ("variant", "status", "size", "gzip", "mIoU", "pixel acc", "drop", "fidelity", "max err",
+             "p50 ms", "p50 ms 1T", "post ms", "vs keras", "convert s"),
+}
+
+
+def task_metric(report: dict[str, Any]) -> str | None:
+    """The report's task metric (``map50_95`` or ``miou``), None for classifiers and raw outputs."""
+    return report.get("keras", {}).get("task_metric") or next(
+        (r.get("metrics", {}).get("task_metric") for r in report.get("variants", []) if r.get("metrics", {}).get("task_metric")), None)
+
+
+def columns(report: dict[str, Any]) -> tuple[str, ...]:
+    return TASK_COLUMNS.get(task_metric(report) or "", COLUMNS)
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -86,12 +103,21 @@ def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
 
 
 def rows(report: dict[str, Any]) -> list[list[str]]:
-    """One row of text cells per variant, in COLUMNS order."""
+    """One row of text cells per variant, in :func:`columns` order."""
     out = []
+    task = task_metric(report)
     for r in report["variants"]:
         m = r.get("metrics", {})
         status = r["status"] + (" (default)" if r["name"] == report.get("default") else "")
         sp = speedup(report, m)
+        if task:
+            first, second = ("map50", "map50_95") if task == "map50_95" else ("miou", "pixel_accuracy")
+            out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
+                        _fmt(m.get(first), "f3"), _fmt(m.get(second), "f3"), _fmt(m.get("metric_drop"), "pp"),
+                        _fmt(m.get("task_fidelity"), "f3"), _fmt(m.get("max_abs_err"), "e"),
+                        _fmt(m.get("latency_ms"), "f3"), _fmt(m.get("latency_by_threads", {}).get("1"), "f3"),
+                        _fmt(m.get("postprocess_ms"), "f3"), f"{sp:.1f}x" if sp else "—", _fmt(r.get("convert_s"), "f3")])
+            continue
         out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
                     _fmt(m.get("accuracy"), "pct"),
                     _fmt(m.get("accuracy_drop"), "pp"), _with_ci(m.get("agreement"), m.get("agreement_ci")),
@@ -150,9 +176,10 @@ def pruning_rows(curve: dict[str, Any] | None) -> list[str]:
 def table(report: dict[str, Any]) -> str:
     """A plain-text table for the terminal."""
     body = rows(report)
-    widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(COLUMNS)]
+    cols = columns(report)
+    widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(cols)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths]), *map(line, body)])
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *map(line, body)])
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -162,7 +189,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"Keras model: accuracy {k['accuracy'] * 100:.2f}% on {k['eval_samples']} held-out samples; "
                      f"{k['calib_samples']} calibration samples.")
         lines.append("")
-    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    if task_metric(report) and k.get("task_metric"):
+        if k.get("map50_95") is not None:
+            lines += [f"Keras model: mAP@0.5 {k['map50']:.4f}, mAP@0.5:0.95 {k['map50_95']:.4f} on {k['eval_samples']} "
+                      "annotated evaluation images (boxes through the board's postprocessing, mapped to each image).", ""]
+        elif k.get("miou") is not None:
+            lines += [f"Keras model: mean IoU {k['miou']:.4f}, pixel accuracy {k['pixel_accuracy']:.4f} on "
+                      f"{k['eval_samples']} annotated evaluation images.", ""]
+        lines += ["`drop` is the task metric's drop against Keras (without annotations: 1 − fidelity); `fidelity` is the "
+                  "task metric of the variant scored against Keras's own postprocessed results; `post ms` is the "
+                  "median postprocessing time per image (decode, NMS, mapping to the image).", ""]
+    cols = columns(report)
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
     lines += ["", f"Default variant: **{report.get('default')}** — {report.get('default_reason', '')}", ""]
     failed = [r for r in report["variants"] if r["status"] != "ok"]
