@@ -27,12 +27,22 @@ def board_times(report: Any) -> BoardTimes | None:
 
 def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:
     """The task metric's drop for detection/segmentation (mAP@0.5:0.95 or mean IoU against Keras's, or 1 − fidelity
-    without annotations); else accuracy drop against Keras when labels exist, otherwise disagreement with Keras."""
+    without annotations); else accuracy drop against Keras when labels exist, disagreement with Keras for
+    classifiers, and the relative RMS error of the outputs for anything else (:func:`relative_error`)."""
     if metrics.get("metric_drop") is not None:
         return float(metrics["metric_drop"])
     if keras_acc is not None and metrics.get("accuracy") is not None:
         return keras_acc - metrics["accuracy"]
-    return 1.0 - metrics["agreement"] if metrics.get("agreement") is not None else 0.0
+    if metrics.get("agreement") is not None:
+        return 1.0 - metrics["agreement"]
+    return relative_error(metrics)
+
+
+def relative_error(metrics: dict[str, Any]) -> float:
+    """Regression, embeddings and other raw outputs: the worst output's relative RMS error against Keras
+    (sqrt of the noise-to-signal ratio: 0.01 is SNR 40 dB); 0 when the outputs match exactly."""
+    snr = metrics.get("snr_db")
+    return float(10 ** (-snr / 20)) if snr is not None else 0.0
 
 
 def loss_interval(metrics: dict[str, Any], keras_acc: float | None) -> tuple[float, float]:
@@ -63,7 +73,9 @@ def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_d
     ok = [v for v in variants if v.status is B.VariantStatus.OK]
     loss = lambda v: loss_of(v.metrics, keras_acc)  # noqa: E731
     fits = [v for v in ok if loss(v) <= max_drop + 1e-12]
-    what = "accuracy drop" if keras_acc is not None else "disagreement with Keras"
+    raw = not any(v.metrics.get("agreement") is not None or v.metrics.get("metric_drop") is not None for v in ok)
+    what = ("accuracy drop" if keras_acc is not None else
+            "relative output error (RMS, against Keras)" if raw else "disagreement with Keras")
     task = next((v.metrics.get("task_metric") for v in ok if v.metrics.get("task_metric")), None)
     if task:
         name = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}.get(task, task)

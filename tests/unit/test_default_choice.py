@@ -42,3 +42,16 @@ def test_partial_board_coverage_falls_back_to_the_workstation():
 def test_nothing_within_budget_picks_the_smallest_loss_and_says_so():
     name, why = choose_default([row("int8", 0.90, 0.5), row("dynamic", 0.95, 0.1)], keras_acc=0.99, max_drop=0.01)
     assert name == "dynamic" and "no variant fits" in why
+
+
+def test_raw_outputs_are_judged_by_their_relative_error_not_waved_through():
+    """A regression model has no accuracy or agreement: int8's outputs 3% off (SNR 30 dB) miss a 1% budget."""
+    def raw(name, snr, ms):
+        return Variant(name, name, VariantStatus.OK, file=f"{name}.tflite", bytes=1000,
+                       metrics={"accuracy": None, "agreement": None, "snr_db": snr, "latency_ms": ms})
+
+    rows = [raw("fp32", None, 1.0), raw("fp16", 62.0, 0.9), raw("int8", 30.0, 0.4)]
+    name, why = choose_default(rows, keras_acc=None, max_drop=0.01)
+    assert name == "fp16" and "relative output error" in why
+    name, _ = choose_default(rows, keras_acc=None, max_drop=0.05)
+    assert name == "int8"
