@@ -227,7 +227,7 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
         last_s = time.perf_counter() - t1
         accepted = fid < best_fid
         trials.append(Trial(k, len(deny), loss, fid, len(blob), lat, accepted))
-        log(f"  int8-selective: {k} worst layer(s) offered ({len(deny)} ops) → fidelity {fid:.4g}, loss {loss:.2%}"
+        log(f"  int8-selective: {k} worst layer(s) offered ({len(deny)} ops) → fidelity loss {fid:.4g} (lower is closer to Keras), loss {loss:.2%}"
             f" ({'kept' if accepted else 'not better: dropped'}; budget {budget:.2%})")
         if accepted:
             kept, best_fid, best = deny, fid, (loss, blob, tuple(deny))
