@@ -176,6 +176,7 @@ def gpu_section(g: dict[str, Any]) -> str:
 def throughput_section(tp: dict[str, Any], soak: dict[str, Any] | None) -> str:
     rows = [[r["source"], r["inputs"], r["serial_median_per_s"], r["pipelined_median_per_s"], r["limit_per_s"],
              r["speedup_vs_serial"], f"{r['fraction_of_limit']:.0%}",
+             f"{r['pipelined_cpu_busy']:.0%}" if r.get("pipelined_cpu_busy") else "-",
              " / ".join(f"{r['stage_cpu_ms'][k]:.2f}" for k in ("decode", "preprocess", "infer"))] for r in tp["sources"]]
     pre, rss, rt = tp["preprocessing"], tp.get("peak_rss"), tp["realtime_video"]
     env = tp["environment"]
@@ -183,7 +184,7 @@ def throughput_section(tp: dict[str, Any], soak: dict[str, Any] | None) -> str:
              f"{tp['cores']} usable cores; load average {env['load_average']} before, {tp['load_average_after']} after "
              "(above the core count, wall-clock figures are not representative).",
              table(["source", "inputs", "serial /s", "pipelined /s", "limit /s", "x serial (≥ 1.6)",
-                    "of limit (≥ 85%)", "stage CPU ms decode / preprocess / infer"], rows),
+                    "of limit (≥ 85%)", "cores busy (pipelined)", "stage CPU ms decode / preprocess / infer"], rows),
              f"Pipeline chosen: {tp['sources'][0]['pipeline']}.",
              f"Preprocessing, 1080p frame → {pre['tensor']}: runner {pre['runner_median_ms']:.3f} ms median "
              f"(target ≤ 0.5), reference {pre['reference']['median_ms']:.3f} ms, bit-identical: {pre['bit_identical']}.",

@@ -217,6 +217,9 @@ class SourceResult:
     fraction_of_limit: float        # target >= 0.85
     pipeline: str                   # what run() chose (workers, threads, why)
     serial_threads: int
+    # CPU time of all the runner's threads / (wall time x cores): near 1.0 the cores are saturated, and a gap to
+    # the limit is stages costing more CPU when they run at once (measured alone for the limit), not idle cores
+    pipelined_cpu_busy: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -302,21 +305,32 @@ def run(bundle: Path, rounds: int = 3, rss: bool = True, log=print) -> Throughpu
         pipe, last = pipelined(source, bundle)
         serial(), pipe()  # warm-up: page cache, interpreter, first-inference costs
         per_s: dict[str, list[float]] = {"serial": [], "pipelined": []}
+        stage_rounds: list[dict[str, float]] = []
+        busy: list[float] = []
         for r in range(rounds):
             order = [("serial", serial), ("pipelined", pipe)]
             for name, fn in (order if r % 2 == 0 else order[::-1]):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 n = fn()
-                per_s[name].append(n / (time.perf_counter() - t0))
-            log(f"  round {r + 1}/{rounds}: serial {per_s['serial'][-1]:.1f}/s, pipelined {per_s['pipelined'][-1]:.1f}/s")
-        stages = stage_cpu(source, target.model, plan)
+                wall = time.perf_counter() - t0
+                per_s[name].append(n / wall)
+                if name == "pipelined":   # how busy the cores were: CPU seconds of every thread / (wall x cores)
+                    busy.append((time.process_time() - c0) / (wall * cores))
+            # the limit's stage costs are measured in every round too, so a slow or fast spell of this (virtual)
+            # machine moves the limit and the runs it is compared with alike; the median of the rounds is used
+            stage_rounds.append(stage_cpu(source, target.model, plan))
+            log(f"  round {r + 1}/{rounds}: serial {per_s['serial'][-1]:.1f}/s, pipelined {per_s['pipelined'][-1]:.1f}/s, "
+                f"stage CPU ms {sum(v for k, v in stage_rounds[-1].items() if k != 'inputs'):.2f}")
+        stages = {k: statistics.median(st[k] for st in stage_rounds) for k in stage_rounds[0]}
         per_input = stages["decode"] + stages["preprocess"] + stages["infer"]
         limit = cores / (per_input / 1e3)
         sm, pm = statistics.median(per_s["serial"]), statistics.median(per_s["pipelined"])
         results.append(SourceResult(source.name, int(stages["inputs"]), per_s["serial"], per_s["pipelined"], sm, pm,
                                     {k: round(v, 3) for k, v in stages.items() if k != "inputs"}, round(limit, 1),
-                                    round(pm / sm, 2), round(pm / limit, 3), last["summary"].pipeline, cores))
-        log(f"  serial {sm:.1f}/s, pipelined {pm:.1f}/s ({pm / sm:.2f}x), limit {limit:.1f}/s ({pm / limit:.0%}); "
+                                    round(pm / sm, 2), round(pm / limit, 3), last["summary"].pipeline, cores,
+                                    round(statistics.median(busy), 3)))
+        log(f"  serial {sm:.1f}/s, pipelined {pm:.1f}/s ({pm / sm:.2f}x), limit {limit:.1f}/s ({pm / limit:.0%}), "
+            f"cores {statistics.median(busy):.0%} busy; "
             f"stage CPU ms {stages}")
     log("throughput: preprocessing figure")
     pre = preprocessing_figure(plan, target.spec, rounds)
@@ -343,7 +357,8 @@ def run(bundle: Path, rounds: int = 3, rss: bool = True, log=print) -> Throughpu
              "of FFmpeg's decode on average). Other codecs (H.264, MPEG-4 with a GOP) are decoded in order on the "
              "reader by OpenCV, which no option made faster on 2 cores (benchmarks/video_decode.py)",
              "images/s are medians over rounds; serial and pipelined alternate who goes first",
-             "limit = usable cores / (decode + preprocess + infer CPU ms per input), each stage alone on one thread",
+             "limit = usable cores / (decode + preprocess + infer CPU ms per input), each stage alone on one thread, "
+             "measured in every round beside the throughput runs (median of the rounds)",
              "peak RSS counts mapped library pages, which depend on the page cache: compare figures from one run",
              "the load average before (environment) and after: above the core count, wall-clock figures are not "
              "representative"]
