@@ -568,6 +568,8 @@ class Postprocessor:
                 boxes = boxes * np.array([tw, th, tw, th], np.float64)
             if spec.scores is ScoreKind.LOGITS:
                 sc = _softmax(sc) if spec.background is not None else _sigmoid(sc)
+            else:   # probabilities rounded onto a quantized output's grid can step past 1
+                sc = np.clip(sc, 0.0, 1.0)
             if spec.background is not None:
                 sc = np.delete(sc, spec.background, axis=1)
             cls = sc.argmax(1)
@@ -585,6 +587,9 @@ class Postprocessor:
         if spec.scores is ScoreKind.LOGITS:
             cl = _sigmoid(cl)
             obj = None if obj is None else _sigmoid(obj)
+        else:   # probabilities, but a quantized output rounds them onto its grid, a step past 1 included
+            cl = np.clip(cl, 0.0, 1.0)
+            obj = None if obj is None else np.clip(obj, 0.0, 1.0)
         cls = cl.argmax(1)
         score = cl[np.arange(len(cl)), cls]
         if obj is not None:

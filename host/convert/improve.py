@@ -20,7 +20,18 @@ from .evaluate import summary
 
 Log = Callable[[str], None]
 PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
-TASK_KEYS = ("map50", "map50_95", "miou", "task_fidelity", "metric_drop")   # detection/segmentation only
+
+
+def _step_line(entry: dict) -> str:
+    """What a PTQ step bought, in the task's own terms (mAP / mean IoU for detection and segmentation)."""
+    if entry.get("task_metric"):
+        name = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}.get(entry["task_metric"], entry["task_metric"])
+        value = entry.get(entry["task_metric"])
+        return (f"{name} {value:.4f}, " if value is not None else "") + f"fidelity {entry.get('task_fidelity') or 0:.4f}"
+    if entry.get("agreement") is None:
+        return f"SNR {entry.get('snr_db')} dB, cosine {entry.get('cosine')}"
+    return f"agreement {entry['agreement']:.2%}, KL {entry.get('kl') or 0:.4g}"
+TASK_KEYS = ("task_metric", "map50", "map50_95", "miou", "task_fidelity", "metric_drop")   # detection/segmentation only
 
 
 def _picked(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +188,7 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
                              **(_picked(v.metrics) if v.status is B.VariantStatus.OK else {}))
                 if v.file:
                     (job.tmp / v.file).unlink(missing_ok=True)
-        log(f"  int8-ptq: {label}: " + (f"agreement {entry.get('agreement') or 0:.2%}, KL {entry.get('kl') or 0:.4g}"
-                                         if entry["applied"] else f"not applied ({entry.get('why', '')})"))
+        log(f"  int8-ptq: {label}: " + (_step_line(entry) if entry["applied"] else f"not applied ({entry.get('why', '')})"))
         steps.append(entry)
     info = {"steps": steps, "kept": None}
     best = min(candidates, key=lambda c: fidelity_loss(c[0].metrics), default=None)

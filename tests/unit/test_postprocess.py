@@ -367,3 +367,16 @@ def test_task_lines_and_drawings():
     drawn = annotate(big, Result("scene.jpg", task=det, labels=labels))
     assert (drawn[300, 13:117] != 200).any(axis=1).mean() > 0.9           # the box's bottom edge
     assert (drawn[100:250, 30:100] == 200).all()                          # inside the box: untouched
+
+
+def test_quantized_probabilities_past_one_are_clipped():
+    """One int8 scale for pixel boxes and scores (0.25 a step here) rounds a 0.99 score to 1.0 + a step: a
+    probability is never reported above 1 (seen on a real int8-selective detector)."""
+    pp = PreprocessSpec(height=64, width=64)
+    scale = 0.25
+    rows = np.array([[32, 32, 16, 16, 1.0 + scale, 1.0 + scale, 0.0]])          # cx, cy, w, h, obj, two classes
+    q = np.round(rows / scale).astype(np.int8)
+    post = Postprocessor(yolo_spec(box_units="pixels", objectness=True),
+                         [TensorSpec("out", (1, 1, 7), "int8", scale=scale, zero_point=0)], pp)
+    r = post([q[None]], None)
+    assert len(r.detections) == 1 and r.detections[0].score == 1.0
