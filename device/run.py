@@ -49,6 +49,7 @@ class RunConfig:
     task: str | None = None
     head: str | None = None
     anchors: str | None = None              # SSD anchors .npy (A,4) [cy,cx,h,w] normalised
+    references: str | None = None           # embedding: .npz name → reference embedding (cosine matches)
     box_units: str | None = None
     scores: str | None = None
     objectness: bool = False
@@ -100,13 +101,18 @@ class RunConfig:
             raise ConfigError("anchors", "applies to the ssd head only", "leave it out")
         if self.anchors and not Path(self.anchors).is_file():
             raise ConfigError("anchors", f"{self.anchors}: no such file", "give the anchors .npy (A, 4) [cy, cx, h, w]")
+        if self.references and self.task != Task.EMBEDDING.value:
+            raise ConfigError("references", "are reference embeddings, for task embedding", "add task embedding, or leave it out")
+        if self.references and not Path(self.references).is_file():
+            raise ConfigError("references", f"{self.references}: no such file",
+                              "give the reference embeddings as an .npz (numpy.savez(FILE, name=vector, ...))")
         if self.objectness and self.head != DetectionHead.YOLO.value:
             raise ConfigError("objectness", "applies to the yolo head only", "leave it out")
 
     @property
     def spec_flags(self) -> list[str]:
         """The fields given that describe the outputs (bundles carry these in their manifest)."""
-        return [f for f in ("task", "head", "anchors", "box_units", "scores", "objectness")
+        return [f for f in ("task", "head", "anchors", "references", "box_units", "scores", "objectness")
                 if getattr(self, f) not in (None, False)]
 
     @property
@@ -310,6 +316,8 @@ class Runner:
             if cfg.box_units:
                 kw["box_units"] = cfg.box_units
             return PostprocessSpec(task, roles, head=head, objectness=cfg.objectness, **kw)
+        if task is Task.EMBEDDING and cfg.references:
+            kw["references"] = str(Path(cfg.references).resolve())
         role = {Task.CLASSIFICATION: "scores", Task.SEGMENTATION: "mask", Task.EMBEDDING: "embedding"}.get(task)
         return PostprocessSpec(task, {role: 0} if role else {}, **kw)
 

@@ -60,6 +60,8 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
               help="Detection head of a bare .tflite (with --task detection).")
 @click.option("--anchors", type=click.Path(), default=None, metavar="FILE.npy",
               help="SSD anchors (A,4) [cy,cx,h,w] normalised, for --head ssd.")
+@click.option("--references", type=click.Path(), default=None, metavar="FILE.npz",
+              help="Reference embeddings (name → vector) for --task embedding: each input's best cosine matches.")
 @click.option("--box-units", type=click.Choice([u.value for u in BoxUnits]), default=None,
               help="Units of a yolo/ssd head's boxes (default: normalized).")
 @click.option("--scores", type=click.Choice([k.value for k in ScoreKind]), default=None,
@@ -70,7 +72,7 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
 @click.option("--max-detections", type=int, default=None, help="Most detections kept per input (default 100).")
 @engine_options()
 def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outputs, labels, preprocess, input_shape,
-        decode, workers, realtime, draw, task, head, anchors, box_units, scores, objectness, score_threshold,
+        decode, workers, realtime, draw, task, head, anchors, references, box_units, scores, objectness, score_threshold,
         iou_threshold, max_detections, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
     from keras_edge.device import render
@@ -82,7 +84,7 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
     cfg = RunConfig(target=target, sources=tuple(sources), camera=camera, variant=variant, top_k=top_k, engine=eng,
                     save_outputs=str(save_outputs) if save_outputs else None, labels=labels, preprocess=preprocess,
                     decode=decode, max_frames=max_frames, workers=workers, realtime=realtime, task=task, head=head,
-                    anchors=anchors, box_units=box_units, scores=scores, objectness=objectness,
+                    anchors=anchors, references=references, box_units=box_units, scores=scores, objectness=objectness,
                     score_threshold=score_threshold, iou_threshold=iou_threshold, max_detections=max_detections,
                     draw=str(draw) if draw else None)
     if not sources and camera is None:

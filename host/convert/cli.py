@@ -103,6 +103,9 @@ class _Progress:
 @click.option("--objectness", is_flag=True, help="YOLO: a 5th column (objectness) multiplies the class scores.")
 @click.option("--anchors", type=click.Path(path_type=Path), metavar="FILE.npy",
               help="SSD anchors (A,4) [cy,cx,h,w] normalised; copied into the bundle.")
+@click.option("--references", type=click.Path(path_type=Path), metavar="FILE.npz",
+              help="Embedding: reference embeddings (name → vector, numpy.savez); run reports each input's best "
+                   "cosine matches. Copied into the bundle.")
 @click.option("--score-threshold", type=float, default=0.25, show_default=True, help="Detections below this score are dropped.")
 @click.option("--iou-threshold", type=float, default=0.45, show_default=True, help="Non-maximum suppression IoU.")
 @click.option("--annotations", type=click.Path(path_type=Path), metavar="PATH",

@@ -83,6 +83,7 @@ class ConvertConfig:
     scores: str = "probabilities"    # probabilities | logits
     objectness: bool = False         # yolo: a 5th column multiplies the class scores
     anchors: Path | None = None      # ssd: (A, 4) [cy,cx,h,w] .npy, copied into the bundle
+    references: Path | None = None   # embedding: .npz name → reference embedding, copied into the bundle
     score_threshold: float = 0.25
     iou_threshold: float = 0.45
     annotations: Path | None = None  # YOLO labels folder, COCO .json or masks folder for the evaluation images
@@ -109,7 +110,7 @@ class ConvertConfig:
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
         in_range("max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0, "a fraction such as 0.01 for one percentage point")
-        for name in ("anchors", "annotations"):
+        for name in ("anchors", "annotations", "references"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         check_task_options(self)
@@ -318,6 +319,8 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
                    keras_output_names=tuple(t.name for t in loaded.outputs))
         if cfg.anchors is not None:
             shutil.copyfile(cfg.anchors, tmp / T.ANCHORS_FILE)
+        if cfg.references is not None:
+            shutil.copyfile(cfg.references, tmp / T.REFERENCES_FILE)
         variants: list[B.Variant] = []
         for i, vname in enumerate(cfg.variants, 1):
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")

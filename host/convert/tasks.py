@@ -27,6 +27,7 @@ from keras_edge.device.tasks import BoxUnits, DetectionHead, PostprocessSpec, Sc
 Log = Callable[[str], None]
 TASK_CHOICES = ("auto", "classification", "detection", "segmentation", "embedding", "regression")
 ANCHORS_FILE = "anchors.npy"
+REFERENCES_FILE = "embeddings.npz"   # not reference.npz: that one holds verify's inputs and outputs
 EVAL_SCORE_THRESHOLD = 0.001   # mAP is computed over the whole precision-recall curve, as COCO does
 METRIC = {Task.DETECTION: "map50_95", Task.SEGMENTATION: "miou"}
 METRIC_NAME = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}
@@ -55,6 +56,13 @@ def check_options(cfg) -> None:
             raise ConfigError("anchors", "are for an SSD head", "pass --head ssd with --anchors")
         if not Path(cfg.anchors).is_file() or Path(cfg.anchors).suffix != ".npy":
             raise ConfigError("anchors", f"{cfg.anchors}: no such .npy file", "give an (A, 4) [cy,cx,h,w] array saved with numpy.save")
+    if cfg.references is not None:
+        if cfg.task != "embedding":
+            raise ConfigError("references", "are reference embeddings, for --task embedding",
+                              "pass --task embedding with --references")
+        if not Path(cfg.references).is_file() or Path(cfg.references).suffix != ".npz":
+            raise ConfigError("references", f"{cfg.references}: no such .npz file",
+                              "give the reference embeddings as numpy.savez(FILE, name=vector, ...)")
     if cfg.head == "ssd" and cfg.anchors is None:
         raise ConfigError("anchors", "are needed by an SSD head", "give the anchors as an (A, 4) .npy file")
     if cfg.annotations is not None and not Path(cfg.annotations).exists():
@@ -106,12 +114,14 @@ def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | N
     elif task is Task.SEGMENTATION:
         spec = PostprocessSpec(Task.SEGMENTATION, {"mask": 0}, scores=cfg.scores)
     elif task is Task.EMBEDDING:
-        spec = PostprocessSpec(Task.EMBEDDING, {"embedding": 0})
+        spec = PostprocessSpec(Task.EMBEDDING, {"embedding": 0},
+                               references=REFERENCES_FILE if cfg.references else None)
     else:
         spec = PostprocessSpec(Task.REGRESSION, {o.name: i for i, o in enumerate(outputs)})
-    anchors_dir = Path(cfg.anchors).parent if cfg.anchors else None
-    check = replace(spec, anchors=Path(cfg.anchors).name) if cfg.anchors else spec
-    post = Postprocessor(check, outputs, preprocess, anchors_dir)     # raises ModelError when the outputs do not fit
+    # the spec names the files as they will be in the bundle; checked here against the user's own files
+    check = replace(spec, anchors=str(Path(cfg.anchors).resolve()) if cfg.anchors else None,
+                    references=str(Path(cfg.references).resolve()) if cfg.references else None)
+    post = Postprocessor(check, outputs, preprocess, None)     # raises ModelError when the outputs do not fit
     if task is Task.SEGMENTATION and preprocess is not None:
         _check_mask_shape(outputs[0], preprocess)
     for note in post.notes:
