@@ -67,20 +67,27 @@ def inputs() -> tuple[Path, Path]:
         for i in range(N_IMAGES):
             cv2.imwrite(str(folder / f"frame_{i:04d}.jpg"), scene(i, tiles), [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not video.is_file():
-        tmp = video.with_name(".partial.avi")
-        w = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1920, 1080))
-        for i in range(N_FRAMES):
-            w.write(scene(i, tiles))
-        w.release()
-        tmp.replace(video)
+        write_video(video, "MJPG", tiles)
     return folder, video
+
+
+def write_video(path: Path, fourcc: str, tiles: list[np.ndarray]) -> Path:
+    """The N_FRAMES scenes as a 1080p, 30 frames/s video in ``fourcc``, written beside ``path`` then renamed."""
+    import cv2
+
+    tmp = path.with_name(".partial" + path.suffix)
+    w = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), 30, (1920, 1080))
+    for i in range(N_FRAMES):
+        w.write(scene(i, tiles))
+    w.release()
+    tmp.replace(path)
+    return path
 
 
 # ---------------------------------------------------------------- contenders
 
 def serial_loop(source: Path, model: Path, plan, threads: int) -> Callable[[], int]:
     """A bare loop: one thread, one input after another (read, decode, preprocess, invoke, top-k)."""
-    import cv2
     from ai_edge_litert.interpreter import Interpreter
 
     from keras_edge.device.images import decode, read_bytes

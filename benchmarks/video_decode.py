@@ -31,22 +31,14 @@ from typing import Any
 import numpy as np
 
 from .common import ROOT, environment, photos, write_json
-from .throughput import DATA, N_FRAMES, inputs, scene
+from .throughput import DATA, inputs, write_video
 
 
 def gop_video() -> Path:
     """The throughput frames as MPEG-4 Part 2 (mp4v; OpenCV's FFmpeg writer puts a keyframe every 12 frames)."""
-    import cv2
-
     path = DATA / "video_1080p_mp4v.mp4"
     if not path.is_file():
-        tiles = [np.ascontiguousarray(p[:, :, ::-1]) for p in photos()]
-        tmp = path.with_name(".partial.mp4")
-        w = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 30, (1920, 1080))
-        for i in range(N_FRAMES):
-            w.write(scene(i, tiles))
-        w.release()
-        tmp.replace(path)
+        write_video(path, "mp4v", [np.ascontiguousarray(p[:, :, ::-1]) for p in photos()])
     return path
 
 

@@ -236,12 +236,7 @@ def input_sets(calib: str | os.PathLike, names: Sequence[str], shapes: Sequence[
             evs = evs.take(np.sort(np.random.default_rng(seed + 1).choice(len(evs), eval_samples, replace=False)))
     else:
         evs = full.take(np.sort(perm[:n_eval]))
-    if not len(evs):
-        evs = cal
-        notes.append("too few samples for a held-out evaluation split; evaluating on the calibration samples")
-    if len(cal) < calib_samples:
-        notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
-    return DataSplit(cal, evs, tuple(notes), None)
+    return _array_split(cal, evs, calib, calib_samples, notes, None)
 
 
 def load_labeled(root: str | os.PathLike, spec: PreprocessSpec, limit: int | None = None, seed: int = 0,
@@ -295,12 +290,7 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
         ev, ca = perm[:n_eval], np.sort(perm[n_eval:][:calib_samples])
         cal = Dataset(full.x[ca], None if full.y is None else full.y[ca])
         evs = load_arrays(eval_dir) if eval_dir else Dataset(full.x[np.sort(ev)], None if full.y is None else full.y[np.sort(ev)])
-        if not len(evs):
-            evs = cal
-            notes.append("too few samples for a held-out evaluation split; evaluating on the calibration samples")
-        if len(cal) < calib_samples:
-            notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
-        return DataSplit(cal, evs, tuple(notes), spec)
+        return _array_split(cal, evs, calib, calib_samples, notes, spec)
     if spec is None:
         raise ConfigError("input_shape", "is needed: image calibration data needs the model's input size",
                           "give H,W,C such as 224,224,3")
@@ -326,4 +316,15 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
     if n_skipped:
         first = (cal.skipped or evs.skipped)[0]
         notes.append(f"skipped {n_skipped} image(s) that failed to decode (first: {_why(first)})")
+    return DataSplit(cal, evs, tuple(notes), spec)
+
+
+def _array_split(cal: Dataset, evs: Dataset, calib, calib_samples: int, notes: list[str],
+                 spec: PreprocessSpec | None) -> "DataSplit":
+    """Calibration and evaluation sets from arrays, with the notes on what fell short."""
+    if not len(evs):
+        evs = cal
+        notes.append("too few samples for a held-out evaluation split; evaluating on the calibration samples")
+    if len(cal) < calib_samples:
+        notes.append(f"{calib} gave {len(cal)} calibration samples (asked for {calib_samples}); using them all")
     return DataSplit(cal, evs, tuple(notes), spec)
