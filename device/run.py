@@ -88,6 +88,10 @@ class RunConfig:
                               "give an overlap fraction such as 0.45")
         if self.max_detections is not None:
             positive_int("max_detections", self.max_detections, "1 or more boxes per input")
+        if self.spec_flags and is_bundle(self.target):   # before the per-flag rules, which are for bare models
+            raise ConfigError(self.spec_flags[0], f"cannot change what bundle {Path(self.target).name}'s outputs mean "
+                              "(its manifest says)", "leave it out; a bundle takes only the score/iou thresholds "
+                              "and max detections")
         detection = self.task == Task.DETECTION.value
         for f in ("head", "anchors", "box_units", "objectness"):
             if getattr(self, f) not in (None, False) and not detection:
@@ -264,10 +268,6 @@ class Runner:
         cfg, outs = self.config, list(self.engine.outputs)
         bundle_dir: Path | None = None
         if self.target.manifest is not None:
-            if cfg.spec_flags:
-                raise ConfigError(cfg.spec_flags[0], f"cannot change what bundle {self.target.name}'s outputs mean "
-                                  "(its manifest says)", "leave it out; a bundle takes only the score/iou thresholds "
-                                  "and max detections")
             spec = self.target.manifest.postprocessing
             bundle_dir = Path(cfg.target)
             declared = list(self.target.manifest.outputs)

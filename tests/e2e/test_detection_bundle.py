@@ -121,6 +121,9 @@ def test_detection_bundle_runs_through_its_spec(capsys, bundle, scene, variant):
 def test_bundle_spec_cannot_be_overridden(capsys, bundle, scene):
     code, out, err = cli(capsys, "run", bundle, scene, "--task", "detection", "--head", "yolo")
     assert code != 0 and err.strip().splitlines()[-1].startswith("error: --task cannot change what bundle")
+    # a describing flag alone (no --task) gets the same answer, not "add --task detection" (which would not help)
+    code, out, err = cli(capsys, "run", bundle, scene, "--head", "ssd")
+    assert code != 0 and err.strip().splitlines()[-1].startswith("error: --head cannot change what bundle"), err
 
 
 def test_verify_multi_output_detection_bundle(capsys, bundle, tmp_path):
