@@ -23,7 +23,7 @@ from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, 
 from .postprocess import Postprocessor, TaskResult, file_outputs, infer_postprocess
 from .pipeline import max_abs_diff
 from .preprocess import dequantize, quantize
-from .runtime import default_threads
+from .runtime import default_threads, keep_frame_memory
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
 from .target import Target, infer_spec, is_bundle, open_target
 from .tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind
@@ -528,7 +528,8 @@ def open_runner(config: RunConfig) -> Runner:
     shapes = config.engine.input_shapes or target.input_shapes
     threads = config.engine.threads
     if threads is None:
-        threads = plan_threads(default_threads(), config.decoding, config.workers).threads
+        live = config.camera is not None or config.realtime
+        threads = plan_threads(default_threads(), config.decoding, config.workers, live=live).threads
     opts = EngineOptions(**{**asdict(config.engine), "input_shapes": shapes, "threads": threads})
     return Runner(target, load(target.model, opts), config)
 
@@ -541,16 +542,18 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
     """
     plan = plan_sources(config.sources, config.camera)
     runner = runner or open_runner(config)
+    if config.decoding:
+        keep_frame_memory()   # decoded frames reuse freed heap blocks instead of faulting in fresh pages
     e = runner.engine
-    threads = plan_threads(default_threads(), config.decoding, config.workers, config.engine.threads)
-    if threads.threads != e.threads:   # a runner opened with other threads: fit the workers around them
-        threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads)
     live = config.camera is not None or (config.realtime and any(k in ("video", "folder") for k, _ in plan))
+    threads = plan_threads(default_threads(), config.decoding, config.workers, config.engine.threads, live)
+    if threads.threads != e.threads:   # a runner opened with other threads: fit the workers around them
+        threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads, live)
     summary = Summary(target=runner.target.name, runtime=e.runtime.label, backend=str(e.backend), threads=e.threads,
                       workers=threads.workers, cores=threads.cores, pipeline=threads.describe(), live=live)
     stats, stop = StreamStats(), threading.Event()
     items = Ordered(jobs(plan, runner.feed(), stop, stats, config.max_frames, config.realtime), threads.workers,
-                    stats, stop, live=live)
+                    stats, stop, live=live, helping=threads.helping)
     latencies = Latencies()
     infer_total = post_total = 0.0
     drawer = None
@@ -559,7 +562,7 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
 
         drawer = Drawer(Path(config.draw), runner.target.labels)
     t0 = time.perf_counter()
-    with _opencv_threads(1 if threads.workers > 1 else None):
+    with _opencv_threads(1 if threads.workers > 1 or threads.helping else None):
         try:
             for item in items:
                 res = runner.infer(item)

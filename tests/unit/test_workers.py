@@ -107,13 +107,84 @@ def test_stopping_early_ends_every_thread():
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 8])
 def test_thread_plan_fits_the_cores(cores):
     p = plan_threads(cores, decoding=True)
-    assert p.threads >= 1 and p.workers >= 1
-    assert p.workers + p.threads <= cores + 1      # the consumer idles between invokes: one worker takes its core
+    assert p.threads >= 1 and p.workers >= 1 and p.helping
+    # files: the consumer decodes while it waits, so workers and interpreter threads share the cores exactly
+    assert p.workers + p.threads == max(cores, 2)
+    live = plan_threads(cores, decoding=True, live=True)
+    assert live.threads == p.threads and not live.helping
+    assert live.workers + live.threads <= cores + 1   # the consumer idles between invokes: one worker takes its core
+    assert live.workers == p.workers + 1 or cores == 1
     a = plan_threads(cores, decoding=False)
-    assert (a.workers, a.threads) == (1, cores)
+    assert (a.workers, a.threads, a.helping) == (1, cores, False)
     w = plan_threads(cores, True, workers=1)
-    assert w.workers == 1 and w.threads == cores and "workers as asked" in w.reason
+    assert w.workers == 1 and w.threads == max(1, cores - 1) and "workers as asked" in w.reason
+    assert plan_threads(cores, True, workers=1, live=True).threads == cores
     t = plan_threads(cores, True, threads=cores)
     assert t.threads == cores and t.workers == 1
     both = plan_threads(cores, True, workers=5, threads=2)
     assert (both.workers, both.threads, both.reason) == (5, 2, "as asked")
+
+
+def test_a_helping_consumer_fills_waiting_slots_itself_and_keeps_the_order():
+    """One worker and a consumer with nothing ready: the consumer decodes jobs too, results stay in order."""
+    rng = np.random.default_rng(2)
+    blobs = [cv2.imencode(".png", rng.integers(0, 255, (s, s, 3), dtype=np.uint8))[1].tobytes()
+             for s in ([600, 16, 16, 900] * 10)]
+    consumer, made_by = threading.get_ident(), {}
+
+    def job(i, data):
+        inner = decode_job(i, data)
+
+        def make():
+            made_by[i] = threading.get_ident()
+            return inner.make()
+        return Job(inner.name, make)
+
+    out = [it.name for it in Ordered((job(i, b) for i, b in enumerate(blobs)), 1, StreamStats(), threading.Event(),
+                                     helping=True)]
+    assert out == [f"img{i}" for i in range(len(blobs))]
+    on_consumer = sum(1 for t in made_by.values() if t == consumer)
+    assert 0 < on_consumer < len(blobs)        # both the worker and the consumer made inputs
+    made_by.clear()
+    list(Ordered((job(i, b) for i, b in enumerate(blobs[:8])), 1, StreamStats(), threading.Event()))
+    assert consumer not in made_by.values()    # not asked to help: the consumer only waits
+    made_by.clear()
+    live = [Job(j.name, j.make, captured_ns=0, live=True) for j in (job(i, b) for i, b in enumerate(blobs[:8]))]
+    list(Ordered(iter(live), 1, StreamStats(), threading.Event(), live=True, helping=True))
+    assert consumer not in made_by.values()    # live frames: a busy consumer would be late, so it never helps
+
+
+def test_a_bug_in_a_job_the_consumer_made_is_raised_in_its_place():
+    slow = threading.Event()
+
+    def hold():
+        slow.wait(5)
+        return [Item("a")]
+
+    def boom():
+        slow.set()
+        raise ZeroDivisionError("bug")
+
+    got = []
+    with pytest.raises(ZeroDivisionError):
+        for it in Ordered(iter([Job("a", hold), Job("b", boom)]), 1, StreamStats(), threading.Event(), helping=True):
+            got.append(it.name)
+    assert got == ["a"]                         # the input before the broken one still came out
+
+
+def test_ctrl_c_while_the_consumer_helps_stops_the_run_at_once():
+    started = threading.Event()
+
+    def hold():
+        started.wait(5)
+        return [Item("a")]
+
+    def interrupt():
+        started.set()
+        raise KeyboardInterrupt
+
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        list(Ordered(iter([Job("a", hold), Job("b", interrupt)] + [Job(f"c{i}", lambda: [Item("c")]) for i in range(50)]),
+                     1, StreamStats(), threading.Event(), helping=True))
+    assert threading.active_count() == before
