@@ -23,7 +23,7 @@ from .pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, 
 from .postprocess import Postprocessor, TaskResult, file_outputs, infer_postprocess
 from .pipeline import max_abs_diff
 from .preprocess import dequantize, quantize
-from .runtime import default_threads, keep_frame_memory
+from .runtime import RELEASE_EVERY_S, default_threads, keep_frame_memory, release_free_memory
 from .sources import ARRAY_EXTENSIONS, Feed, Item, StreamStats, holds_video, jobs, plan_sources
 from .target import Target, infer_spec, is_bundle, open_target
 from .tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind
@@ -562,6 +562,7 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
 
         drawer = Drawer(Path(config.draw), runner.target.labels)
     t0 = time.perf_counter()
+    release_at = t0 + RELEASE_EVERY_S
     with _opencv_threads(1 if threads.workers > 1 or threads.helping else None):
         try:
             for item in items:
@@ -576,6 +577,9 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
                 emit(res)
                 if item.captured_ns is not None:
                     latencies.add((time.perf_counter_ns() - item.captured_ns) / 1e6)
+                if time.perf_counter() >= release_at:   # frames kept for reuse: give back what stayed free
+                    release_free_memory()
+                    release_at = time.perf_counter() + RELEASE_EVERY_S
         finally:
             summary.seconds = time.perf_counter() - t0
             if drawer is not None:

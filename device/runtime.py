@@ -239,6 +239,7 @@ def default_threads() -> int:
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 FRAME_MEMORY_BYTES = 32 << 20   # a 4K BGR frame (25 MB) fits; glibc's own ceiling for its adaptive threshold
+RELEASE_EVERY_S = 5.0           # how often a long run hands memory that stayed free back (release_free_memory)
 _frame_memory: bool | None = None
 
 
@@ -251,7 +252,8 @@ def keep_frame_memory() -> bool:
     time per image on top of an 8 ms decode, 40% of the run's CPU on a 1080p folder. Raising the mmap and
     trim thresholds to :data:`FRAME_MEMORY_BYTES` keeps those blocks in the heap: no faults, and the same
     work runs 1.5x as fast (``python -m benchmarks.throughput``). The cost is up to that much freed memory
-    kept per malloc arena while the process lives. Process-wide and once; returns whether it took effect
+    kept per malloc arena; a long run bounds it with :func:`release_free_memory` every
+    :data:`RELEASE_EVERY_S` seconds. Process-wide and once; returns whether it took effect
     (False where the C library has no ``mallopt``: musl, macOS; or with ``KERAS_EDGE_FRAME_MEMORY=0`` in the
     environment, for a board short of memory).
     """
@@ -267,3 +269,23 @@ def keep_frame_memory() -> bool:
         except (OSError, AttributeError):
             _frame_memory = False
     return _frame_memory
+
+
+def release_free_memory() -> float:
+    """Hand the pages of free heap blocks back to the kernel (glibc ``malloc_trim``); returns the ms it took.
+
+    With :func:`keep_frame_memory` freed frames stay in the heap, and over tens of thousands of inputs the
+    heap fragments: the soak grew 2.4 MB in 50,000 inputs, in 1 MB steps, while the memory in use stayed at
+    12.6 MB (``mallinfo2``). Trimming every few seconds keeps RSS flat for the cost of faulting in one frame
+    again (a trim took at most 0.33 ms here). Does nothing unless keep_frame_memory is in effect.
+    """
+    if not _frame_memory:
+        return 0.0
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return (time.perf_counter() - t0) * 1e3
