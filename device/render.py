@@ -68,8 +68,9 @@ def task_text(r: Result) -> str:
 
 def summary_line(s: Summary) -> str:
     ok = s.inputs - s.failed
-    text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads, {s.workers} decode "
-            f"workers, {s.cores} cores), inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
+    workers = f"{s.workers} decode worker{'' if s.workers == 1 else 's'}{' + the consumer' if s.helping else ''}"
+    text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads, {workers}, "
+            f"{s.cores} cores), inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
     if s.postprocess_ms_mean:
         text += f"; postprocessing {s.postprocess_ms_mean:.2f} ms mean"
     if s.frames:

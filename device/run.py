@@ -182,6 +182,7 @@ class Summary:
     infer_ms_mean: float = 0.0
     postprocess_ms_mean: float = 0.0         # task postprocessing (decoding, NMS, mask mapping), apart from inference
     workers: int = 1
+    helping: bool = False                    # the consumer decodes too while the input it needs is not ready
     cores: int = 1
     pipeline: str = ""                       # what was chosen for workers and threads, and why
     live: bool = False                       # a camera or a realtime video was read
@@ -550,7 +551,8 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
     if threads.threads != e.threads:   # a runner opened with other threads: fit the workers around them
         threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads, live)
     summary = Summary(target=runner.target.name, runtime=e.runtime.label, backend=str(e.backend), threads=e.threads,
-                      workers=threads.workers, cores=threads.cores, pipeline=threads.describe(), live=live)
+                      workers=threads.workers, helping=threads.helping, cores=threads.cores,
+                      pipeline=threads.describe(), live=live)
     stats, stop = StreamStats(), threading.Event()
     items = Ordered(jobs(plan, runner.feed(), stop, stats, config.max_frames, config.realtime), threads.workers,
                     stats, stop, live=live, helping=threads.helping)
