@@ -301,16 +301,17 @@ def child_pipeline(source: Path, bundle: Path) -> dict[str, float]:
     """In a fresh process: one warm-up and one timed pipelined run; images/s, page faults and CPU per input."""
     import resource
 
-    go, last = pipelined(source, bundle)
+    from keras_edge.device.runtime import keep_frame_memory
+
+    go, _ = pipelined(source, bundle)
     go()
     a, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     n = go()
     wall, b = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-    from keras_edge.device import runtime
 
     return {"per_s": n / wall, "page_faults_per_input": (b.ru_minflt - a.ru_minflt) / n,
             "sys_ms_per_input": (b.ru_stime - a.ru_stime) / n * 1e3,
-            "user_ms_per_input": (b.ru_utime - a.ru_utime) / n * 1e3, "frame_memory": bool(runtime._frame_memory)}
+            "user_ms_per_input": (b.ru_utime - a.ru_utime) / n * 1e3, "frame_memory": keep_frame_memory()}
 
 
 def allocator_ab(bundle: Path, sources: list[Path], rounds: int, log=print) -> dict[str, Any]:

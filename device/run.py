@@ -529,10 +529,15 @@ def open_runner(config: RunConfig) -> Runner:
     shapes = config.engine.input_shapes or target.input_shapes
     threads = config.engine.threads
     if threads is None:
-        live = config.camera is not None or config.realtime
-        threads = plan_threads(default_threads(), config.decoding, config.workers, live=live).threads
+        threads = plan_threads(default_threads(), config.decoding, config.workers, live=_live(config)).threads
     opts = EngineOptions(**{**asdict(config.engine), "input_shapes": shapes, "threads": threads})
     return Runner(target, load(target.model, opts), config)
+
+
+def _live(config: RunConfig, plan: list[tuple[str, Any]] | None = None) -> bool:
+    """A camera, or ``--realtime`` over a video or folder (``plan``: the sources' kinds, when known)."""
+    return config.camera is not None or (config.realtime and (plan is None
+                                                              or any(k in ("video", "folder") for k, _ in plan)))
 
 
 def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None) -> Summary:
@@ -546,7 +551,7 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
     if config.decoding:
         keep_frame_memory()   # decoded frames reuse freed heap blocks instead of faulting in fresh pages
     e = runner.engine
-    live = config.camera is not None or (config.realtime and any(k in ("video", "folder") for k, _ in plan))
+    live = _live(config, plan)
     threads = plan_threads(default_threads(), config.decoding, config.workers, config.engine.threads, live)
     if threads.threads != e.threads:   # a runner opened with other threads: fit the workers around them
         threads = plan_threads(default_threads(), config.decoding, config.workers, e.threads, live)

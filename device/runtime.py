@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import importlib.util
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, Iterator
@@ -101,10 +103,19 @@ def captured_fd(fd: int) -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace"))
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """This process's C library (None where there is no handle to it)."""
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
 def _flush_c_stdio() -> None:
     try:
-        ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError):  # no C library handle on this platform
+        _libc().fflush(None)
+    except AttributeError:  # no C library handle on this platform
         pass
 
 
@@ -251,7 +262,7 @@ def keep_frame_memory() -> bool:
     frame faults 1,500 zeroed pages in again: measured here, 1,000-1,800 page faults and 2-4 ms of kernel
     time per image on top of an 8 ms decode, 40% of the run's CPU on a 1080p folder. Raising the mmap and
     trim thresholds to :data:`FRAME_MEMORY_BYTES` keeps those blocks in the heap: no faults, and the same
-    work runs 1.5x as fast (``python -m benchmarks.throughput``). The cost is up to that much freed memory
+    pipelined run does 1.3-1.4x the images/s (``python -m benchmarks.throughput``, its allocator section). The cost is up to that much freed memory
     kept per malloc arena; a long run bounds it with :func:`release_free_memory` every
     :data:`RELEASE_EVERY_S` seconds. Process-wide and once; returns whether it took effect
     (False where the C library has no ``mallopt``: musl, macOS; or with ``KERAS_EDGE_FRAME_MEMORY=0`` in the
@@ -262,12 +273,9 @@ def keep_frame_memory() -> bool:
         if os.environ.get("KERAS_EDGE_FRAME_MEMORY", "1").strip() == "0":
             _frame_memory = False
             return False
-        try:
-            mallopt = ctypes.CDLL(None).mallopt
-            _frame_memory = bool(mallopt(_M_MMAP_THRESHOLD, FRAME_MEMORY_BYTES)) and bool(
-                mallopt(_M_TRIM_THRESHOLD, FRAME_MEMORY_BYTES))
-        except (OSError, AttributeError):
-            _frame_memory = False
+        mallopt = getattr(_libc(), "mallopt", None)
+        _frame_memory = mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, FRAME_MEMORY_BYTES)) and bool(
+            mallopt(_M_TRIM_THRESHOLD, FRAME_MEMORY_BYTES))
     return _frame_memory
 
 
@@ -279,13 +287,9 @@ def release_free_memory() -> float:
     12.6 MB (``mallinfo2``). Trimming every few seconds keeps RSS flat for the cost of faulting in one frame
     again (a trim took at most 0.33 ms here). Does nothing unless keep_frame_memory is in effect.
     """
-    if not _frame_memory:
+    trim = getattr(_libc(), "malloc_trim", None)
+    if not _frame_memory or trim is None:
         return 0.0
-    import time
-
     t0 = time.perf_counter()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim(0)
     return (time.perf_counter() - t0) * 1e3

@@ -10,8 +10,9 @@ order); each job is a *slot* put both on the work queue and on the order queue. 
 any order; the consumer takes slots from the order queue and waits for each, so results come out in
 input order however long each input took. While the slot it needs next is not ready, a *helping*
 consumer (files and recorded video) takes the next job off the work queue and fills it itself rather
-than sitting idle, so one thread fewer is needed to keep the cores busy. The order queue is bounded, so at most ``depth`` inputs
-are in flight whatever the number of inputs (a folder of 100,000 images costs what a folder of ten does).
+than sitting idle, so one thread fewer is needed to keep the cores busy. The order queue is bounded,
+so at most ``depth`` inputs are in flight whatever the number of inputs (a folder of 100,000 images
+costs what a folder of ten does).
 
 Live sources (a camera, or a video read at its own frame rate) must not fall behind: when the order
 queue is full the reader drops the *oldest* waiting input rather than waiting itself, and counts it.
@@ -60,7 +61,7 @@ def plan_threads(cores: int, decoding: bool, workers: int | None = None, threads
     Files and recorded video: the consumer (the thread that invokes the model) decodes the next waiting
     input itself whenever the input it needs next is not ready, so the workers get exactly the cores the
     interpreter leaves and no more threads are busy than there are cores (on 2 cores: 1 worker + the
-    consumer, 4-5% more images/s than 2 workers beside an idle-waiting consumer, measured side by side).
+    consumer, 3-6% more images/s than 2 workers beside an idle-waiting consumer, measured side by side).
     Live sources (cameras, ``--realtime``): a consumer busy decoding would be late for the frame it waits
     for, so it only waits, and the workers get one more thread to use the core it leaves between invokes.
     Arrays (``.npy``/``.npz``) need no decoding: one reader, every core to the interpreter. Counts the
