@@ -3,7 +3,7 @@ PY          ?= python3
 VENV        := .venv
 VENV_DEVICE := .venv-device
 VENV_LEGACY := .venv-legacy
-SOURCES     := $(shell find keras_edge device calibration host -name "*.py")
+SOURCES     := $(shell find face device calibration host -name "*.py")
 BIN         := $(VENV)/bin
 PIP_FLAGS   := -q --disable-pip-version-check
 BUILD       := build
@@ -47,7 +47,7 @@ setup: $(VENV)/.installed
 setup-device: $(VENV_DEVICE)/.installed
 
 demo: setup
-	$(BIN)/python -m keras_edge.host.demo --workdir $(BUILD)/demo
+	$(BIN)/python -m keras_edge.demo --workdir $(BUILD)/demo
 
 convert: setup
 	@test -n "$(MODEL)" || { echo "usage: make convert MODEL=model.keras CALIB=images/ [OUT=bundles/name] [EVAL=dir] [ARGS=...]"; exit 2; }
@@ -86,7 +86,7 @@ test-host: setup test-tools
 # A bundle made on the workstation, for the board-side suites (remade when the sources change).
 FIXTURE := $(BUILD)/test-fixtures/bundles/digits/manifest.json
 $(FIXTURE): $(VENV)/.installed $(SOURCES)
-	$(BIN)/python -m keras_edge.host.demo --workdir $(BUILD)/test-fixtures --quiet --no-table
+	$(BIN)/python -m keras_edge.demo --workdir $(BUILD)/test-fixtures --quiet --no-table
 
 fixtures: $(FIXTURE)
 

@@ -63,7 +63,7 @@ def separable_resnet(keras: Any) -> Any:
 def data() -> tuple[np.ndarray, ...]:
     from sklearn.model_selection import train_test_split
 
-    from keras_edge.host.demo import digits_images
+    from keras_edge.demo import digits_images
 
     imgs, labels = digits_images(SIZE)
     x = imgs[..., None].astype(np.float32)

@@ -41,7 +41,7 @@ def say(msg: str) -> None:
 
 
 def int8_bytes(model: Any, calib: np.ndarray) -> bytes:
-    from keras_edge.host.convert.variants import ConvertInputs, IoType, convert
+    from keras_edge.host.tflite.variants import ConvertInputs, IoType, convert
 
     data, _ = convert(model, "int8", ConvertInputs(calib=[calib], io=IoType.INT8))
     return data
@@ -56,7 +56,7 @@ def interpreter(data: bytes, threads: int) -> Any:
 
 
 def predict_int8(data: bytes, x: np.ndarray, threads: int) -> np.ndarray:
-    from keras_edge.device.preprocess import dequantize, quantize
+    from keras_edge.device.inputs.preprocess import dequantize, quantize
 
     it = interpreter(data, threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
@@ -71,7 +71,7 @@ def predict_int8(data: bytes, x: np.ndarray, threads: int) -> np.ndarray:
 def latencies(models: dict[str, bytes], sample: np.ndarray, threads: int, rounds: int, runs: int,
               warmup: int = 20) -> dict[str, list[int]]:
     """Per-invoke times (ns) of every model, interleaved round by round."""
-    from keras_edge.device.preprocess import quantize
+    from keras_edge.device.inputs.preprocess import quantize
 
     its = {}
     for name, data in models.items():
@@ -120,7 +120,7 @@ def digits_section(args: argparse.Namespace) -> dict[str, Any]:
     import keras
     from sklearn.model_selection import train_test_split
 
-    from keras_edge.host.demo import build_model, digits_images
+    from keras_edge.demo import build_model, digits_images
     from keras_edge.host.prune.distill import fit
     from keras_edge.host.prune import prune_model
     from keras_edge.host.prune.graph import clone
@@ -212,7 +212,7 @@ def environment(threads: list[int]) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from keras_edge.device.sysinfo import environment as env
+    from keras_edge.device.engine.sysinfo import environment as env
 
     e = env(runtime=f"ai_edge_litert {getattr(ai_edge_litert, '__version__', '?')}", backend="xnnpack")
     e.update({"threads": threads, "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=40, help="timed invokes per model per round")
     ap.add_argument("--skip-mobilenet", action="store_true")
     args = ap.parse_args(argv)
-    from keras_edge.device.runtime import default_threads
+    from keras_edge.device.engine.runtime import default_threads
 
     # 1 thread shows the kernels' own gain; every usable core is what benchmarks/run.py compares
     args.threads = (sorted({1, default_threads()}) if args.threads is None

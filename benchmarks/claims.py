@@ -103,7 +103,7 @@ def int8_claims(inf: InferenceResult) -> list[Claim]:
 
 def _digits_data(digits: BenchModel):
     from keras_edge.calibration.dataset import load_labeled
-    from keras_edge.device.bundle import read_manifest
+    from keras_edge.device.contract.bundle import read_manifest
 
     spec = read_manifest(digits.bundle).preprocess
     train = load_labeled(digits.calib, spec)
@@ -173,8 +173,8 @@ def prune_digits(digits: BenchModel, notes: list[str], log=print) -> dict[str, t
 def prune_mobilenet(mobilenet: BenchModel, notes: list[str]) -> dict[str, tuple[bytes, object]]:
     """Magnitude-50% and channels-50% MobileNetV2 (no fine-tuning), fp32 through the converter's recipe."""
     import keras
-    from keras_edge.host.convert.variants import ConvertInputs
-    from keras_edge.host.convert.variants import convert as convert_variant
+    from keras_edge.host.tflite.variants import ConvertInputs
+    from keras_edge.host.tflite.variants import convert as convert_variant
 
     base = keras.models.load_model(mobilenet.keras_path)
     blobs = {"none": ((mobilenet.bundle / "fp32.tflite").read_bytes(), None)}
@@ -188,7 +188,7 @@ def prune_mobilenet(mobilenet: BenchModel, notes: list[str]) -> dict[str, tuple[
 
 def _interpreter(content: bytes):
     from ai_edge_litert.interpreter import Interpreter
-    from keras_edge.device.runtime import default_threads
+    from keras_edge.device.engine.runtime import default_threads
 
     it = Interpreter(model_content=content, num_threads=default_threads())
     it.allocate_tensors()
@@ -237,8 +237,8 @@ def gpu_probes(model: BenchModel, rounds: int, per_round: int) -> list[GpuProbe]
     GPU environment after that crashes some Vulkan drivers (SIGSEGV with Mesa's llvmpipe). GPU timings
     include completion (the worker's GPU invoke reads the outputs).
     """
-    from keras_edge.device.bench import BenchConfig, jobs, run_job
-    from keras_edge.device.bundle import read_manifest
+    from keras_edge.device.bench.measure import BenchConfig, jobs, run_job
+    from keras_edge.device.contract.bundle import read_manifest
 
     m = read_manifest(model.bundle)
     out = []

@@ -49,7 +49,7 @@ class ColdStartResult:
 
 def commands(model: BenchModel, image: Path) -> dict[str, list[str]]:
     """The argument lists to compare: the Keras script, the runner on the default variant and on int8."""
-    from keras_edge.device.bundle import read_manifest
+    from keras_edge.device.contract.bundle import read_manifest
 
     default = read_manifest(model.bundle).default
     run = [sys.executable, "-m", "keras_edge.cli", "run", str(model.bundle), str(image), "--json", "--top-k", "1"]

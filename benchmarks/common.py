@@ -59,7 +59,7 @@ def _dist(name: str) -> str | None:
 
 def environment() -> Environment:
     """Describe this machine now (versions from package metadata: nothing heavy is imported here)."""
-    from keras_edge.device.sysinfo import cores, cpuinfo, governor
+    from keras_edge.device.engine.sysinfo import cores, cpuinfo, governor
 
     cpu, c, u = cpuinfo(), cores(), platform.uname()
     return Environment(

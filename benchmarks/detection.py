@@ -38,11 +38,11 @@ BUDGET = 0.02   # mAP@0.5:0.95 points the default may lose
 
 def per_image_latency(bundle: Path, variant: str, images: list[Path]) -> dict[str, float]:
     """Median ms per image of invoke and of postprocessing, through the bundle's own engine and Postprocessor."""
-    from keras_edge.device import bundle as B
-    from keras_edge.device import images as I
-    from keras_edge.device.engine import EngineOptions, load
-    from keras_edge.device.postprocess import Postprocessor
-    from keras_edge.device.preprocess import preprocess, quantize
+    from keras_edge.device.contract import bundle as B
+    from keras_edge.device.inputs import images as I
+    from keras_edge.device.engine.core import EngineOptions, load
+    from keras_edge.device.outputs.postprocess import Postprocessor
+    from keras_edge.device.inputs.preprocess import preprocess, quantize
 
     m = B.read_manifest(bundle)
     v = next(x for x in m.variants if x.name == variant)

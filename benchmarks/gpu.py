@@ -90,8 +90,8 @@ def _queue_only_child(model_path: str) -> None:
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator as HW
     from ai_edge_litert.options import Options
 
-    from keras_edge.device.gpu import ensure_runtime_dir
-    from keras_edge.device.runtime import captured_fd, captured_stderr
+    from keras_edge.device.engine.gpu import ensure_runtime_dir
+    from keras_edge.device.engine.runtime import captured_fd, captured_stderr
 
     ensure_runtime_dir()
     with captured_stderr(), captured_fd(1):
@@ -113,8 +113,8 @@ def probe_vulkan() -> list[dict[str, Any]] | None:
     LLVM) llvmpipe can crash."""
     import tempfile
 
-    from keras_edge.device.gpu import probe
-    from keras_edge.device.probe_model import PROBE_TFLITE
+    from keras_edge.device.engine.gpu import probe
+    from keras_edge.device.engine.probe_model import PROBE_TFLITE
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.tflite"
@@ -123,7 +123,7 @@ def probe_vulkan() -> list[dict[str, Any]] | None:
 
 
 def measure(model: BenchModel, runs: int, log=print) -> tuple[list[Row], dict | None]:
-    from keras_edge.device.bench import BenchConfig, bench
+    from keras_edge.device.bench.measure import BenchConfig, bench
 
     cfg = BenchConfig(target=str(model.bundle), variants=",".join(VARIANTS), runs=runs, warmup=2, min_seconds=0,
                       accelerator="gpu")

@@ -74,11 +74,11 @@ def keras_contenders(keras_path, x: np.ndarray) -> dict:
 def litert_contenders(model: BenchModel, img: np.ndarray) -> tuple[dict, dict, str, str]:
     """Bare interpreter loops and runner calls for every usable variant of the bundle."""
     from ai_edge_litert.interpreter import Interpreter
-    from keras_edge.device.bundle import read_manifest
-    from keras_edge.device.pipeline import prepare_array
-    from keras_edge.device.run import RunConfig, open_runner
-    from keras_edge.device.runtime import default_threads
-    from keras_edge.device.sources import Item
+    from keras_edge.device.contract.bundle import read_manifest
+    from keras_edge.device.inputs.pipeline import prepare_array
+    from keras_edge.device.run.runner import RunConfig, open_runner
+    from keras_edge.device.engine.runtime import default_threads
+    from keras_edge.device.run.sources import Item
 
     manifest = read_manifest(model.bundle)
     fns, meta = {}, {}
@@ -97,9 +97,9 @@ def litert_contenders(model: BenchModel, img: np.ndarray) -> tuple[dict, dict, s
 
 def measure_model(model: BenchModel, rounds: int, per_round: int) -> ModelResult:
     """Every contender for one model, interleaved in one run."""
-    from keras_edge.device.bundle import read_manifest
-    from keras_edge.device.preprocess import preprocess
-    from keras_edge.device.runtime import default_threads
+    from keras_edge.device.contract.bundle import read_manifest
+    from keras_edge.device.inputs.preprocess import preprocess
+    from keras_edge.device.engine.runtime import default_threads
 
     img = sample_image(model)
     x = preprocess(img, read_manifest(model.bundle).preprocess)[None]   # float model input, as Keras takes it

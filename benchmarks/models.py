@@ -121,7 +121,7 @@ def imagenet_model(name: str, reconvert: bool = False, log=print) -> BenchModel:
 
 def digits_model(reconvert: bool = False, log=print) -> BenchModel:
     """The demo's digits CNN (trained here on scikit-learn's digits), converted with its eval folder."""
-    from keras_edge.host.demo import prepare
+    from keras_edge.demo import prepare
 
     data = prepare(WORK / "digits")
     bundle = convert_bundle(data.model, WORK / "bundles" / "digits", data.train, None, data.eval,

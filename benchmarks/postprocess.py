@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_edge.device.bundle import TensorSpec
-from keras_edge.device.postprocess import Postprocessor
-from keras_edge.device.preprocess import PreprocessSpec
-from keras_edge.device.tasks import PostprocessSpec, Task
+from keras_edge.device.contract.bundle import TensorSpec
+from keras_edge.device.outputs.postprocess import Postprocessor
+from keras_edge.device.inputs.preprocess import PreprocessSpec
+from keras_edge.device.contract.tasks import PostprocessSpec, Task
 
 from .common import RESULTS, Environment, Stats, environment, side_by_side, write_json
 

@@ -84,9 +84,9 @@ def tf_functions():
 def opencv_functions():
     """keras-edge's OpenCV path: ``preprocess`` (float input) and the runner's ``prepare`` (int8 model input)."""
     import cv2
-    from keras_edge.device.bundle import TensorSpec
-    from keras_edge.device.pipeline import plan_input, prepare, reduce_factor
-    from keras_edge.device.preprocess import PreprocessSpec, preprocess
+    from keras_edge.device.contract.bundle import TensorSpec
+    from keras_edge.device.inputs.pipeline import plan_input, prepare, reduce_factor
+    from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess
 
     spec = PreprocessSpec.from_preset("tf", SIZE, SIZE)
     # an int8 MobileNetV2's input tensor: uint8 with the scale/zero-point calibration gives [-1, 1]
@@ -109,9 +109,9 @@ def baked(model: BenchModel, frame: np.ndarray, rounds: int, per_round: int) -> 
     """MobileNetV2 with its preprocessing as the first layers vs the plain model, both fp32 TFLite."""
     import keras
     from ai_edge_litert.interpreter import Interpreter
-    from keras_edge.device.runtime import default_threads
-    from keras_edge.host.convert.variants import ConvertInputs
-    from keras_edge.host.convert.variants import convert as convert_variant
+    from keras_edge.device.engine.runtime import default_threads
+    from keras_edge.host.tflite.variants import ConvertInputs
+    from keras_edge.host.tflite.variants import convert as convert_variant
 
     base = keras.models.load_model(model.keras_path)
     inp = keras.Input((1080, 1920, 3), dtype="uint8", name="frame")

@@ -41,7 +41,7 @@ BUDGET = 0.01
 def digits(size: int = SIZE):
     from sklearn.model_selection import train_test_split
 
-    from keras_edge.host.demo import digits_images
+    from keras_edge.demo import digits_images
 
     imgs, labels = digits_images(size)
     tr, ev = train_test_split(np.arange(len(labels)), test_size=0.3, stratify=labels, random_state=0)
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
 
     from keras_edge.host.convert import ConvertConfig, convert
-    from keras_edge.host.demo import write_image_folder
+    from keras_edge.demo import write_image_folder
     from keras_edge.host.tfenv import import_tf
 
     import_tf()
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
 
 
 def _tf_int8(model, x_calib: np.ndarray) -> bytes:
-    from keras_edge.host.convert.variants import ConvertInputs, IoType, convert
+    from keras_edge.host.tflite.variants import ConvertInputs, IoType, convert
 
     return convert(model, "int8", ConvertInputs([x_calib[:200]], IoType.UINT8))[0]
 
@@ -276,7 +276,7 @@ def pick_spread(path: Path, x_calib: np.ndarray, log) -> tuple[float, float]:
 
 def _load_split(calib: Path, evald: Path):
     from keras_edge.calibration.dataset import load_labeled
-    from keras_edge.device.preprocess import PreprocessSpec
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
 
     spec = PreprocessSpec.from_preset("raw", SIZE, SIZE, 1)
     return load_labeled(calib, spec, limit=200), load_labeled(evald, spec)
@@ -327,7 +327,7 @@ def int16_study(path: Path, calib: Path, evald: Path, log) -> dict:
     import keras
     from ai_edge_quantizer import quantizer as aq
 
-    from keras_edge.host.convert.variants import ConvertInputs, convert
+    from keras_edge.host.tflite.variants import ConvertInputs, convert
 
     cal, ev = _load_split(calib, evald)
     model = keras.models.load_model(path)
@@ -367,7 +367,7 @@ def latency_only(work: Path, calib: Path, log) -> dict:
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 1), weights=None, classes=10)
     from keras_edge.calibration.dataset import load_labeled
-    from keras_edge.device.preprocess import PreprocessSpec
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
 
     cal = load_labeled(calib, PreprocessSpec.from_preset("raw", 96, 96, 1), limit=64)
     x = cal.x / 127.5 - 1.0

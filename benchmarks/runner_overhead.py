@@ -111,8 +111,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    from keras_edge.device.bench import BenchConfig, bench
-    from keras_edge.device.runtime import default_threads
+    from keras_edge.device.bench.measure import BenchConfig, bench
+    from keras_edge.device.engine.runtime import default_threads
 
     threads = default_threads()
     with tempfile.TemporaryDirectory() as tmp:

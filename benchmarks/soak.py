@@ -1,6 +1,6 @@
 """Soak: 50,000 inferences through ``run`` on a looping source; memory, file descriptors and latency must not drift.
 
-The source is a folder of 20 real-photo JPEGs (640x480) given to :func:`keras_edge.device.run.run` as
+The source is a folder of 20 real-photo JPEGs (640x480) given to :func:`keras_edge.device.run.runner.run` as
 many times as it takes (the folder is walked lazily each time round, as a folder of 50,000 would be),
 on MobileNetV2 int8 with the runner's own choice of workers and threads. ``emit`` samples this
 process's RSS and open file descriptors every 500 results and records each input's service time
@@ -93,7 +93,7 @@ class SoakResult:
 
 def soak(bundle: Path, inferences: int = 50_000, warmup: int = 2_000, window: int = 1_000, log=print) -> SoakResult:
     """Run ``inferences`` inputs through ``run`` and measure what drifts."""
-    from keras_edge.device.run import RunConfig, open_runner, run
+    from keras_edge.device.run.runner import RunConfig, open_runner, run
 
     env = environment()
     folder = loop_folder()

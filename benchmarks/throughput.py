@@ -3,7 +3,7 @@
 On 200 generated 1920x1080 JPEGs and on a 1920x1080 MJPEG video (frames made the same way), MobileNetV2
 int8 (the bench bundle), measured side by side in one run, contenders interleaved round by round:
 
-- *pipelined*: :func:`keras_edge.device.run.run` with its own choice of workers and interpreter threads
+- *pipelined*: :func:`keras_edge.device.run.runner.run` with its own choice of workers and interpreter threads
   (the runner opened once, outside the timing; ``decode=exact``, so no reduced JPEG decoding);
 - *serial*: one thread doing the same work per input: read, decode, preprocess (the runner's own
   functions), invoke (LiteRT, all cores), top-k;
@@ -94,8 +94,8 @@ def serial_loop(source: Path, model: Path, plan, threads: int) -> Callable[[], i
     """A bare loop: one thread, one input after another (read, decode, preprocess, invoke, top-k)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_edge.device.images import decode, read_bytes
-    from keras_edge.device.pipeline import prepare_array
+    from keras_edge.device.inputs.images import decode, read_bytes
+    from keras_edge.device.inputs.pipeline import prepare_array
 
     it = Interpreter(model_path=str(model), num_threads=threads)
     it.allocate_tensors()
@@ -130,20 +130,20 @@ def _video(source: Path):
     """The video read as the runner reads it: an MJPEG AVI's JPEG frames (decoded by :func:`_frame`), else OpenCV."""
     import cv2
 
-    from keras_edge.device.avi import open_packets
+    from keras_edge.device.inputs.avi import open_packets
 
     return open_packets(source) or cv2.VideoCapture(str(source))
 
 
 def _frame(frame):
-    from keras_edge.device.images import decode
+    from keras_edge.device.inputs.images import decode
 
     return decode(frame, "frame") if isinstance(frame, bytes) else frame
 
 
 def pipelined(source: Path, bundle: Path) -> tuple[Callable[[], int], Any]:
     """The runner's ``run`` on the whole source (opened once here, as the CLI does before it runs)."""
-    from keras_edge.device.run import RunConfig, open_runner, run
+    from keras_edge.device.run.runner import RunConfig, open_runner, run
 
     cfg = RunConfig(target=str(bundle), sources=(str(source),), variant="int8", decode="exact", top_k=5)
     runner = open_runner(cfg)
@@ -162,8 +162,8 @@ def stage_cpu(source: Path, model: Path, plan) -> dict[str, float]:
     import cv2
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_edge.device.images import decode, read_bytes
-    from keras_edge.device.pipeline import prepare_array
+    from keras_edge.device.inputs.images import decode, read_bytes
+    from keras_edge.device.inputs.pipeline import prepare_array
 
     it = Interpreter(model_path=str(model), num_threads=1)
     it.allocate_tensors()
@@ -258,8 +258,8 @@ class ThroughputResult:
 
 def preprocessing_figure(plan, spec, rounds: int) -> dict[str, Any]:
     """1080p BGR frame → 224x224x3 int8 input: the runner's path against the spec's reference, bit for bit."""
-    from keras_edge.device.pipeline import prepare_array
-    from keras_edge.device.preprocess import preprocess, quantize
+    from keras_edge.device.inputs.pipeline import prepare_array
+    from keras_edge.device.inputs.preprocess import preprocess, quantize
 
     frame = np.ascontiguousarray(frame_1080p()[:, :, ::-1])
     t = plan.tensor
@@ -290,7 +290,7 @@ def peak_rss(bundle: Path, folder: Path, repeats: int = 3) -> PeakRss:
 
 def realtime(video: Path, bundle: Path) -> dict[str, Any]:
     """The video read at its own 30 frames/s, as a camera: processed fps, dropped frames, latency."""
-    from keras_edge.device.run import RunConfig, run
+    from keras_edge.device.run.runner import RunConfig, run
 
     s = run(RunConfig(target=str(bundle), sources=(str(video),), variant="int8", realtime=True), lambda r: None)
     return {"frames": s.frames, "processed": s.inputs, "dropped": s.dropped, "processed_fps": round(s.fps, 2),
@@ -301,7 +301,7 @@ def child_pipeline(source: Path, bundle: Path) -> dict[str, float]:
     """In a fresh process: one warm-up and one timed pipelined run; images/s, page faults and CPU per input."""
     import resource
 
-    from keras_edge.device.runtime import keep_frame_memory
+    from keras_edge.device.engine.runtime import keep_frame_memory
 
     go, _ = pipelined(source, bundle)
     go()
@@ -340,8 +340,8 @@ def allocator_ab(bundle: Path, sources: list[Path], rounds: int, log=print) -> d
 
 
 def run(bundle: Path, rounds: int = 3, rss: bool = True, log=print) -> ThroughputResult:
-    from keras_edge.device.runtime import default_threads, keep_frame_memory
-    from keras_edge.device.target import open_target
+    from keras_edge.device.engine.runtime import default_threads, keep_frame_memory
+    from keras_edge.device.engine.target import open_target
 
     # the allocator setting `run` makes for decoding, made before anything runs: the serial loop and the
     # stage timing reuse freed frame memory too, so the comparison is of the pipeline alone
@@ -350,8 +350,8 @@ def run(bundle: Path, rounds: int = 3, rss: bool = True, log=print) -> Throughpu
     cores = default_threads()
     folder, video = inputs()
     target = open_target(str(bundle), "int8", None)
-    from keras_edge.device.pipeline import plan_input
-    from keras_edge.device.engine import load
+    from keras_edge.device.inputs.pipeline import plan_input
+    from keras_edge.device.engine.core import load
 
     eng = load(target.model)
     plan = plan_input(target.spec, eng.inputs[0])

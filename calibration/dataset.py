@@ -1,6 +1,6 @@
 """Representative data: image folders or arrays → preprocessed, sampled batches.
 
-Images go through ``keras_edge.device.preprocess`` — the code the board runs — so calibration
+Images go through ``keras_edge.device.inputs.preprocess`` — the code the board runs — so calibration
 sees exactly what the board will feed the model.
 """
 
@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from keras_edge.device import images
-from keras_edge.device.errors import ConfigError, DataError
-from keras_edge.device.preprocess import PreprocessSpec, preprocess
+from keras_edge.device.inputs import images
+from keras_edge.device.contract.errors import ConfigError, DataError
+from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess
 
 ARRAY_EXTENSIONS = (".npy", ".npz")
 Progress = Callable[[int, int], None]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_edge.device.bundle import TensorSpec
-from keras_edge.device.errors import ConfigError, ModelError
+from keras_edge.device.contract.bundle import TensorSpec
+from keras_edge.device.contract.errors import ConfigError, ModelError
 
 from .tfenv import captured_output, import_tf
 
@@ -305,8 +305,8 @@ def save_model(model: Any, out: str | os.PathLike) -> Path:
     leaves the previous file intact). The file follows the umask, like any file the user creates."""
     import tempfile
 
-    from keras_edge.device.bundle import current_umask
-    from keras_edge.device.errors import ConfigError
+    from keras_edge.device.contract.bundle import current_umask
+    from keras_edge.device.contract.errors import ConfigError
 
     out = Path(out)
     if out.suffix != ".keras":

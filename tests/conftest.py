@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def digits_demo(tmp_path_factory):
     """The digits CNN trained in this session on scikit-learn's digits, and its image folders."""
-    from keras_edge.host.demo import prepare
+    from keras_edge.demo import prepare
 
     return prepare(tmp_path_factory.mktemp("digits"))
 
@@ -17,7 +17,7 @@ def digits_demo(tmp_path_factory):
 def digits_bundle(digits_demo, tmp_path_factory):
     """The digits model converted to every variant (the real converter, once per session)."""
     from keras_edge.host.convert import ConvertConfig, convert
-    from keras_edge.host.convert.variants import VARIANTS
+    from keras_edge.host.tflite.variants import VARIANTS
 
     out = tmp_path_factory.mktemp("bundles") / "digits"
     cfg = ConvertConfig(model=digits_demo.model, out=out, calib=digits_demo.train, eval=digits_demo.eval,

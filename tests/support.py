@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_edge.host.demo import digits_images
+from keras_edge.demo import digits_images
 
 
 def digits_rgb(size: int, n: int) -> np.ndarray:

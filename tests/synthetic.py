@@ -186,14 +186,14 @@ def letterbox_params(h: int, w: int, size: int = INPUT) -> tuple[float, int, int
 
 def inputs_of(data: SyntheticSet, spec) -> np.ndarray:
     """The model inputs, through the board's own loading and preprocessing (the spec: letterbox, raw)."""
-    from keras_edge.device import images
-    from keras_edge.device.preprocess import preprocess
+    from keras_edge.device.inputs import images
+    from keras_edge.device.inputs.preprocess import preprocess
 
     return np.stack([preprocess(images.load(p), spec) for p in data.paths]).astype(np.float32)
 
 
 def input_spec():
-    from keras_edge.device.preprocess import PreprocessSpec
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
 
     return PreprocessSpec.from_preset("raw", INPUT, INPUT, 3, resize="letterbox")
 

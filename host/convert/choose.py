@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 
 NOISE = 0.05  # latency differences below this fraction do not decide the default
 
@@ -59,7 +59,7 @@ def loss_interval(metrics: dict[str, Any], keras_acc: float | None) -> tuple[flo
 
 def verdict_of(metrics: dict[str, Any], keras_acc: float | None, budget: float):
     """Whether the variant's loss fits ``budget``, misses it, or the evaluation set cannot tell."""
-    from .fidelity import verdict
+    from ..tflite.fidelity import verdict
 
     return verdict(loss_of(metrics, keras_acc), loss_interval(metrics, keras_acc), int(metrics.get("n") or 0), budget)
 

@@ -19,25 +19,25 @@ from typing import Any, Callable
 import numpy as np
 
 from keras_edge.calibration.dataset import DataSplit, calibration_sets, input_sets
-from keras_edge.device import bundle as B
-from keras_edge.device.checks import in_range, positive_float, positive_int
-from keras_edge.device.errors import ConfigError, ConversionError, DataError, EdgeError
-from keras_edge.device.preprocess import PreprocessSpec
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.contract.checks import in_range, positive_float, positive_int
+from keras_edge.device.contract.errors import ConfigError, ConversionError, DataError, EdgeError
+from keras_edge.device.inputs.preprocess import PreprocessSpec
 
 from ..model_io import LoadedModel, load_model
 from ..preprocessing import PreprocessOptions, specs_for_data
 from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
 from ..report.render import write_report
-from . import evaluate as E
+from ..tflite import evaluate as E
 from . import iomap
-from .evaluate import summary
+from ..tflite.evaluate import summary
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
 from .choose import board_times, choose_default, loss_of, verdict_of
-from .variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
-from .variants import convert as convert_variant
+from ..tflite.variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
+from ..tflite.variants import convert as convert_variant
 
 Log = Callable[[str], None]
 REFERENCE_SAMPLES = 8
@@ -556,9 +556,8 @@ def _tools() -> dict[str, str]:
     import tensorflow as tf
     from importlib.metadata import version
 
-    from keras_edge import __version__
 
-    tools = {"keras-edge": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+    tools = {"keras-edge": version("keras-edge"), "tensorflow": tf.__version__, "keras": keras.__version__,
              "numpy": np.__version__, "python": platform.python_version()}
     try:
         tools["ai-edge-litert"] = version("ai-edge-litert")

@@ -12,11 +12,11 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 
-from . import evaluate as E
+from ..tflite import evaluate as E
 from .choose import loss_of
-from .evaluate import summary
+from ..tflite.evaluate import summary
 
 Log = Callable[[str], None]
 PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
@@ -92,7 +92,7 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
 def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any]]:
     """int8-selective: the best integer model with its worst layers kept in float, searched on a continuous
     metric within the time limit; kept only when it is better than ``baseline`` (the best all-int8 variant)."""
-    from .fidelity import fidelity_loss
+    from ..tflite.fidelity import fidelity_loss
     from .selective import Trial, selective_int8
 
     def evaluate(blob: bytes) -> tuple[float, float, float | None]:
@@ -125,7 +125,7 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
          log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
     """int8-qat: fine-tune ``base`` with simulated int8 (the float model as teacher, labels when the calibration
     images have them), convert integer-only; kept when its fidelity beats ``best`` (the best integer variant)."""
-    from .fidelity import fidelity_loss
+    from ..tflite.fidelity import fidelity_loss
     from .qat import qat_finetune
 
     info = info or {"steps": [{"step": "int8", "applied": True, "bytes": int8.bytes,
@@ -159,10 +159,10 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
     """int8-ptq: cross-layer equalization, range setting, then bias correction on the Keras model (each verified in float),
     converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
     from . import ptq
-    from .fidelity import fidelity_loss
+    from ..tflite.fidelity import fidelity_loss
     from ..tfenv import captured_output
 
-    from .variants import op_counts
+    from ..tflite.variants import op_counts
 
     x = job.data.calib.x
     steps = [{"step": "int8", "applied": True, "bytes": int8.bytes, **_picked(int8.metrics)}]

@@ -319,7 +319,7 @@ def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> St
     """Cap every ReLU layer at the ``percentile`` of its calibration outputs; verified in float on ``x``."""
     from keras import layers as L
 
-    from .fidelity import kl_per_sample
+    from ..tflite.fidelity import kl_per_sample
 
     if not functional(model):
         return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
@@ -416,7 +416,7 @@ def _quantized_model(model):
 def bias_correct(model, x: np.ndarray) -> StepResult:
     """Remove the mean output shift that int8 weights cause, layer by layer; verified on ``x`` with the
     weight-quantized model (it must come closer to float than without the correction)."""
-    from .fidelity import kl_per_sample
+    from ..tflite.fidelity import kl_per_sample
 
     if not functional(model):
         return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..tfenv import captured_output, import_tf
-from .variants import ConvertInputs, VariantFailed, configure_int8, representative_dataset
+from ..tflite.variants import ConvertInputs, VariantFailed, configure_int8, representative_dataset
 
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
 

@@ -19,10 +19,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from keras_edge.device import bundle as B
-from keras_edge.device.errors import ConfigError, DataError, ModelError
-from keras_edge.device.preprocess import PreprocessSpec
-from keras_edge.device.tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind, Task
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.contract.errors import ConfigError, DataError, ModelError
+from keras_edge.device.inputs.preprocess import PreprocessSpec
+from keras_edge.device.contract.tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind, Task
 
 Log = Callable[[str], None]
 TASK_CHOICES = ("auto", "classification", "detection", "segmentation", "embedding", "regression")
@@ -78,7 +78,7 @@ def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | N
             log: Log = lambda s: None) -> PostprocessSpec | None:
     """The postprocessing spec for ``cfg.task`` on a model with these outputs; None for an unknown task
     (auto on a model that is not classifier-shaped). Raises ModelError when the outputs do not fit."""
-    from keras_edge.device.postprocess import Postprocessor
+    from keras_edge.device.outputs.postprocess import Postprocessor
 
     task = cfg.task
     if task == "auto":
@@ -155,7 +155,7 @@ def _num_classes(post, spec: PostprocessSpec, outputs: Sequence[B.TensorSpec]) -
 
 
 def _image_sizes(sources: Sequence[str]) -> list[tuple[int, int]]:
-    from keras_edge.device import images
+    from keras_edge.device.inputs import images
 
     return [tuple(images.load(s).shape[:2]) for s in sources]   # type: ignore[misc]
 
@@ -189,7 +189,7 @@ class TaskEval:
         return res, float(np.median(times)) / 1e6
 
     def _score(self, results: list, truths: list) -> dict[str, Any]:
-        from keras_edge.device.metrics import detection_map, mean_iou
+        from keras_edge.device.outputs.metrics import detection_map, mean_iou
 
         if self.spec.task is Task.DETECTION:
             m = detection_map(results, truths, self.num_classes)
@@ -199,7 +199,7 @@ class TaskEval:
 
     def _fidelity(self, results: list) -> float:
         """The task metric of these results scored against Keras's own (1.0: the same boxes or pixels)."""
-        from keras_edge.device.metrics import GroundTruth
+        from keras_edge.device.outputs.metrics import GroundTruth
 
         if self.spec.task is Task.DETECTION:
             truths = [GroundTruth(np.array([d.box for d in dets]).reshape(-1, 4), np.array([d.class_id for d in dets]))
@@ -226,7 +226,7 @@ class TaskEval:
 
 def load_truths(spec: PostprocessSpec | None, sources: Sequence[str], annotations: Path | None) -> list | None:
     """The evaluation images' annotations (boxes or masks), read and checked by the board's readers."""
-    from keras_edge.device.metrics import load_annotations
+    from keras_edge.device.outputs.metrics import load_annotations
 
     if annotations is None:
         return None
@@ -274,7 +274,7 @@ def task_eval(spec: PostprocessSpec | None, outputs: Sequence[B.TensorSpec], pre
               sources: Sequence[str], truths: list | None, keras_out: list[np.ndarray],
               anchors: Path | None, log: Log) -> TaskEval | None:
     """The evaluator for detection/segmentation (None for other tasks), with Keras's own metrics computed."""
-    from keras_edge.device.postprocess import Postprocessor
+    from keras_edge.device.outputs.postprocess import Postprocessor
 
     if spec is None or spec.task not in METRIC:
         return None

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from keras_edge.device import bundle
-from keras_edge.device.checks import positive_int
-from keras_edge.device.errors import ConfigError, EdgeError
+from keras_edge.device.contract import bundle
+from keras_edge.device.contract.checks import positive_int
+from keras_edge.device.contract.errors import ConfigError, EdgeError
 
 from ..report.contract import BoardRun, Report, read_report, write_report_json
 from .core import BundlePlan, HostResult, Outcome, board_fingerprint, lock_owner, plan_bundle

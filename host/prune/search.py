@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_edge.device.checks import in_range, positive_int
-from keras_edge.device.errors import ConfigError
+from keras_edge.device.contract.checks import in_range, positive_int
+from keras_edge.device.contract.errors import ConfigError
 
 from . import graph as g
 from .base import Criterion, check_sparsity
@@ -125,8 +125,8 @@ class SearchResult:
 
 def wilson_half_width(p: float, n: int) -> float:
     """Half the width of the 95% Wilson score interval of a proportion ``p`` measured on ``n`` samples
-    (convert's interval, :func:`keras_edge.host.convert.fidelity.wilson`)."""
-    from ..convert.fidelity import wilson
+    (convert's interval, :func:`keras_edge.host.tflite.fidelity.wilson`)."""
+    from ..tflite.fidelity import wilson
 
     lo, hi = wilson(round(p * n), n)
     return (hi - lo) / 2 if n > 0 else 1.0
@@ -188,7 +188,7 @@ class _Int8:
         self.calib, self.threads = calib, threads
 
     def convert(self, model: Any) -> bytes:
-        from ..convert.variants import ConvertInputs, IoType, convert
+        from ..tflite.variants import ConvertInputs, IoType, convert
         from ..tfenv import captured_output
 
         with captured_output():
@@ -199,7 +199,7 @@ class _Int8:
         import os
         import tempfile
 
-        from ..convert.evaluate import load_tflite
+        from ..tflite.evaluate import load_tflite
 
         fd, path = tempfile.mkstemp(suffix=".tflite")
         with os.fdopen(fd, "wb") as f:
@@ -210,12 +210,12 @@ class _Int8:
             os.unlink(path)
 
     def accuracy(self, engine: Any, x: np.ndarray, y: np.ndarray) -> float:
-        from ..convert.evaluate import predict, top1
+        from ..tflite.evaluate import predict, top1
 
         return float(np.mean(top1(predict(engine, [x])[0]) == y))
 
     def times(self, engines: dict[str, Any], x: np.ndarray) -> dict[str, float]:
-        from ..convert.evaluate import side_by_side
+        from ..tflite.evaluate import side_by_side
 
         return {k: v[0] for k, v in side_by_side(engines, [x]).items()}
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from keras_edge.device.bundle import REPORT_JSON, Variant, jsonable
-from keras_edge.device.errors import BundleError
+from keras_edge.device.contract.bundle import REPORT_JSON, Variant, jsonable
+from keras_edge.device.contract.errors import BundleError
 
 REPORT_FORMAT = "keras-edge-report/1"
 

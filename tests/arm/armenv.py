@@ -55,7 +55,7 @@ PYTHON = "python3.11"
 LAUNCHER = "python3-emu"
 STAMP_FILE = ".keras-edge-stamp"
 PROJECT_FILES = ("pyproject.toml", "README.md")
-PROJECT_DIRS = ("keras_edge", "device", "host", "calibration")
+PROJECT_DIRS = ("face", "device", "host", "calibration")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def env_for(board: Board, legacy: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PYTHONUSERBASE")}
     env["QEMU_CPU"] = board.cpu
-    # the repository's keras_edge/ (the package face) must not shadow the installed wheel: no cwd on sys.path
+    # the repository (its face/ is installed as keras_edge) must not shadow the installed wheel: no cwd on sys.path
     env["PYTHONSAFEPATH"] = "1"
     env.pop("QEMU_LD_PREFIX", None)  # the launcher passes -L itself
     if legacy:

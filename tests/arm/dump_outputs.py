@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_edge.device.bundle import VariantStatus, check_variant, read_manifest
-from keras_edge.device.engine import EngineOptions, load
-from keras_edge.device.preprocess import quantize
-from keras_edge.device.verify import load_reference
+from keras_edge.device.contract.bundle import VariantStatus, check_variant, read_manifest
+from keras_edge.device.engine.core import EngineOptions, load
+from keras_edge.device.inputs.preprocess import quantize
+from keras_edge.device.health.verify import load_reference
 
 
 def dump(bundle: Path, ins: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from dump_outputs import dump
 
-from keras_edge.device.bundle import read_manifest
-from keras_edge.device.preprocess import preprocess
-from keras_edge.device.verify import load_reference
+from keras_edge.device.contract.bundle import read_manifest
+from keras_edge.device.inputs.preprocess import preprocess
+from keras_edge.device.health.verify import load_reference
 
 
 @pytest.fixture(scope="session")

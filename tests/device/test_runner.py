@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from keras_edge.cli import main
-from keras_edge.device.runtime import RuntimeName, select_runtime
+from keras_edge.device.engine.runtime import RuntimeName, select_runtime
 
 # tflite_runtime 2.14 (the device-legacy extra) predates the op versions TF 2.21 writes for some
 # variants (dynamic-range FULLY_CONNECTED v12); there the tests run the variants it can load.
@@ -300,8 +300,8 @@ def test_doctor_tries_every_runtime_and_the_gpu(capsys):
 
 
 def test_probe_model_runs_on_the_selected_runtime():
-    from keras_edge.device.engine import load
-    from keras_edge.device.probe_model import PROBE_TFLITE
+    from keras_edge.device.engine.core import load
+    from keras_edge.device.engine.probe_model import PROBE_TFLITE
 
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"keras-edge-probe-{os.getpid()}.tflite"
     path.write_bytes(PROBE_TFLITE)

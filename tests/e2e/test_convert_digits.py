@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 from keras_edge.cli import main
-from keras_edge.device.preprocess import quantize, dequantize
-from keras_edge.host.convert.variants import VARIANTS
+from keras_edge.device.inputs.preprocess import quantize, dequantize
+from keras_edge.host.tflite.variants import VARIANTS
 
 
 def _run_all(path, x):

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 from keras_edge.cli import main
-from keras_edge.device.preprocess import quantize
+from keras_edge.device.inputs.preprocess import quantize
 
 SIZE = 16
 CLASSES = {"a": 8, "b": 8, "c": 8}

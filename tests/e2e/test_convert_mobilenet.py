@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 from keras_edge.host.convert import ConvertConfig, convert
 from keras_edge.host.preprocessing import PreprocessOptions
-from keras_edge.host.convert.evaluate import load_tflite, predict
-from keras_edge.host.convert.variants import VARIANTS
+from keras_edge.host.tflite.evaluate import load_tflite, predict
+from keras_edge.host.tflite.variants import VARIANTS
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from sshd import lab  # noqa: F401  (the fixture)
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 from keras_edge.cli import main
-from keras_edge.device.preprocess import PreprocessSpec
+from keras_edge.device.inputs.preprocess import PreprocessSpec
 
 
 def make_bundle(root: Path, tag: str, name: str = "toy", sizes: dict[str, int] | None = None) -> Path:

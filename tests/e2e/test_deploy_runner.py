@@ -20,8 +20,8 @@ import keras_edge
 from sshd import lab  # noqa: F401  (the fixture)
 from test_deploy import deploy, make_bundle
 
-from keras_edge.device import bundle as B
-from keras_edge.device.errors import RemoteError
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.contract.errors import RemoteError
 from keras_edge.host.deploy.core import build_wheel
 from keras_edge.host.deploy.remote import remote_bench
 from keras_edge.host.deploy.ssh import SshOptions
@@ -115,7 +115,7 @@ def test_install_runner_builds_copies_the_wheel_and_reports_an_offline_pip(lab, 
     board = lab.start("board1", env={"PIP_NO_INDEX": "1"})
     wheel = build_wheel(tmp_path / "wheel")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"keras_edge/cli.py", "keras_edge/board_cli.py", "keras_edge/host/deploy/core.py", "keras_edge/host/deploy/scripts.py",
+    assert {"keras_edge/cli.py", "keras_edge/commands/board.py", "keras_edge/host/deploy/core.py", "keras_edge/host/deploy/scripts.py",
             "keras_edge/host/deploy/ansible/keras_edge_deploy.yml",
             "keras_edge/host/deploy/ansible/roles/keras_edge/files/prepare.sh"} <= set(names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()

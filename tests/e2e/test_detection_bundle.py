@@ -18,9 +18,9 @@ import pytest
 from skimage import data as skdata
 
 from keras_edge.cli import main
-from keras_edge.device import bundle as B
-from keras_edge.device.preprocess import PreprocessSpec, preprocess
-from keras_edge.device.tasks import PostprocessSpec, Task
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess
+from keras_edge.device.contract.tasks import PostprocessSpec, Task
 
 G, S, C = 4, 64, 2
 H, W = 300, 500
@@ -50,7 +50,7 @@ def bundle(tmp_path_factory, scene) -> Path:
     import tensorflow as tf
     from keras import ops
 
-    from keras_edge.device.engine import EngineOptions, load
+    from keras_edge.device.engine.core import EngineOptions, load
 
     class CellScores(keras.layers.Layer):
         def call(self, x):

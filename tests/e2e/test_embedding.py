@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from keras_edge.cli import main
-from keras_edge.device import bundle as B
-from keras_edge.device.images import load
-from keras_edge.device.preprocess import preprocess
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.inputs.images import load
+from keras_edge.device.inputs.preprocess import preprocess
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:

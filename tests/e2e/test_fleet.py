@@ -25,7 +25,7 @@ from sshd import lab  # noqa: F401  (the fixture)
 from test_deploy import make_bundle
 
 from keras_edge.cli import main
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 
 pytestmark = pytest.mark.skipif(shutil.which("ansible-playbook", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}") is None,
                                 reason="needs ansible-core: pip install 'keras-edge[fleet]' (make setup installs it)")

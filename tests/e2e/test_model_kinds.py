@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from keras_edge.cli import main
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 
 SIZE = 16
 CONVERT = ["--variants", "fp32,int8", "--calib-samples", "120", "--eval-samples", "60",
@@ -40,7 +40,7 @@ def kinds(tmp_path_factory):
     """The models of every kind, trained briefly, and their data: an image folder and .npz files."""
     import keras
 
-    from keras_edge.host.demo import digits_images, write_image_folder
+    from keras_edge.demo import digits_images, write_image_folder
 
     root = tmp_path_factory.mktemp("kinds")
     imgs, labels = digits_images(SIZE)
@@ -196,7 +196,7 @@ def test_python_api_takes_a_two_input_model_object_with_named_shapes(kinds, tmp_
     result = ke.convert(cfg)
     assert [t.name for t in result.manifest.inputs] == ["image", "extra"]
     assert result.manifest.variant("fp32").metrics["agreement"] == 1.0
-    from keras_edge.device.verify import verify_bundle
+    from keras_edge.device.health.verify import verify_bundle
 
     assert verify_bundle(tmp_path / "bundle").ok
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from keras_edge.cli import main
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 
 
 def _umask() -> int:
@@ -153,8 +153,8 @@ def test_a_video_inside_a_folder_is_run(digits_bundle, digits_demo, tmp_path, ca
 
 
 def test_corrupt_image_gives_no_opencv_warning(tmp_path, capfd):
-    from keras_edge.device.errors import DataError
-    from keras_edge.device.images import load
+    from keras_edge.device.contract.errors import DataError
+    from keras_edge.device.inputs.images import load
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
@@ -198,7 +198,7 @@ def test_saved_keras_file_follows_the_umask(tmp_path):
 
 def test_distill_prints_no_tensorflow_startup_logs(digits_demo, tmp_path):
     student = tmp_path / "student.keras"
-    code = ("import sys, keras; from keras_edge.host.demo import build_model; "
+    code = ("import sys, keras; from keras_edge.demo import build_model; "
             "build_model(width=8).save(sys.argv[1])")
     subprocess.run([sys.executable, "-c", code, str(student)], check=True, capture_output=True, timeout=300,
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -216,7 +216,7 @@ def test_distill_prints_no_tensorflow_startup_logs(digits_demo, tmp_path):
 
 def test_evaluation_uses_every_image_of_eval_unless_capped(digits_demo):
     from keras_edge.calibration.dataset import calibration_sets
-    from keras_edge.device.preprocess import PreprocessSpec
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
 
     spec = PreprocessSpec.from_preset("raw", 32, 32, 1)
     n = len(list(Path(digits_demo.eval).rglob("*.png")))

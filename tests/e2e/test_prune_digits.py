@@ -22,7 +22,7 @@ PRUNABLE = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
 def digits():
     from sklearn.model_selection import train_test_split
 
-    from keras_edge.host.demo import digits_images
+    from keras_edge.demo import digits_images
 
     imgs, labels = digits_images()
     x = imgs[..., None].astype(np.float32) / 255.0
@@ -140,7 +140,7 @@ def test_distillation_trains_a_pruned_student_past_its_start(digits, trained):
 def run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_edge.device.preprocess import dequantize, quantize
+    from keras_edge.device.inputs.preprocess import dequantize, quantize
 
     it = Interpreter(model_content=data)
     it.allocate_tensors()
@@ -154,7 +154,7 @@ def run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def test_pruned_model_converts_to_int8_and_agrees_with_keras(digits, channel_pruned):
-    from keras_edge.host.convert.variants import ConvertInputs, convert
+    from keras_edge.host.tflite.variants import ConvertInputs, convert
 
     x, _, xv, yv = digits
     data, _ = convert(channel_pruned.model, "int8", ConvertInputs(calib=[x[:100]]))

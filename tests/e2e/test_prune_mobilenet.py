@@ -10,11 +10,11 @@ keras = pytest.importorskip("keras")
 
 @pytest.mark.slow
 def test_mobilenet_v2_channel_prunes_converts_to_int8_and_runs():
-    from keras_edge.device.preprocess import dequantize, quantize
+    from keras_edge.device.inputs.preprocess import dequantize, quantize
     from tests.support import digits_rgb, settle_batchnorm
     from keras_edge.host.prune import prune_model
     from keras_edge.host.prune.graph import count_flops
-    from keras_edge.host.convert.variants import ConvertInputs, convert
+    from keras_edge.host.tflite.variants import ConvertInputs, convert
 
     keras.utils.set_random_seed(0)
     m = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10,

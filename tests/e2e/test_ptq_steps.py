@@ -18,7 +18,7 @@ def trained():
     from keras import layers
     from sklearn.model_selection import train_test_split
 
-    from keras_edge.host.demo import digits_images
+    from keras_edge.demo import digits_images
     from keras_edge.host.tfenv import captured_output, import_tf
 
     import_tf()
@@ -47,7 +47,7 @@ def trained():
 
 def _int8_agreement(model, cal, x, tmp_path) -> float:
     from keras_edge.host.convert import evaluate as E
-    from keras_edge.host.convert.variants import ConvertInputs, convert
+    from keras_edge.host.tflite.variants import ConvertInputs, convert
 
     path = tmp_path / "m.tflite"
     path.write_bytes(convert(model, "int8", ConvertInputs([cal]))[0])

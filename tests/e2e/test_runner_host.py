@@ -100,7 +100,7 @@ def test_dynamic_input_shape_is_resized_before_allocation(capsys, tmp_path):
 
 
 def test_tensorflow_lite_runtime_when_forced(capsys, tmp_path, multi_io, monkeypatch):
-    from keras_edge.device import runtime
+    from keras_edge.device.engine import runtime
 
     files, batch, _ = multi_io
     monkeypatch.setenv(runtime.RUNTIME_ENV, "tensorflow.lite")

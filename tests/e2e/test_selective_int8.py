@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_edge.device import bundle as B
+from keras_edge.device.contract import bundle as B
 from keras_edge.host.convert.choose import NOISE
 from keras_edge.host.convert import ConvertConfig, convert
 
@@ -55,7 +55,7 @@ def wide_ptq_bundle(digits_demo, tmp_path_factory):
 
 
 def test_equalization_repairs_the_wide_channel_and_stays_integer_only(wide_ptq_bundle):
-    from keras_edge.host.convert.variants import float_ops
+    from keras_edge.host.tflite.variants import float_ops
 
     m = B.read_manifest(wide_ptq_bundle.bundle)
     int8, ptq = m.variant("int8"), m.variant("int8-ptq")
@@ -113,9 +113,9 @@ def test_when_nothing_fits_it_says_so_with_the_layer_ranking(digits_demo, tmp_pa
     import keras
 
     from keras_edge.calibration.dataset import load_labeled
-    from keras_edge.device.preprocess import PreprocessSpec
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
     from keras_edge.host.convert.selective import STEPS, selective_int8
-    from keras_edge.host.convert.variants import ConvertInputs
+    from keras_edge.host.tflite.variants import ConvertInputs
 
     model = keras.models.load_model(_wide_range_model(digits_demo.model, tmp_path / "wide.keras"))
     calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)

@@ -80,7 +80,7 @@ def _report(bundle: Path) -> dict:
 
 
 def test_detector_bundle_records_task_and_scores_variants_by_map(det_bundle):
-    from keras_edge.device import bundle as B
+    from keras_edge.device.contract import bundle as B
 
     m = B.read_manifest(det_bundle)
     assert m.task is B.Task.DETECTION
@@ -103,7 +103,7 @@ def test_detector_bundle_records_task_and_scores_variants_by_map(det_bundle):
 
 
 def test_segmenter_bundle_records_task_and_scores_variants_by_miou(seg_bundle):
-    from keras_edge.device import bundle as B
+    from keras_edge.device.contract import bundle as B
 
     m = B.read_manifest(seg_bundle)
     assert m.task is B.Task.SEGMENTATION and m.postprocessing.num_classes == 4
@@ -292,7 +292,7 @@ def ssd_world(tmp_path_factory):
 
 
 def test_ssd_head_converts_with_its_anchors_and_scores_by_map(ssd_world, tmp_path, capfd):
-    from keras_edge.device import bundle as B
+    from keras_edge.device.contract import bundle as B
     from keras_edge.host.convert import ConvertConfig, convert
     from keras_edge.host.preprocessing import PreprocessOptions
 

@@ -27,8 +27,8 @@ PACKAGES = ["mesa-vulkan-drivers", "libvulkan1"]
 
 def adapter() -> tuple[bool, str]:
     """(found, what): the adapter LiteRT's GPU accelerator selects for a tiny model, tried in a child."""
-    from keras_edge.device.gpu import probe
-    from keras_edge.device.probe_model import PROBE_TFLITE
+    from keras_edge.device.engine.gpu import probe
+    from keras_edge.device.engine.probe_model import PROBE_TFLITE
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.tflite"

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_edge.device.gpu import SOFTWARE_WORDS, Adapter, probe
-from keras_edge.device.probe_model import PROBE_TFLITE
+from keras_edge.device.engine.gpu import SOFTWARE_WORDS, Adapter, probe
+from keras_edge.device.engine.probe_model import PROBE_TFLITE
 
 KERAS_EDGE = str(Path(sys.executable).with_name("keras-edge"))
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic")
@@ -244,7 +244,7 @@ def test_a_driver_crash_in_the_probe_becomes_one_line(adapter, bundle, tmp_path)
     with Mesa's llvmpipe). A sitecustomize makes the probe's child import TensorFlow first."""
     py = host_python()
     (tmp_path / "sitecustomize.py").write_text("import tensorflow  # noqa: F401\n")
-    code = ("import sys; from keras_edge.device.gpu import probe; p = probe(sys.argv[1], timeout=300); "
+    code = ("import sys; from keras_edge.device.engine.gpu import probe; p = probe(sys.argv[1], timeout=300); "
             "print(p.ok, p.reason)")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     r = subprocess.run([py, "-c", code, str(bundle / "fp32.tflite")], capture_output=True, text=True, env=env,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from keras_edge.device import avi
-from keras_edge.device.images import decode
+from keras_edge.device.inputs import avi
+from keras_edge.device.inputs.images import decode
 
 
 def _write(path, frames, fourcc="MJPG", fps=24.0):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from keras_edge.device import bundle as B
-from keras_edge.device.errors import BundleError
-from keras_edge.device.preprocess import PreprocessSpec
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.contract.errors import BundleError
+from keras_edge.device.inputs.preprocess import PreprocessSpec
 
 MODEL_BYTES = b"TFL3 stand-in variant bytes " * 8
 

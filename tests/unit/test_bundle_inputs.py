@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from keras_edge.device import bundle as B
-from keras_edge.device.errors import BundleError
-from keras_edge.device.preprocess import PreprocessSpec
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.contract.errors import BundleError
+from keras_edge.device.inputs.preprocess import PreprocessSpec
 
 
 def _two_by_two(**variant) -> B.Manifest:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_edge.device.bundle import Variant, VariantStatus
+from keras_edge.device.contract.bundle import Variant, VariantStatus
 from keras_edge.host.convert import BoardTimes, choose_default
 
 

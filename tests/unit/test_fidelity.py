@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_edge.host.convert.choose import loss_interval, verdict_of
-from keras_edge.host.convert.fidelity import (Decision, cosine_snr, kl_per_sample, n_needed, output_fidelity,
+from keras_edge.host.tflite.fidelity import (Decision, cosine_snr, kl_per_sample, n_needed, output_fidelity,
                                               paired_drop_interval, verdict, wilson)
 from keras_edge.host.report.contract import Report
 

@@ -14,7 +14,7 @@ import pytest
 CHILD = r"""
 import json, resource, sys, threading
 import cv2, numpy as np
-from keras_edge.device import runtime
+from keras_edge.device.engine import runtime
 cv2.setNumThreads(1)
 on = runtime.keep_frame_memory()
 img = np.zeros((1080, 1920, 3), np.uint8)

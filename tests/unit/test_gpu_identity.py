@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_edge.device import bundle as B
-from keras_edge.device.gpu import (SOFTWARE_WORDS, Adapter, AdapterType, classify, delegation, parse_adapter,
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.engine.gpu import (SOFTWARE_WORDS, Adapter, AdapterType, classify, delegation, parse_adapter,
                                    requirements, unsupported_ops)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

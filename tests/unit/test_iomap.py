@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_edge.device.bundle import TensorSpec
+from keras_edge.device.contract.bundle import TensorSpec
 from keras_edge.host.convert import iomap
 
 

@@ -12,9 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # repository folder → installed package
-PACKAGES = {"keras_edge": "keras_edge", "host": "keras_edge.host", "device": "keras_edge.device",
+PACKAGES = {"face": "keras_edge", "host": "keras_edge.host", "device": "keras_edge.device",
             "calibration": "keras_edge.calibration"}
-ABOVE_DEVICE = ("keras_edge.host", "keras_edge.calibration", "keras_edge.cli", "keras_edge.board_cli",
+ABOVE_DEVICE = ("keras_edge.host", "keras_edge.calibration", "keras_edge.cli", "keras_edge.commands.board",
                 "keras_edge.options", "keras_edge.api")
 
 
@@ -86,7 +86,7 @@ def test_deployment_imports_no_tensorflow_in_its_source(folder):
 
 
 def test_deploy_and_report_contract_load_without_tensorflow():
-    code = ("import sys; import keras_edge.host.deploy.cli, keras_edge.host.deploy.remote, keras_edge.host.report.contract, "
+    code = ("import sys; import keras_edge.commands.deploy, keras_edge.host.deploy.remote, keras_edge.host.report.contract, "
             "keras_edge.api, keras_edge.cli; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

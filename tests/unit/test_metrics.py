@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from keras_edge.device.errors import DataError
-from keras_edge.device.metrics import (GroundTruth, average_precision, box_iou, detection_map, load_annotations,
+from keras_edge.device.contract.errors import DataError
+from keras_edge.device.outputs.metrics import (GroundTruth, average_precision, box_iou, detection_map, load_annotations,
                                        mean_iou, read_coco, read_masks, read_yolo)
-from keras_edge.device.postprocess import Detection
+from keras_edge.device.outputs.postprocess import Detection
 
 
 def gt(boxes, classes):

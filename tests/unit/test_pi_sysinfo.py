@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_edge.device import sysinfo
+from keras_edge.device.engine import sysinfo
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_edge.device.bundle import TensorSpec
-from keras_edge.device.errors import BundleError, ModelError
-from keras_edge.device.postprocess import (UNKNOWN, Postprocessor, boxes_to_image, boxes_to_input,
+from keras_edge.device.contract.bundle import TensorSpec
+from keras_edge.device.contract.errors import BundleError, ModelError
+from keras_edge.device.outputs.postprocess import (UNKNOWN, Postprocessor, boxes_to_image, boxes_to_input,
                                            infer_postprocess, mask_to_image, nms)
-from keras_edge.device.preprocess import PreprocessSpec, quantize, resize
-from keras_edge.device.tasks import DetectionHead, PostprocessSpec, Task
+from keras_edge.device.inputs.preprocess import PreprocessSpec, quantize, resize
+from keras_edge.device.contract.tasks import DetectionHead, PostprocessSpec, Task
 
 MODES = ("stretch", "crop", "letterbox")
 SIZES = [(77, 131), (131, 77), (64, 96), (1, 3), (333, 97), (50, 50)]
@@ -330,10 +330,10 @@ def test_bare_outputs_are_reported_by_name():
 # ------------------------------------------------------------------------------------ lines and drawings
 
 def test_task_lines_and_drawings():
-    from keras_edge.device.draw import PALETTE, annotate
-    from keras_edge.device.postprocess import Detection, TaskResult
-    from keras_edge.device.render import result_line
-    from keras_edge.device.run import Result
+    from keras_edge.device.run.draw import PALETTE, annotate
+    from keras_edge.device.outputs.postprocess import Detection, TaskResult
+    from keras_edge.render import result_line
+    from keras_edge.device.run.runner import Result
 
     labels = ("background", "circle", "square")
     det = TaskResult(Task.DETECTION, detections=[Detection((12.4, 40, 118, 300.2), 0.912, 2, "square"),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from keras_edge.device.errors import DataError
-from keras_edge.device.preprocess import (
+from keras_edge.device.contract.errors import DataError
+from keras_edge.device.inputs.preprocess import (
     PRESETS,
     PreprocessSpec,
     dequantize,

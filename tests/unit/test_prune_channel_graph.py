@@ -13,7 +13,7 @@ import pytest
 keras = pytest.importorskip("keras")
 L = keras.layers
 
-from keras_edge.device.errors import ConfigError, ModelError  # noqa: E402
+from keras_edge.device.contract.errors import ConfigError, ModelError  # noqa: E402
 from keras_edge.host.prune.channels import keep_count, plan_and_rebuild  # noqa: E402
 from keras_edge.host.prune.graph import clone, count_flops  # noqa: E402
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_edge.device.errors import EdgeError
+from keras_edge.device.contract.errors import EdgeError
 from keras_edge.host.prune import PRUNE_METHODS, PruneConfig, PruneSpec, Schedule
 from keras_edge.host.prune.base import gzip_size
 from keras_edge.host.prune.magnitude import magnitude_mask, sparsity_at
@@ -63,7 +63,7 @@ def test_bad_options_say_what_and_how_to_fix(field, value, text):
 
 
 def test_registry_keys_are_the_cli_choices():
-    from keras_edge.host.prune.cli import prune
+    from keras_edge.commands.prune import prune
 
     method = next(p for p in prune.params if p.name == "method")
     assert list(method.type.choices) == list(PRUNE_METHODS) == ["magnitude", "channels"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keras_edge.device.errors import ConfigError
+from keras_edge.device.contract.errors import ConfigError
 from keras_edge.host.prune.search import SearchConfig, Sensitivity, _sparsity_for, allocate, wilson_half_width
 
 

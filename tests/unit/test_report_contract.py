@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from keras_edge.device import bundle as B
-from keras_edge.device.errors import BundleError
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.contract.errors import BundleError
 from keras_edge.host.report import REPORT_FORMAT, BoardRun, Report, VariantRecord, read_report, write_report_json
 from keras_edge.host.report.render import markdown, pruning_rows
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from keras_edge.device.bundle import TensorSpec
-from keras_edge.device.pipeline import (jpeg_size, max_abs_diff, plan_input, prepare, prepare_array, reduce_factor,
+from keras_edge.device.contract.bundle import TensorSpec
+from keras_edge.device.inputs.pipeline import (jpeg_size, max_abs_diff, plan_input, prepare, prepare_array, reduce_factor,
                                         to_tensor)
-from keras_edge.device.preprocess import PreprocessSpec, preprocess, quantize
+from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess, quantize
 
 # (dtype, scale, zero point) of the input tensor the spec feeds
 TENSORS = {"float32": ("float32", 0.0, 0), "float16": ("float16", 0.0, 0),

@@ -11,8 +11,8 @@ import pytest
 import skimage.data
 
 from keras_edge.calibration import dataset as D
-from keras_edge.device.errors import DataError
-from keras_edge.device.preprocess import PreprocessSpec, preprocess
+from keras_edge.device.contract.errors import DataError
+from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess
 
 SPEC = PreprocessSpec.from_preset("raw", 16, 16, 3, color="bgr")   # raw BGR: pixels come through untouched
 COUNTS = {"a": 40, "b": 15, "c": 5}

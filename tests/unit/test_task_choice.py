@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from keras_edge.device.bundle import TensorSpec, Variant, VariantStatus
-from keras_edge.device.errors import ConfigError, ModelError
-from keras_edge.device.preprocess import PreprocessSpec
+from keras_edge.device.contract.bundle import TensorSpec, Variant, VariantStatus
+from keras_edge.device.contract.errors import ConfigError, ModelError
+from keras_edge.device.inputs.preprocess import PreprocessSpec
 from keras_edge.host.convert import choose_default
 from keras_edge.host.convert.choose import loss_of
-from keras_edge.host.convert.fidelity import fidelity_loss
+from keras_edge.host.tflite.fidelity import fidelity_loss
 
 
 def det(name, map5095, fidelity, ms, size=1000, keras=0.50):

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_edge.device.errors import DataError
-from keras_edge.device.sources import Item, StreamStats
-from keras_edge.device.workers import Job, Ordered, plan_threads
+from keras_edge.device.contract.errors import DataError
+from keras_edge.device.run.sources import Item, StreamStats
+from keras_edge.device.run.workers import Job, Ordered, plan_threads
 
 
 def decode_job(i: int, data: bytes) -> Job:

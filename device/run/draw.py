@@ -1,0 +1,161 @@
+"""``run --draw DIR``: results drawn on the inputs (OpenCV only).
+
+Images become annotated images named after the input's stem (written atomically: temp file, then
+``os.replace``); each video or camera stream becomes one annotated ``.mp4`` (``mp4v``, the source's frame
+rate) written under a temporary name and moved into place when the run ends, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..outputs.postprocess import UNKNOWN, TaskResult
+from ..contract.tasks import Task
+
+from .types import Item, Result
+
+# a fixed palette (BGR), so a class keeps its colour across images and runs
+PALETTE = np.array([(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
+                    (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
+                    (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203),
+                    (200, 149, 255), (199, 55, 255)], np.uint8)
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def colour(c: int) -> tuple[int, int, int]:
+    return tuple(int(v) for v in PALETTE[c % len(PALETTE)])
+
+
+def _name(c: int, labels: Sequence[str] | None) -> str:
+    return labels[c] if labels is not None and 0 <= c < len(labels) else f"class {c}"
+
+
+def _text(img: np.ndarray, text: str, x: int, y: int, bg: tuple[int, int, int]) -> None:
+    cv2 = _cv2()
+    scale = max(0.4, min(img.shape[:2]) / 600)
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    y = max(th + base, y)
+    cv2.rectangle(img, (x, y - th - base), (x + tw, y), bg, -1)
+    cv2.putText(img, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def annotate(image: np.ndarray, result: Result, labels: Sequence[str] | None = None) -> np.ndarray:
+    """A copy of ``image`` (BGR or gray, uint8) with the result drawn on it."""
+    cv2 = _cv2()
+    img = image
+    if img.dtype != np.uint8:
+        img = np.clip(img.astype(np.float64) / (65535.0 if img.dtype == np.uint16 else 1.0) * 255, 0, 255).astype(np.uint8)
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    else:
+        img = img.copy()
+    t: TaskResult | None = result.task
+    if result.top:
+        p = result.top[0]
+        _text(img, f"{p.label if p.label is not None else f'class {p.index}'} {p.score:.2f}", 0, 0, (40, 40, 40))
+    elif t is not None and t.task is Task.SEGMENTATION and t.class_map is not None:
+        cm = t.class_map
+        known = cm != UNKNOWN
+        over = PALETTE[np.where(known, cm, 0) % len(PALETTE)]
+        blend = cv2.addWeighted(img, 0.5, over, 0.5, 0)
+        img[known] = blend[known]
+    elif t is not None and t.detections is not None:
+        thick = max(1, int(round(min(img.shape[:2]) / 300)))
+        for d in t.detections:
+            x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+            c = colour(d.class_id)
+            cv2.rectangle(img, (x1, y1), (x2, y2), c, thick)
+            _text(img, f"{d.label or _name(d.class_id, labels)} {d.score:.2f}", x1, y1, c)
+    elif t is not None and t.matches:
+        n, s = t.matches[0]
+        _text(img, f"{n} {s:.2f}", 0, 0, (40, 40, 40))
+    return img
+
+
+def _atomic_image(path: Path, img: np.ndarray) -> None:
+    cv2 = _cv2()
+    ok, buf = cv2.imencode(path.suffix, img)
+    if not ok:
+        ok, buf = cv2.imencode(".png", img)
+        path = path.with_suffix(".png")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(buf.tobytes())
+    os.replace(tmp, path)
+
+
+class Drawer:
+    """Draws each result on its input as the run goes; :meth:`close` finalises the videos."""
+
+    def __init__(self, out: Path, labels: Sequence[str] | None = None):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.labels = labels
+        self.videos: dict[str, tuple[object, Path, Path]] = {}   # stream → (writer, temp path, final path)
+        self.used: set[str] = set()
+        self.written: list[Path] = []
+        self.notes: list[str] = []
+
+    def _unique(self, stem: str, ext: str, source: str) -> Path:
+        """DIR/<stem><ext>, numbered when two inputs share a stem; never the input file itself."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "input"
+        try:
+            src = Path(source).resolve()
+        except (OSError, RuntimeError):
+            src = None
+        name, n = f"{safe}{ext}", 1
+        while name in self.used or (src is not None and (self.out / name).resolve() == src):
+            n += 1
+            name = f"{safe}-{n}{ext}"
+        self.used.add(name)
+        return self.out / name
+
+    def add(self, item: Item, result: Result) -> None:
+        if item.image is None:     # arrays: no picture to draw on
+            return
+        img = annotate(item.image, result, self.labels)
+        if item.fps is not None:                      # a video or camera frame, named "<stream>#<index>"
+            self._frame(item.name.rpartition("#")[0] or item.name, img, item.fps)
+            return
+        ext = Path(item.name).suffix.lower()
+        path = self._unique(Path(item.name).stem, ext if ext in (".jpg", ".jpeg", ".png", ".bmp") else ".png", item.name)
+        _atomic_image(path, img)
+        self.written.append(path)
+
+    def _frame(self, stream: str, img: np.ndarray, fps: float | None) -> None:
+        cv2 = _cv2()
+        if stream not in self.videos:
+            final = self._unique(Path(stream).stem if not stream.startswith("camera") else stream, ".mp4", stream)
+            tmp = final.with_name(f".{final.stem}.partial.mp4")
+            h, w = img.shape[:2]
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps or 30.0), (w, h))
+            if not writer.isOpened():
+                writer.release()
+                self.notes.append(f"cannot write an annotated video for {stream} (no mp4v encoder in this OpenCV)")
+                self.videos[stream] = (None, tmp, final)
+            else:
+                self.videos[stream] = (writer, tmp, final)
+        writer, _, _ = self.videos[stream]
+        if writer is not None:
+            writer.write(img)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        for stream, (writer, tmp, final) in list(self.videos.items()):
+            if writer is not None:
+                writer.release()  # type: ignore[attr-defined]
+                if tmp.exists():
+                    os.replace(tmp, final)
+                    self.written.append(final)
+        self.videos.clear()

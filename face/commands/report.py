@@ -1,0 +1,29 @@
+"""`keras-edge report`: show a bundle's report and regenerate report.md and report.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from keras_edge.options import json_option
+
+
+@click.command()
+@click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(path_type=Path))
+@json_option
+def report(bundle_dir: Path, as_json: bool) -> None:
+    """Show BUNDLE's report and regenerate report.md and report.png from report.json."""
+    from keras_edge.device.contract.bundle import REPORT_JSON, read_manifest
+    from keras_edge.device.contract.errors import BundleError
+
+    from keras_edge.host.report.contract import read_report
+    from keras_edge.host.report.render import table, write_report
+
+    read_manifest(bundle_dir)
+    rep = read_report(bundle_dir)
+    if rep is None:
+        raise BundleError(f"{bundle_dir} has no {REPORT_JSON}", "reconvert the bundle with `keras-edge convert`")
+    write_report(bundle_dir, rep)
+    click.echo(json.dumps(rep.to_dict(), indent=2) if as_json else table(rep.to_dict()))

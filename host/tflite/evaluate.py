@@ -1,0 +1,137 @@
+"""Validating a converted variant against the Keras model, through the board's own engine."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.engine.core import Engine, EngineOptions
+from keras_edge.device.engine.core import load as load_engine
+from keras_edge.device.inputs.preprocess import dequantize, quantize
+
+from ..tfenv import captured_output
+
+
+def load_tflite(path: str | os.PathLike, threads: int | None = None) -> Engine:
+    """Load a .tflite file with the board's own engine (LiteRT on the CPU, XNNPACK), batch 1."""
+    return load_engine(path, EngineOptions(threads=threads))
+
+
+def run_one(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One sample: float inputs (each with batch dim 1) → dequantized float outputs."""
+    for i, (spec, x) in enumerate(zip(model.inputs, xs)):
+        model.set_input(i, quantize(x, spec.dtype, spec.scale, spec.zero_point))
+    model.invoke()
+    return [dequantize(model.output(i), s.scale, s.zero_point) for i, s in enumerate(model.outputs)]
+
+
+def _set_first(model: Engine, xs: Sequence[np.ndarray]) -> None:
+    for i, (spec, x) in enumerate(zip(model.inputs, xs)):
+        model.set_input(i, quantize(x[:1], spec.dtype, spec.scale, spec.zero_point))
+
+
+def predict(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run every sample of the input arrays one at a time; returns stacked float outputs."""
+    n = len(xs[0])
+    outs: list[list[np.ndarray]] = [[] for _ in model.outputs]
+    for i in range(n):
+        for j, y in enumerate(run_one(model, [x[i:i + 1] for x in xs])):
+            outs[j].append(y[0])
+    return [np.stack(o) for o in outs]
+
+
+def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
+                 warmup: int = 3) -> dict[str, tuple[float, float]]:
+    """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""
+    for m in models.values():
+        _set_first(m, xs)
+        for _ in range(warmup):
+            m.invoke()
+    times: dict[str, list[int]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            invoke = m.invoke
+            for _ in range(per_round):
+                t0 = time.perf_counter_ns()
+                invoke()
+                times[name].append(time.perf_counter_ns() - t0)
+    return {name: (float(np.median(t)) / 1e6, float(np.percentile(t, 90)) / 1e6) for name, t in times.items()}
+
+
+def top1(y: np.ndarray) -> np.ndarray:
+    return y.reshape(len(y), -1).argmax(axis=1)
+
+
+def compare(variant_out: list[np.ndarray], keras_out: list[np.ndarray], labels: np.ndarray | None,
+            classification: bool) -> dict[str, Any]:
+    """Agreement, accuracy (each with a 95% Wilson interval), continuous fidelity (KL, cosine, SNR) and
+    absolute errors of a variant's outputs against Keras's."""
+    from .fidelity import output_fidelity, paired_drop_interval, wilson
+
+    errs = [np.abs(v.astype(np.float64) - k.astype(np.float64)) for v, k in zip(variant_out, keras_out)]
+    n = len(keras_out[0])
+    res: dict[str, Any] = {
+        "max_abs_err": float(max(e.max() for e in errs)),
+        "mean_abs_err": float(np.mean([e.mean() for e in errs])),
+        "agreement": None, "accuracy": None, "n": n,
+    }
+    if classification:
+        pred, kpred = top1(variant_out[0]), top1(keras_out[0])
+        agree = int(np.sum(pred == kpred))
+        res["agreement"] = agree / n
+        res["agreement_ci"] = [round(v, 6) for v in wilson(agree, n)]
+        if labels is not None:
+            right = pred == labels
+            res["accuracy"] = float(np.mean(right))
+            res["accuracy_ci"] = [round(v, 6) for v in wilson(int(right.sum()), n)]
+            res["accuracy_drop_ci"] = [round(v, 6) for v in paired_drop_interval(kpred == labels, right)]
+    fid = output_fidelity(variant_out, keras_out, classification)
+    res.update({k: v for k, v in fid.items() if k != "outputs"})
+    if len(fid["outputs"]) > 1:   # each output on its own: its largest error beside its cosine and SNR
+        res["per_output"] = [{**entry, "max_abs_err": float(e.max())} for entry, e in zip(fid["outputs"], errs)]
+    return res
+
+
+def keras_latency(model, x: np.ndarray | list[np.ndarray], runs: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Batch-1 latency of the Keras model as users call it: ``predict`` and a direct eager call."""
+    sample = [a[:1] for a in x] if isinstance(x, (list, tuple)) else x[:1]   # a list: one array per input
+    out: dict[str, float] = {}
+    with captured_output():
+        for label, fn in (("predict_ms", lambda: model.predict(sample, verbose=0)),
+                          ("call_ms", lambda: model(sample, training=False))):
+            for _ in range(warmup):
+                fn()
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter_ns()
+                fn()
+                times.append(time.perf_counter_ns() - t0)
+            out[label] = round(float(np.median(times)) / 1e6, 4)
+    return out
+
+
+def summary(v: B.Variant) -> str:
+    """One log line for a converted variant."""
+    m = v.metrics
+    if v.status is B.VariantStatus.CONVERSION_FAILED:
+        return f"FAILED to convert: {v.reason}"
+    parts = [f"{v.bytes / 1024:.1f} KiB"]
+    if m.get("accuracy") is not None:
+        parts.append(f"acc {m['accuracy']:.4f}")
+    if m.get("agreement") is not None:
+        parts.append(f"agree {m['agreement']:.4f}")
+    if m.get("map50_95") is not None:
+        parts.append(f"mAP@0.5 {m['map50']:.4f}, mAP@0.5:0.95 {m['map50_95']:.4f}")
+    if m.get("miou") is not None:
+        parts.append(f"mIoU {m['miou']:.4f}")
+    if m.get("task_fidelity") is not None:
+        parts.append(f"fidelity {m['task_fidelity']:.4f}")
+    if "latency_ms" in m:
+        parts.append(f"{m['latency_ms']:.3f} ms")
+    parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
+    head = "ok" if v.status is B.VariantStatus.OK else f"VALIDATION FAILED ({v.reason})"
+    return f"{head}: " + ", ".join(parts)
