@@ -92,6 +92,7 @@ def draw_one(bundle: Path, ev, draw: Path, variant: str, log) -> dict | None:
 
 
 def run(log=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
+    from keras_edge.device.outputs.task_options import TaskOptions
     from keras_edge.host.convert import ConvertConfig, convert
     from keras_edge.host.preprocessing import PreprocessOptions
     from tests import synthetic as S
@@ -118,7 +119,8 @@ def run(log=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
             t1 = time.perf_counter()
             res = convert(ConvertConfig(model=path, out=bundle, calib=train.images, eval=ev.images,
                                         variants=("fp32", "int8"), preprocess=PreprocessOptions(resize="letterbox"),
-                                        task="detection", head="yolo", objectness=True, box_units=units,
+                                        task_options=TaskOptions(task="detection", head="yolo", objectness=True,
+                                                                 box_units=units),
                                         annotations=ev.labels, labels=train.names, max_accuracy_drop=BUDGET,
                                         calib_samples=200, search_time=90), log=lambda s: log(f"  {units}: {s}"))
             k = res.report.keras

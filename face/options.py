@@ -210,3 +210,45 @@ def preprocess_config(kw: dict[str, Any]) -> Any:
         raise click.BadParameter("give every --input-shape an input name (NAME=H,W,C) when there are several",
                                  param_hint="'--input-shape'")
     return PreprocessOptions(**{n: kw.pop(n) for n in names}, input_shapes=tuple(shapes))
+
+
+TASK_FIELDS = ("task", "head", "anchors", "references", "box_units", "scores", "objectness", "score_threshold",
+               "iou_threshold", "max_detections")
+
+
+def task_options(f: F) -> F:
+    """What the outputs mean (--task, --head and its settings, thresholds): shared by convert and run."""
+    from keras_edge.device.contract.tasks import BoxUnits, ScoreKind
+    from keras_edge.device.outputs.heads import HEADS
+    from keras_edge.device.outputs.task_options import TASK_CHOICES
+
+    heads = "; ".join(f"{name}: {h.summary}" for name, h in HEADS.items())
+    return _stack(
+        click.option("--task", type=click.Choice(TASK_CHOICES), default=None,
+                     help="What the outputs mean. Default (auto): a bundle's manifest says; otherwise classifier-shaped "
+                          "outputs are classification, a --head means detection, and other outputs are reported raw."),
+        click.option("--head", type=click.Choice(list(HEADS)), default=None, help=f"Detection head. {heads}."),
+        click.option("--anchors", type=click.Path(path_type=Path), default=None, metavar="FILE.npy",
+                     help="Anchors (A,4) [cy,cx,h,w] normalised, for a head that decodes against anchors (ssd); "
+                          "convert copies them into the bundle."),
+        click.option("--references", type=click.Path(path_type=Path), default=None, metavar="FILE.npz",
+                     help="Reference embeddings (name → vector, numpy.savez) for --task embedding: each input's best "
+                          "cosine matches; convert copies them into the bundle."),
+        click.option("--box-units", type=click.Choice([u.value for u in BoxUnits]), default=None,
+                     help="Units of the head's boxes: fractions of the model input, or its pixels (default: normalized)."),
+        click.option("--scores", type=click.Choice([k.value for k in ScoreKind]), default=None,
+                     help="Whether scores are already in [0,1] or need a sigmoid/softmax (default: probabilities)."),
+        click.option("--objectness", is_flag=True, help="yolo: a 5th column (objectness) multiplies the class scores."),
+        click.option("--score-threshold", type=float, default=None,
+                     help="Drop detections scored below this (default 0.25; a bundle's own otherwise)."),
+        click.option("--iou-threshold", type=float, default=None,
+                     help="Overlap above which non-maximum suppression drops a box (default 0.45)."),
+        click.option("--max-detections", type=int, default=None, help="Most detections kept per input (default 100)."),
+    )(f)
+
+
+def task_config(kw: dict[str, Any]) -> Any:
+    """Pop the task options out of a command's keyword arguments into one TaskOptions."""
+    from keras_edge.device.outputs.task_options import TaskOptions
+
+    return TaskOptions(**{n: kw.pop(n) for n in TASK_FIELDS})

@@ -27,19 +27,6 @@ class Task(StrEnum):
     OTHER = "other"            # raw outputs, reported by name and shape
 
 
-class DetectionHead(StrEnum):
-    # TFLite's TFLite_Detection_PostProcess custom op (TF Object Detection API / MediaPipe SSD exports):
-    # four outputs: boxes (1,N,4) [ymin,xmin,ymax,xmax] normalised to the model input, classes (1,N),
-    # scores (1,N), count (1,). Decoding and NMS already happened inside the model.
-    TFLITE_POSTPROCESS = "tflite_postprocess"
-    # SSD-style: box deltas (1,A,4) [ty,tx,th,tw] against anchors (A,4) [cy,cx,h,w] normalised, scaled by
-    # ``variances``; class scores (1,A,C) (``background`` says which column, if any, is background).
-    SSD = "ssd"
-    # YOLO-style dense head: one output (1,N,4+C) or (1,N,5+C) with objectness, or transposed (1,4+C,N) as
-    # Ultralytics exports it; boxes [cx,cy,w,h] in ``box_units`` of the model input.
-    YOLO = "yolo"
-
-
 class ScoreKind(StrEnum):
     PROBABILITIES = "probabilities"   # already in [0, 1] (sigmoid/softmax inside the model)
     LOGITS = "logits"                 # sigmoid applied by the postprocessor (softmax for SSD with background)
@@ -50,13 +37,6 @@ class BoxUnits(StrEnum):
     PIXELS = "pixels"           # pixels of the model input
 
 
-DETECTION_ROLES = {
-    DetectionHead.TFLITE_POSTPROCESS: ("boxes", "classes", "scores", "count"),
-    DetectionHead.SSD: ("deltas", "scores"),
-    DetectionHead.YOLO: ("predictions",),
-}
-
-
 @dataclass(frozen=True)
 class PostprocessSpec:
     """How raw outputs become a task's results. ``outputs`` maps a role to an output index.
@@ -64,7 +44,8 @@ class PostprocessSpec:
     The index is into the manifest's ``outputs`` (the Keras model's order); the converter may order a model
     file's outputs otherwise, so users map it with :func:`.postprocess.align_outputs` (the runner does).
 
-    Roles: classification ``scores``; detection see :data:`DETECTION_ROLES`; segmentation ``mask``
+    Roles: classification ``scores``; detection: the head's own (``keras_edge.device.outputs.heads``,
+    e.g. yolo ``predictions``); segmentation ``mask``
     ((1,H,W,C) class scores, or (1,H,W,1) / (1,H,W) one foreground probability); embedding ``embedding``;
     regression / other: every output, by name.
     """
@@ -73,7 +54,7 @@ class PostprocessSpec:
     outputs: dict[str, int] = field(default_factory=dict)
     num_classes: int | None = None
     # detection
-    head: DetectionHead | None = None
+    head: str | None = None             # a detection head's name (keras_edge.device.outputs.heads.HEADS)
     scores: ScoreKind = ScoreKind.PROBABILITIES
     box_units: BoxUnits = BoxUnits.NORMALIZED
     objectness: bool = False            # YOLO: a 5th column multiplies the class scores
@@ -91,8 +72,8 @@ class PostprocessSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
-        if self.head is not None:
-            object.__setattr__(self, "head", DetectionHead(self.head))
+        if self.head is not None and (not isinstance(self.head, str) or not self.head.isidentifier()):
+            raise BundleError(f"the postprocess spec's head {self.head!r} is not a head name", "reconvert the bundle")
         object.__setattr__(self, "scores", ScoreKind(self.scores))
         object.__setattr__(self, "box_units", BoxUnits(self.box_units))
         object.__setattr__(self, "variances", tuple(float(v) for v in self.variances))
@@ -100,12 +81,6 @@ class PostprocessSpec:
         if self.task is Task.DETECTION:
             if self.head is None:
                 raise BundleError("a detection postprocess spec has no head", "reconvert the bundle with --head")
-            missing = [r for r in DETECTION_ROLES[self.head] if r not in self.outputs]
-            if missing:
-                raise BundleError(f"the {self.head} head's spec names no output for {', '.join(missing)}",
-                                  "reconvert the bundle")
-            if self.head is DetectionHead.SSD and not self.anchors:
-                raise BundleError("an SSD head's spec has no anchors file", "reconvert the bundle")
         if not 0.0 <= self.score_threshold <= 1.0 or not 0.0 < self.iou_threshold <= 1.0:
             raise BundleError(f"postprocess thresholds out of range (score {self.score_threshold}, "
                               f"iou {self.iou_threshold})", "use fractions between 0 and 1")

@@ -17,15 +17,12 @@ import numpy as np
 from ..contract.bundle import TensorSpec
 from ..contract.errors import BundleError, ModelError
 from ..inputs.preprocess import PreprocessSpec, ResizeMode, dequantize
-from ..contract.tasks import DETECTION_ROLES, BoxUnits, DetectionHead, PostprocessSpec, ScoreKind, Task
+from ..contract.tasks import PostprocessSpec, ScoreKind, Task
+from .common import cv2 as _cv2, fit_error as _fit_error, shape as _shape, sigmoid as _sigmoid
+from .heads import HEADS
+from .heads.tflite_postprocess import find_roles
 
 UNKNOWN = 255   # class-map value for pixels the model never saw (outside a centre crop) or ignored
-
-
-def _cv2():
-    import cv2  # lazily: `keras-edge --help` should not pay for OpenCV
-
-    return cv2
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -213,15 +210,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshol
     return keep[:max_detections]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
-
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 # ------------------------------------------------------------------------------------------- inference
 
 def _is_scalar_count(t: TensorSpec) -> bool:
@@ -236,47 +224,22 @@ def infer_postprocess(outputs: Sequence[TensorSpec]) -> tuple[PostprocessSpec, l
     """
     notes: list[str] = []
     outs = list(outputs)
-    if len(outs) == 4:
-        boxes = [i for i, t in enumerate(outs) if len(t.shape) == 3 and t.shape[-1] == 4]
-        count = [i for i, t in enumerate(outs) if _is_scalar_count(t)]
-        pairs = [i for i, t in enumerate(outs) if len(t.shape) == 2]
-        if len(boxes) == 1 and len(count) == 1 and len(pairs) == 2:
-            n = outs[boxes[0]].shape[1]
-            if all(outs[i].shape[1] in (n, -1) or n == -1 for i in pairs):
-                classes, scores, how = _classes_scores(outs, pairs)
-                spec = PostprocessSpec(Task.DETECTION, {"boxes": boxes[0], "classes": classes, "scores": scores,
-                                                        "count": count[0]},
-                                       head=DetectionHead.TFLITE_POSTPROCESS)
-                notes.append(f"assumed a detector ending in TFLite_Detection_PostProcess (outputs: boxes "
-                             f"{outs[boxes[0]].name!r}, classes {outs[classes].name!r}, scores "
-                             f"{outs[scores].name!r}, count {outs[count[0]].name!r}; {how}); boxes are "
-                             f"[ymin,xmin,ymax,xmax] normalised to the model input, score threshold "
-                             f"{spec.score_threshold}")
-                return spec, notes
+    found = find_roles(outs)
+    if found is not None:
+        roles, how = found
+        spec = PostprocessSpec(Task.DETECTION, roles, head="tflite_postprocess")
+        notes.append(f"assumed a detector ending in TFLite_Detection_PostProcess (outputs: boxes "
+                     f"{outs[roles['boxes']].name!r}, classes {outs[roles['classes']].name!r}, scores "
+                     f"{outs[roles['scores']].name!r}, count {outs[roles['count']].name!r}; {how}); boxes are "
+                     f"[ymin,xmin,ymax,xmax] normalised to the model input, score threshold "
+                     f"{spec.score_threshold}")
+        return spec, notes
     if len(outs) == 1 and len(outs[0].shape) == 2 and outs[0].shape[0] in (1, -1) and outs[0].shape[1] > 1:
         notes.append(f"assumed a classifier: output {outs[0].name!r} {tuple(outs[0].shape)} holds class scores")
         return PostprocessSpec.classification(outs[0].shape[1]), notes
     shapes = ", ".join(f"{t.name} {tuple(t.shape)}" for t in outs)
     notes.append(f"outputs reported raw, by name ({shapes}); give --task to decode them")
     return PostprocessSpec(Task.OTHER), notes
-
-
-def _classes_scores(outs: Sequence[TensorSpec], pairs: list[int]) -> tuple[int, int, str]:
-    """Which of two (1,N) outputs holds the classes and which the scores, and how that was decided."""
-    a, b = pairs
-    na, nb = outs[a].name.lower(), outs[b].name.lower()
-    for word_c, word_s in (("class", "score"),):
-        if word_c in na and word_s not in na and word_s in nb:
-            return a, b, "told apart by name"
-        if word_c in nb and word_s not in nb and word_s in na:
-            return b, a, "told apart by name"
-    # TF OD API exports name them TFLite_Detection_PostProcess:1 (classes) and :2 (scores)
-    if "tflite_detection_postprocess" in na and "tflite_detection_postprocess" in nb:
-        sa, sb = na.rsplit(":", 1)[-1], nb.rsplit(":", 1)[-1]
-        if {sa, sb} == {"1", "2"}:
-            return (a, b, "told apart by name") if sa == "1" else (b, a, "told apart by name")
-    return a, b, ("classes assumed first as in the TF Object Detection API order; checked at the first "
-                  "inference: the output of whole numbers is taken as the classes")
 
 
 # ------------------------------------------------------------------------------------------ output order
@@ -336,14 +299,6 @@ def align_outputs(declared: Sequence[TensorSpec], actual: Sequence[TensorSpec]) 
 
 # ------------------------------------------------------------------------------------------ postprocessor
 
-def _fit_error(task: Task, what: str, fix: str = "check the model's outputs and --task/--head") -> ModelError:
-    return ModelError(f"the model's outputs do not fit task {task}: {what}", fix)
-
-
-def _shape(t: TensorSpec) -> tuple[int, ...]:
-    return tuple(int(d) for d in t.shape)
-
-
 class Postprocessor:
     """Turns one inference's raw outputs into a :class:`TaskResult`. Built once, called per input."""
 
@@ -355,10 +310,8 @@ class Postprocessor:
         self.labels = list(labels) if labels is not None else None
         self.notes: list[str] = []
         self.roles = dict(spec.outputs)
-        self._swap_checked = spec.head is not DetectionHead.TFLITE_POSTPROCESS
-        self.anchors: np.ndarray | None = None
+        self.head = None                              # the detection head (outputs/heads), for task detection
         self.references: dict[str, np.ndarray] | None = None
-        self._yolo: tuple[bool, int] | None = None    # (transposed, number of classes)
         for role, idx in self.roles.items():
             if not 0 <= idx < len(self.outputs):
                 raise _fit_error(spec.task, f"the spec's {role!r} is output {idx}, the model has "
@@ -368,10 +321,12 @@ class Postprocessor:
          Task.REGRESSION: lambda d: None, Task.OTHER: lambda d: None}[spec.task](bundle_dir)
 
     # ---- validation
-    def _out(self, role: str) -> TensorSpec:
+    def output(self, role: str) -> TensorSpec:
         return self.outputs[self.roles[role]]
 
-    def _describe(self) -> str:
+    _out = output
+
+    def describe(self) -> str:
         return ", ".join(f"{t.name} {_shape(t)}" for t in self.outputs)
 
     def _check_classification(self, bundle_dir: Path | None) -> None:
@@ -382,52 +337,17 @@ class Postprocessor:
             raise _fit_error(Task.CLASSIFICATION, f"class scores are (1,C), output {t.name!r} is {s}")
 
     def _check_detection(self, bundle_dir: Path | None) -> None:
-        spec, task = self.spec, Task.DETECTION
-        if spec.head is DetectionHead.TFLITE_POSTPROCESS:
-            b, c, s, n = (_shape(self._out(r)) for r in DETECTION_ROLES[spec.head])
-            if len(b) != 3 or b[-1] != 4 or len(c) != 2 or len(s) != 2 or len(n) not in (0, 1) or \
-                    (b[1] != -1 and (c[1] not in (b[1], -1) or s[1] not in (b[1], -1))):
-                raise _fit_error(task, f"the tflite_postprocess head wants boxes (1,N,4), classes (1,N), "
-                                       f"scores (1,N), count (1,); the model has {self._describe()}")
-        elif spec.head is DetectionHead.SSD:
-            d, s = _shape(self._out("deltas")), _shape(self._out("scores"))
-            if len(d) != 3 or d[-1] != 4 or len(s) != 3 or s[1] != d[1]:
-                raise _fit_error(task, f"the ssd head wants deltas (1,A,4) and scores (1,A,C); the model has "
-                                       f"{self._describe()}")
-            self.anchors = self._load_anchors(bundle_dir)
-            if self.anchors.shape != (d[1], 4):
-                raise _fit_error(task, f"the anchors are {self.anchors.shape}, the deltas {d}: they need "
-                                       f"({d[1]}, 4)", "give the anchors the model was trained with")
-            c = s[2] - (1 if spec.background is not None else 0)
-            if spec.num_classes is not None and c != spec.num_classes:
-                raise _fit_error(task, f"scores {s} hold {c} classes, the spec says {spec.num_classes}")
-        else:
-            p = _shape(self._out("predictions"))
-            if len(p) != 3:
-                raise _fit_error(task, f"the yolo head wants one output (1,N,4+C), (1,N,5+C) with objectness "
-                                       f"or (1,4+C,N); the model has {self._describe()}")
-            extra = 5 if spec.objectness else 4
-            if spec.num_classes is not None:
-                cols = extra + spec.num_classes
-                if p[2] == cols:
-                    self._yolo = (False, spec.num_classes)
-                elif p[1] == cols:
-                    self._yolo = (True, spec.num_classes)
-                else:
-                    raise _fit_error(task, f"a yolo head with {spec.num_classes} classes"
-                                           f"{' and objectness' if spec.objectness else ''} has {cols} values "
-                                           f"per box; output {self._out('predictions').name!r} is {p}")
-            else:
-                transposed = p[1] < p[2]          # boxes outnumber the values per box
-                cols = p[1] if transposed else p[2]
-                if cols <= extra:
-                    raise _fit_error(task, f"output {self._out('predictions').name!r} {p} has {cols} values "
-                                           f"per box: no room for class scores after {extra}")
-                self._yolo = (transposed, cols - extra)
-                if transposed:
-                    self.notes.append(f"yolo output {p} read as transposed (1,{extra}+C,N): {cols - extra} classes")
+        head = HEADS.get(self.spec.head or "")
+        if head is None:
+            raise BundleError(f"the postprocess spec names detection head {self.spec.head!r}, which this keras-edge "
+                              f"does not have (it has: {', '.join(HEADS)})",
+                              "upgrade keras-edge here, or reconvert the bundle with one of those heads")
+        missing = [r for r in head.roles if r not in self.roles]
+        if missing:
+            raise BundleError(f"the {head.name} head's spec names no output for {', '.join(missing)}", "reconvert the bundle")
+        self.head = head(self, bundle_dir)
 
-    def _bundle_file(self, bundle_dir: Path | None, rel: str, what: str) -> Path:
+    def bundle_file(self, bundle_dir: Path | None, rel: str, what: str) -> Path:
         p = Path(rel)
         if not p.is_absolute():
             if bundle_dir is None:
@@ -437,17 +357,6 @@ class Postprocessor:
         if not p.is_file():
             raise BundleError(f"the {what} file {p} is missing", f"give the {what} file (.npy/.npz) that exists")
         return p
-
-    def _load_anchors(self, bundle_dir: Path | None) -> np.ndarray:
-        p = self._bundle_file(bundle_dir, self.spec.anchors or "", "anchors")
-        try:
-            a = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise BundleError(f"the anchors file {p} cannot be read ({e})", "write it with numpy.save") from None
-        if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[1] != 4:
-            raise BundleError(f"the anchors file {p} holds {getattr(a, 'shape', 'no array')}, not (A, 4) "
-                              f"[cy, cx, h, w]", "write the anchors as an (A, 4) array with numpy.save")
-        return a.astype(np.float64)
 
     def _check_segmentation(self, bundle_dir: Path | None) -> None:
         self.roles.setdefault("mask", 0)
@@ -462,7 +371,7 @@ class Postprocessor:
         if len(s) < 1 or (len(s) > 1 and s[0] not in (1, -1)):
             raise _fit_error(Task.EMBEDDING, f"an embedding is (1,D); output {self._out('embedding').name!r} is {s}")
         if self.spec.references:
-            p = self._bundle_file(bundle_dir, self.spec.references, "references")
+            p = self.bundle_file(bundle_dir, self.spec.references, "references")
             try:
                 with np.load(p, allow_pickle=False) as z:
                     refs = {k: np.asarray(z[k], np.float64).reshape(-1) for k in z.files}
@@ -476,8 +385,9 @@ class Postprocessor:
             self.references = refs
 
     # ---- call
-    def _raw(self, raw: Sequence[np.ndarray], role: str) -> np.ndarray:
-        t = self._out(role)
+    def raw(self, raw: Sequence[np.ndarray], role: str) -> np.ndarray:
+        """The output playing ``role``, dequantized."""
+        t = self.output(role)
         return dequantize(np.asarray(raw[self.roles[role]]), t.scale, t.zero_point)
 
     def label(self, c: int) -> str | None:
@@ -488,7 +398,7 @@ class Postprocessor:
             raise _fit_error(self.spec.task, f"got {len(raw)} output tensors, the model declares {len(self.outputs)}")
         task = self.spec.task
         if task is Task.CLASSIFICATION:
-            s = self._raw(raw, "scores").reshape(-1)
+            s = self.raw(raw, "scores").reshape(-1)
             order = np.argsort(-s, kind="stable")[:5]
             return TaskResult(task, top=[(int(i), float(s[i])) for i in order])
         if task is Task.DETECTION:
@@ -496,7 +406,7 @@ class Postprocessor:
         if task is Task.SEGMENTATION:
             return self._segment(raw, image_hw)
         if task is Task.EMBEDDING:
-            e = self._raw(raw, "embedding").reshape(-1).astype(np.float32)
+            e = self.raw(raw, "embedding").reshape(-1).astype(np.float32)
             matches = None
             if self.references is not None:
                 en = e / max(float(np.linalg.norm(e)), 1e-12)
@@ -531,79 +441,13 @@ class Postprocessor:
                 for b, s, c in zip(boxes, scores, classes)]
 
     def _detect(self, raw: Sequence[np.ndarray], image_hw: tuple[int, int] | None) -> list[Detection]:
-        spec = self.spec
-        th, tw = self._input_hw()
-        if spec.head is DetectionHead.TFLITE_POSTPROCESS:
-            b = self._raw(raw, "boxes").reshape(-1, 4).astype(np.float64)
-            c = self._raw(raw, "classes").reshape(-1).astype(np.float64)
-            s = self._raw(raw, "scores").reshape(-1).astype(np.float64)
-            count = np.asarray(self._raw(raw, "count")).reshape(-1)
-            n = int(count[0]) if count.size and np.isfinite(count[0]) else len(s)
-            n = max(0, min(n, len(s), len(b)))
-            b, c, s = b[:n], c[:n], s[:n]       # entries beyond the count are left over memory, not results
-            if not self._swap_checked and n:
-                self._swap_checked = True
-                whole_c, whole_s = np.all(c == np.round(c)), np.all(s == np.round(s))
-                if not whole_c and whole_s:
-                    self.roles["classes"], self.roles["scores"] = self.roles["scores"], self.roles["classes"]
-                    c, s = s, c
-                    self.notes.append(f"output {self._out('classes').name!r} holds whole numbers: taken as the "
-                                      f"classes, {self._out('scores').name!r} as the scores")
-            if spec.box_units is BoxUnits.NORMALIZED:
-                b = b * np.array([th, tw, th, tw], np.float64)
-            boxes = b[:, [1, 0, 3, 2]]
-            return self._finish(boxes, s, np.round(c).astype(np.int64), image_hw, do_nms=False)
-        if spec.head is DetectionHead.SSD:
-            d = self._raw(raw, "deltas").reshape(-1, 4).astype(np.float64)
-            sc = self._raw(raw, "scores").astype(np.float64)
-            sc = sc.reshape(sc.shape[-2], sc.shape[-1])
-            a = self.anchors
-            v = spec.variances
-            cy = d[:, 0] * v[0] * a[:, 2] + a[:, 0]
-            cx = d[:, 1] * v[1] * a[:, 3] + a[:, 1]
-            hh = np.exp(np.clip(d[:, 2] * v[2], -20, 20)) * a[:, 2]
-            ww = np.exp(np.clip(d[:, 3] * v[3], -20, 20)) * a[:, 3]
-            boxes = np.stack([cx - ww / 2, cy - hh / 2, cx + ww / 2, cy + hh / 2], 1)
-            if spec.box_units is BoxUnits.NORMALIZED:
-                boxes = boxes * np.array([tw, th, tw, th], np.float64)
-            if spec.scores is ScoreKind.LOGITS:
-                sc = _softmax(sc) if spec.background is not None else _sigmoid(sc)
-            else:   # probabilities rounded onto a quantized output's grid can step past 1
-                sc = np.clip(sc, 0.0, 1.0)
-            if spec.background is not None:
-                sc = np.delete(sc, spec.background, axis=1)
-            cls = sc.argmax(1)
-            return self._finish(boxes, sc[np.arange(len(sc)), cls], cls, image_hw, do_nms=True)
-        transposed, nc = self._yolo  # type: ignore[misc]
-        p = self._raw(raw, "predictions").astype(np.float64)
-        p = p.reshape(p.shape[-2], p.shape[-1])
-        if transposed:
-            p = p.T
-        box = p[:, :4]
-        if spec.objectness:
-            obj, cl = p[:, 4], p[:, 5:5 + nc]
-        else:
-            obj, cl = None, p[:, 4:4 + nc]
-        if spec.scores is ScoreKind.LOGITS:
-            cl = _sigmoid(cl)
-            obj = None if obj is None else _sigmoid(obj)
-        else:   # probabilities, but a quantized output rounds them onto its grid, a step past 1 included
-            cl = np.clip(cl, 0.0, 1.0)
-            obj = None if obj is None else np.clip(obj, 0.0, 1.0)
-        cls = cl.argmax(1)
-        score = cl[np.arange(len(cl)), cls]
-        if obj is not None:
-            score = score * obj
-        if spec.box_units is BoxUnits.NORMALIZED:
-            box = box * np.array([tw, th, tw, th], np.float64)
-        boxes = np.stack([box[:, 0] - box[:, 2] / 2, box[:, 1] - box[:, 3] / 2,
-                          box[:, 0] + box[:, 2] / 2, box[:, 1] + box[:, 3] / 2], 1)
-        return self._finish(boxes, score, cls, image_hw, do_nms=True)
+        boxes, scores, classes = self.head.decode(raw, self._input_hw())
+        return self._finish(boxes, scores, classes, image_hw, do_nms=self.head.nms)
 
     # ---- segmentation
     def _segment(self, raw: Sequence[np.ndarray], image_hw: tuple[int, int] | None) -> TaskResult:
         spec = self.spec
-        m = self._raw(raw, "mask").astype(np.float32)
+        m = self.raw(raw, "mask").astype(np.float32)
         m = m.reshape(m.shape[1:]) if m.ndim >= 3 and m.shape[0] == 1 else m
         if m.ndim == 3 and m.shape[-1] > 1:
             cm = m.argmax(-1).astype(np.uint8)

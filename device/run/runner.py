@@ -27,7 +27,9 @@ from ..engine.runtime import RELEASE_EVERY_S, default_threads, keep_frame_memory
 from .sources import ARRAY_EXTENSIONS, holds_video, jobs, plan_sources
 from .types import Feed, Item, Latencies, Prediction, Result, StreamStats, Summary
 from ..engine.target import Target, infer_spec, is_bundle, open_target
-from ..contract.tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind
+from ..contract.tasks import PostprocessSpec
+from ..outputs.heads import HEADS
+from ..outputs.task_options import AUTO, TaskOptions
 from .workers import Ordered, plan_threads
 
 
@@ -47,16 +49,7 @@ class RunConfig:
     workers: int | None = None              # decode/preprocess threads (None: chosen with the interpreter's threads)
     realtime: bool = False                  # read videos at their own frame rate, as live streams (late frames dropped)
     # what the outputs mean, for a bare .tflite (bundles carry their postprocess spec; only thresholds override it)
-    task: str | None = None
-    head: str | None = None
-    anchors: str | None = None              # SSD anchors .npy (A,4) [cy,cx,h,w] normalised
-    references: str | None = None           # embedding: .npz name → reference embedding (cosine matches)
-    box_units: str | None = None
-    scores: str | None = None
-    objectness: bool = False
-    score_threshold: float | None = None
-    iou_threshold: float | None = None
-    max_detections: int | None = None
+    task_options: TaskOptions = TaskOptions()
     draw: str | None = None                 # folder for annotated images / videos
 
     def __post_init__(self) -> None:
@@ -72,53 +65,22 @@ class RunConfig:
                               "are not streams)", "give a video file, a folder with videos or a camera")
 
     def _check_task(self) -> None:
-        def choice(field_: str, enum) -> None:
-            v = getattr(self, field_)
-            if v is not None and v not in {e.value for e in enum}:
-                raise ConfigError(field_, f"is {v!r}", f"use one of: {', '.join(e.value for e in enum)}")
-
-        choice("task", Task)
-        choice("head", DetectionHead)
-        choice("box_units", BoxUnits)
-        choice("scores", ScoreKind)
-        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
-            raise ConfigError("score_threshold", f"is {self.score_threshold:g}, not between 0 and 1",
-                              "give a score fraction such as 0.25")
-        if self.iou_threshold is not None and not 0.0 < self.iou_threshold <= 1.0:
-            raise ConfigError("iou_threshold", f"is {self.iou_threshold:g}, not above 0 and at most 1",
-                              "give an overlap fraction such as 0.45")
-        if self.max_detections is not None:
-            positive_int("max_detections", self.max_detections, "1 or more boxes per input")
-        if self.spec_flags and is_bundle(self.target):   # before the per-flag rules, which are for bare models
-            raise ConfigError(self.spec_flags[0], f"cannot change what bundle {Path(self.target).name}'s outputs mean "
+        opts = self.task_options
+        if not isinstance(opts, TaskOptions):
+            raise ConfigError("task_options", f"is a {type(opts).__name__}", "give a TaskOptions")
+        if opts.task == AUTO:
+            object.__setattr__(self, "task_options", opts := replace(opts, task=None))
+        if opts.describing and is_bundle(self.target):
+            raise ConfigError(opts.describing[0], f"cannot change what bundle {Path(self.target).name}'s outputs mean "
                               "(its manifest says)", "leave it out; a bundle takes only the score/iou thresholds "
                               "and max detections")
-        detection = self.task == Task.DETECTION.value
-        for f in ("head", "anchors", "box_units", "objectness"):
-            if getattr(self, f) not in (None, False) and not detection:
-                raise ConfigError(f, "applies to task detection only", "add task detection, or leave it out")
-        if detection and self.head is None and not is_bundle(self.target):
-            raise ConfigError("head", "is needed with task detection",
-                              f"give one of: {', '.join(h.value for h in DetectionHead)}")
-        if self.head == DetectionHead.SSD.value and not self.anchors:
-            raise ConfigError("anchors", "is needed by the ssd head", "give the anchors .npy the model was trained with")
-        if self.anchors and self.head != DetectionHead.SSD.value:
-            raise ConfigError("anchors", "applies to the ssd head only", "leave it out")
-        if self.anchors and not Path(self.anchors).is_file():
-            raise ConfigError("anchors", f"{self.anchors}: no such file", "give the anchors .npy (A, 4) [cy, cx, h, w]")
-        if self.references and self.task != Task.EMBEDDING.value:
-            raise ConfigError("references", "are reference embeddings, for task embedding", "add task embedding, or leave it out")
-        if self.references and not Path(self.references).is_file():
-            raise ConfigError("references", f"{self.references}: no such file",
-                              "give the reference embeddings as an .npz (numpy.savez(FILE, name=vector, ...))")
-        if self.objectness and self.head != DetectionHead.YOLO.value:
-            raise ConfigError("objectness", "applies to the yolo head only", "leave it out")
+        if opts.task == Task.DETECTION.value and opts.head is None and not is_bundle(self.target):
+            raise ConfigError("head", "is needed with task detection", f"give one of: {', '.join(HEADS)}")
 
     @property
     def spec_flags(self) -> list[str]:
         """The fields given that describe the outputs (bundles carry these in their manifest)."""
-        return [f for f in ("task", "head", "anchors", "references", "box_units", "scores", "objectness")
-                if getattr(self, f) not in (None, False)]
+        return self.task_options.describing
 
     @property
     def decoding(self) -> bool:
@@ -163,8 +125,8 @@ class Runner:
     def _is_classifier(self) -> bool:
         if self.target.task is not None:
             return self.target.task is Task.CLASSIFICATION and len(self.engine.outputs) == 1
-        if self.config.task is not None:
-            return self.config.task == Task.CLASSIFICATION.value and len(self.engine.outputs) == 1
+        if self.config.task_options.task is not None or self.config.task_options.detection:
+            return self.config.task_options.task == Task.CLASSIFICATION.value and len(self.engine.outputs) == 1
         outs = self.engine.outputs
         return len(outs) == 1 and len(outs[0].shape) == 2 and outs[0].shape[1] > 1
 
@@ -183,14 +145,14 @@ class Runner:
                 recorded = self.target.variant.output_order if self.target.variant else ()
                 order = file_outputs(declared, outs, recorded)
                 spec = replace(spec, outputs={r: order[i] if 0 <= i < len(order) else i for r, i in spec.outputs.items()})
-        elif cfg.task is not None:
+        elif cfg.task_options.task is not None or cfg.task_options.detection:
             spec = self._spec_from_flags(outs)
         else:
             spec, notes = infer_postprocess(outs)
             if spec.task is not Task.CLASSIFICATION:
                 self.notes += notes
-        overrides = {k: v for k, v in (("score_threshold", cfg.score_threshold), ("iou_threshold", cfg.iou_threshold),
-                                       ("max_detections", cfg.max_detections)) if v is not None}
+        overrides = {k: getattr(cfg.task_options, k) for k in ("score_threshold", "iou_threshold", "max_detections")
+                     if getattr(cfg.task_options, k) is not None}
         if overrides and spec.task is not Task.DETECTION:
             raise ConfigError(next(iter(overrides)), f"applies to detection, and {self.target.name} does "
                               f"{spec.task}", "leave it out")
@@ -204,28 +166,23 @@ class Runner:
         return post
 
     def _spec_from_flags(self, outs: list[TensorSpec]) -> PostprocessSpec:
-        cfg = self.config
-        task = Task(cfg.task)
+        opts = self.config.task_options
+        task = Task.DETECTION if opts.detection else Task(opts.task)
         kw: dict[str, Any] = {}
-        if cfg.scores:
-            kw["scores"] = cfg.scores
+        if opts.scores:
+            kw["scores"] = opts.scores
         if task is Task.DETECTION:
-            head = DetectionHead(cfg.head)
-            if head is DetectionHead.TFLITE_POSTPROCESS:
-                inferred, notes = infer_postprocess(outs)
-                roles = inferred.outputs if inferred.head is head else {"boxes": 0, "classes": 1, "scores": 2, "count": 3}
-                self.notes += notes if inferred.head is head else []
-            elif head is DetectionHead.SSD:
-                deltas = next((i for i, t in enumerate(outs) if len(t.shape) == 3 and t.shape[-1] == 4), 0)
-                roles = {"deltas": deltas, "scores": 1 if deltas == 0 else 0}
-                kw["anchors"] = str(Path(cfg.anchors).resolve())
-            else:
-                roles = {"predictions": 0}
-            if cfg.box_units:
-                kw["box_units"] = cfg.box_units
-            return PostprocessSpec(task, roles, head=head, objectness=cfg.objectness, **kw)
-        if task is Task.EMBEDDING and cfg.references:
-            kw["references"] = str(Path(cfg.references).resolve())
+            head = HEADS[opts.head]
+            roles, fields, notes = head.roles_for(outs, opts)
+            self.notes += notes
+            kw.update(fields)
+            if opts.anchors is not None:
+                kw["anchors"] = str(opts.anchors.resolve())
+            if opts.box_units:
+                kw["box_units"] = opts.box_units
+            return PostprocessSpec(task, roles, head=head.name, objectness=opts.objectness, **kw)
+        if task is Task.EMBEDDING and opts.references:
+            kw["references"] = str(opts.references.resolve())
         role = {Task.CLASSIFICATION: "scores", Task.SEGMENTATION: "mask", Task.EMBEDDING: "embedding"}.get(task)
         return PostprocessSpec(task, {role: 0} if role else {}, **kw)
 

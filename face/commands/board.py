@@ -17,9 +17,8 @@ from keras_edge.device.contract.errors import DataError
 from keras_edge.device.engine.gpu import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
 from keras_edge.device.inputs.pipeline import DecodePolicy
 from keras_edge.device.inputs.preprocess import PRESETS
-from keras_edge.device.contract.tasks import BoxUnits, DetectionHead, ScoreKind, Task
 
-from keras_edge.options import engine_options, json_option, out_dir, out_option, shape_option
+from keras_edge.options import engine_options, json_option, out_dir, out_option, shape_option, task_config, task_options
 
 
 def _echo_json(obj: Any) -> None:
@@ -54,26 +53,10 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
               help="Read videos at their own frame rate, like a camera: frames that cannot be processed in time are dropped.")
 @click.option("--draw", type=click.Path(path_type=Path), default=None, metavar="DIR", callback=out_dir,
               help="Write annotated images (and one annotated .mp4 per video or camera) into DIR.")
-@click.option("--task", type=click.Choice([t.value for t in Task]), default=None,
-              help="What a bare .tflite's outputs mean (default: inferred from their shapes, and said so).")
-@click.option("--head", type=click.Choice([h.value for h in DetectionHead]), default=None,
-              help="Detection head of a bare .tflite (with --task detection).")
-@click.option("--anchors", type=click.Path(), default=None, metavar="FILE.npy",
-              help="SSD anchors (A,4) [cy,cx,h,w] normalised, for --head ssd.")
-@click.option("--references", type=click.Path(), default=None, metavar="FILE.npz",
-              help="Reference embeddings (name → vector) for --task embedding: each input's best cosine matches.")
-@click.option("--box-units", type=click.Choice([u.value for u in BoxUnits]), default=None,
-              help="Units of a yolo/ssd head's boxes (default: normalized).")
-@click.option("--scores", type=click.Choice([k.value for k in ScoreKind]), default=None,
-              help="Whether the head's scores are probabilities or logits (default: probabilities).")
-@click.option("--objectness", is_flag=True, help="The yolo head has an objectness column (1,N,5+C).")
-@click.option("--score-threshold", type=float, default=None, help="Drop detections scored below this (default 0.25).")
-@click.option("--iou-threshold", type=float, default=None, help="Overlap above which NMS drops a box (default 0.45).")
-@click.option("--max-detections", type=int, default=None, help="Most detections kept per input (default 100).")
+@task_options
 @engine_options()
 def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outputs, labels, preprocess, input_shape,
-        decode, workers, realtime, draw, task, head, anchors, references, box_units, scores, objectness, score_threshold,
-        iou_threshold, max_detections, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
+        decode, workers, realtime, draw, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout, **task) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
     from keras_edge import render
     from keras_edge.device.run.runner import RunConfig, open_runner
@@ -83,10 +66,8 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
                         input_shapes=_shapes(input_shape), gpu_timeout=gpu_timeout)
     cfg = RunConfig(target=target, sources=tuple(sources), camera=camera, variant=variant, top_k=top_k, engine=eng,
                     save_outputs=str(save_outputs) if save_outputs else None, labels=labels, preprocess=preprocess,
-                    decode=decode, max_frames=max_frames, workers=workers, realtime=realtime, task=task, head=head,
-                    anchors=anchors, references=references, box_units=box_units, scores=scores, objectness=objectness,
-                    score_threshold=score_threshold, iou_threshold=iou_threshold, max_detections=max_detections,
-                    draw=str(draw) if draw else None)
+                    decode=decode, max_frames=max_frames, workers=workers, realtime=realtime,
+                    task_options=task_config(task), draw=str(draw) if draw else None)
     if not sources and camera is None:
         raise DataError("no SOURCE given", "give image files, folders, videos, .npy/.npz files or --camera N")
     runner = open_runner(cfg)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from keras_edge.options import (json_option, model_loading, out_option, preprocess_config, preprocess_options,
+                                task_config, task_options,
                                 threads_one, verbose_option)
 
 from keras_edge.host.tflite.variants import DEFAULT_VARIANTS, VARIANTS, IoType
@@ -91,23 +92,7 @@ class _Progress:
 @click.option("--qat", is_flag=True,
               help="Also fine-tune with simulated int8 (quantization-aware, the float model as teacher): int8-qat.")
 @click.option("--qat-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs for --qat.")
-@click.option("--task", type=click.Choice(["auto", "classification", "detection", "segmentation", "embedding", "regression"]),
-              default="auto", show_default=True,
-              help="What the outputs mean (auto: classifier-shaped outputs are classification, others are reported raw).")
-@click.option("--head", type=click.Choice(["yolo", "ssd", "tflite_postprocess"]),
-              help="Detection head: yolo (1,N,4+C)/(1,N,5+C), ssd (deltas (1,A,4) + scores (1,A,1+C), background in column 0, + --anchors), tflite_postprocess.")
-@click.option("--box-units", type=click.Choice(["normalized", "pixels"]), default="normalized", show_default=True,
-              help="Units of the head's boxes: fractions of the model input, or its pixels.")
-@click.option("--scores", type=click.Choice(["probabilities", "logits"]), default="probabilities", show_default=True,
-              help="Whether scores are already in [0,1] or need a sigmoid/softmax.")
-@click.option("--objectness", is_flag=True, help="YOLO: a 5th column (objectness) multiplies the class scores.")
-@click.option("--anchors", type=click.Path(path_type=Path), metavar="FILE.npy",
-              help="SSD anchors (A,4) [cy,cx,h,w] normalised; copied into the bundle.")
-@click.option("--references", type=click.Path(path_type=Path), metavar="FILE.npz",
-              help="Embedding: reference embeddings (name → vector, numpy.savez); run reports each input's best "
-                   "cosine matches. Copied into the bundle.")
-@click.option("--score-threshold", type=float, default=0.25, show_default=True, help="Detections below this score are dropped.")
-@click.option("--iou-threshold", type=float, default=0.45, show_default=True, help="Non-maximum suppression IoU.")
+@task_options
 @click.option("--annotations", type=click.Path(path_type=Path), metavar="PATH",
               help="Ground truth of the evaluation images: YOLO labels folder, COCO .json, or masks folder "
                    "(segmentation); scores variants by mAP / mean IoU. The calibration folder may be unlabeled.")
@@ -124,7 +109,8 @@ def convert(**kw) -> None:
 
     as_json = kw.pop("as_json")
     preprocess = preprocess_config(kw)
-    cfg = ConvertConfig(preprocess=preprocess, safe_mode=not kw.pop("unsafe"), **kw)
+    task = task_config(kw)
+    cfg = ConvertConfig(preprocess=preprocess, task_options=task, safe_mode=not kw.pop("unsafe"), **kw)
     result = run_convert(cfg, log=lambda s: click.echo(s, err=True), progress=_Progress())
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

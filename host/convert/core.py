@@ -35,6 +35,7 @@ from ..tflite.evaluate import summary
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
+from keras_edge.device.outputs.task_options import TaskOptions
 from .choose import board_times, choose_default, loss_of, verdict_of
 from ..tflite.variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from ..tflite.variants import convert as convert_variant
@@ -76,16 +77,8 @@ class ConvertConfig:
     qat_epochs: int = 3
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
     prune_epochs: int = 3
-    # the task (host/convert/tasks.py): what the outputs mean, how they are postprocessed and scored
-    task: str = "auto"               # auto | classification | detection | segmentation | embedding | regression
-    head: str | None = None          # detection: yolo | ssd | tflite_postprocess
-    box_units: str = "normalized"    # detection: normalized | pixels (of the model input)
-    scores: str = "probabilities"    # probabilities | logits
-    objectness: bool = False         # yolo: a 5th column multiplies the class scores
-    anchors: Path | None = None      # ssd: (A, 4) [cy,cx,h,w] .npy, copied into the bundle
-    references: Path | None = None   # embedding: .npz name → reference embedding, copied into the bundle
-    score_threshold: float = 0.25
-    iou_threshold: float = 0.45
+    # what the outputs mean, how they are postprocessed and scored (host/convert/tasks.py)
+    task_options: TaskOptions = field(default_factory=TaskOptions)
     annotations: Path | None = None  # YOLO labels folder, COCO .json or masks folder for the evaluation images
     verbose: bool = False
 
@@ -110,9 +103,8 @@ class ConvertConfig:
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
         in_range("max_accuracy_drop", self.max_accuracy_drop, 0.0, 1.0, "a fraction such as 0.01 for one percentage point")
-        for name in ("anchors", "annotations", "references"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.annotations is not None:
+            object.__setattr__(self, "annotations", Path(self.annotations))
         check_task_options(self)
         if self.name is not None and not B.NAME.fullmatch(self.name):  # deploy makes it a directory on the board
             raise ConfigError("name", f"{self.name!r} cannot be a bundle name",
@@ -305,7 +297,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         data, keras_out = _reference_first(data, keras_out)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
     task_eval = T.task_eval(post_spec, loaded.outputs, data.spec, data.eval.sources, truths, keras_out,
-                            cfg.anchors, log)
+                            cfg.task_options.anchors, log)
     keras = {"accuracy": keras_acc, "eval_samples": len(data.eval), "calib_samples": len(data.calib),
              **(task_eval.keras if task_eval else {}),
              **E.keras_latency(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)}
@@ -317,10 +309,10 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     with B.staged_dir(cfg.out) as tmp:
         job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, task=task_eval,
                    keras_output_names=tuple(t.name for t in loaded.outputs))
-        if cfg.anchors is not None:
-            shutil.copyfile(cfg.anchors, tmp / T.ANCHORS_FILE)
-        if cfg.references is not None:
-            shutil.copyfile(cfg.references, tmp / T.REFERENCES_FILE)
+        if cfg.task_options.anchors is not None:
+            shutil.copyfile(cfg.task_options.anchors, tmp / T.ANCHORS_FILE)
+        if cfg.task_options.references is not None:
+            shutil.copyfile(cfg.task_options.references, tmp / T.REFERENCES_FILE)
         variants: list[B.Variant] = []
         for i, vname in enumerate(cfg.variants, 1):
             log(f"[{i}/{len(cfg.variants)}] {vname}: converting ({VARIANTS[vname].description})")

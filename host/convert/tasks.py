@@ -22,10 +22,11 @@ import numpy as np
 from keras_edge.device.contract import bundle as B
 from keras_edge.device.contract.errors import ConfigError, DataError, ModelError
 from keras_edge.device.inputs.preprocess import PreprocessSpec
-from keras_edge.device.contract.tasks import BoxUnits, DetectionHead, PostprocessSpec, ScoreKind, Task
+from keras_edge.device.contract.tasks import PostprocessSpec, ScoreKind, Task
+from keras_edge.device.outputs.heads import HEADS
+from keras_edge.device.outputs.task_options import TaskOptions
 
 Log = Callable[[str], None]
-TASK_CHOICES = ("auto", "classification", "detection", "segmentation", "embedding", "regression")
 ANCHORS_FILE = "anchors.npy"
 REFERENCES_FILE = "embeddings.npz"   # not reference.npz: that one holds verify's inputs and outputs
 EVAL_SCORE_THRESHOLD = 0.001   # mAP is computed over the whole precision-recall curve, as COCO does
@@ -34,37 +35,9 @@ METRIC_NAME = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}
 
 
 def check_options(cfg) -> None:
-    """Field checks that need no model (run in ConvertConfig.__post_init__)."""
-    if cfg.task not in TASK_CHOICES:
-        raise ConfigError("task", f"is {cfg.task!r}", f"choose from: {', '.join(TASK_CHOICES)}")
-    if cfg.head is not None:
-        if cfg.head not in tuple(DetectionHead):
-            raise ConfigError("head", f"is {cfg.head!r}", f"choose from: {', '.join(DetectionHead)}")
-        if cfg.task not in ("detection", "auto"):
-            raise ConfigError("head", f"describes a detection head, but the task is {cfg.task}",
-                              "pass --task detection, or leave the head out")
-    if cfg.box_units not in tuple(BoxUnits):
-        raise ConfigError("box_units", f"is {cfg.box_units!r}", f"choose from: {', '.join(BoxUnits)}")
-    if cfg.scores not in tuple(ScoreKind):
-        raise ConfigError("scores", f"is {cfg.scores!r}", f"choose from: {', '.join(ScoreKind)}")
-    for name in ("score_threshold", "iou_threshold"):
-        v = getattr(cfg, name)
-        if not (0.0 <= v <= 1.0) or (name == "iou_threshold" and v == 0.0):
-            raise ConfigError(name, f"is {v}, not a fraction in (0, 1]", "give a fraction such as 0.25")
-    if cfg.anchors is not None:
-        if cfg.head != "ssd":
-            raise ConfigError("anchors", "are for an SSD head", "pass --head ssd with --anchors")
-        if not Path(cfg.anchors).is_file() or Path(cfg.anchors).suffix != ".npy":
-            raise ConfigError("anchors", f"{cfg.anchors}: no such .npy file", "give an (A, 4) [cy,cx,h,w] array saved with numpy.save")
-    if cfg.references is not None:
-        if cfg.task != "embedding":
-            raise ConfigError("references", "are reference embeddings, for --task embedding",
-                              "pass --task embedding with --references")
-        if not Path(cfg.references).is_file() or Path(cfg.references).suffix != ".npz":
-            raise ConfigError("references", f"{cfg.references}: no such .npz file",
-                              "give the reference embeddings as numpy.savez(FILE, name=vector, ...)")
-    if cfg.head == "ssd" and cfg.anchors is None:
-        raise ConfigError("anchors", "are needed by an SSD head", "give the anchors as an (A, 4) .npy file")
+    """What convert adds to the task options' own checks (run in ConvertConfig.__post_init__)."""
+    if not isinstance(cfg.task_options, TaskOptions):
+        raise ConfigError("task_options", f"is a {type(cfg.task_options).__name__}", "give a TaskOptions")
     if cfg.annotations is not None and not Path(cfg.annotations).exists():
         raise ConfigError("annotations", f"{cfg.annotations}: no such file or folder",
                           "give a YOLO labels folder, a COCO .json or a masks folder for the evaluation images")
@@ -76,15 +49,14 @@ def is_classifier(outputs: Sequence[B.TensorSpec]) -> bool:
 
 def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | None,
             log: Log = lambda s: None) -> PostprocessSpec | None:
-    """The postprocessing spec for ``cfg.task`` on a model with these outputs; None for an unknown task
+    """The postprocessing spec for ``cfg.task_options`` on a model with these outputs; None for an unknown task
     (auto on a model that is not classifier-shaped). Raises ModelError when the outputs do not fit."""
     from keras_edge.device.outputs.postprocess import Postprocessor
 
-    task = cfg.task
+    opts: TaskOptions = cfg.task_options
+    task = "detection" if opts.detection else (opts.task or "auto")
     if task == "auto":
-        if cfg.head is not None:
-            task = "detection"
-        elif is_classifier(outputs):
+        if is_classifier(outputs):
             return PostprocessSpec.classification(int(outputs[0].shape[-1]))
         else:
             shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
@@ -99,28 +71,28 @@ def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | N
                              "pass the --task the model was trained for")
         return PostprocessSpec.classification(int(outputs[0].shape[-1]))
     if task is Task.DETECTION:
-        head = DetectionHead(cfg.head or "yolo")
-        roles = {DetectionHead.YOLO: {"predictions": 0}, DetectionHead.SSD: {"deltas": 0, "scores": 1},
-                 DetectionHead.TFLITE_POSTPROCESS: {"boxes": 0, "classes": 1, "scores": 2, "count": 3}}[head]
+        head = HEADS[opts.head or "yolo"]
+        roles = {r: i for i, r in enumerate(head.roles)}
         if len(outputs) < len(roles):
-            raise ModelError(f"the model's outputs do not fit task detection: the {head} head wants {len(roles)} "
+            raise ModelError(f"the model's outputs do not fit task detection: the {head.name} head wants {len(roles)} "
                              f"output(s) ({', '.join(roles)}); the model has {len(outputs)} "
                              f"({', '.join(f'{o.name} {tuple(o.shape)}' for o in outputs)})",
                              "check the model's outputs and --task/--head")
-        spec = PostprocessSpec(Task.DETECTION, roles, head=head, scores=cfg.scores, box_units=cfg.box_units,
-                               objectness=cfg.objectness, anchors=ANCHORS_FILE if cfg.anchors else None,
-                               background=0 if head is DetectionHead.SSD else None,
-                               score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold)
+        given = {k: getattr(opts, k) for k in ("scores", "box_units", "score_threshold", "iou_threshold", "max_detections")
+                 if getattr(opts, k) is not None}
+        spec = PostprocessSpec(Task.DETECTION, roles, head=head.name, objectness=opts.objectness,
+                               anchors=ANCHORS_FILE if opts.anchors else None,
+                               background=0 if head.needs_anchors else None, **given)
     elif task is Task.SEGMENTATION:
-        spec = PostprocessSpec(Task.SEGMENTATION, {"mask": 0}, scores=cfg.scores)
+        spec = PostprocessSpec(Task.SEGMENTATION, {"mask": 0}, scores=opts.scores or ScoreKind.PROBABILITIES)
     elif task is Task.EMBEDDING:
         spec = PostprocessSpec(Task.EMBEDDING, {"embedding": 0},
-                               references=REFERENCES_FILE if cfg.references else None)
+                               references=REFERENCES_FILE if opts.references else None)
     else:
         spec = PostprocessSpec(Task.REGRESSION, {o.name: i for i, o in enumerate(outputs)})
     # the spec names the files as they will be in the bundle; checked here against the user's own files
-    check = replace(spec, anchors=str(Path(cfg.anchors).resolve()) if cfg.anchors else None,
-                    references=str(Path(cfg.references).resolve()) if cfg.references else None)
+    check = replace(spec, anchors=str(opts.anchors.resolve()) if opts.anchors else None,
+                    references=str(opts.references.resolve()) if opts.references else None)
     post = Postprocessor(check, outputs, preprocess, None)     # raises ModelError when the outputs do not fit
     if task is Task.SEGMENTATION and preprocess is not None:
         _check_mask_shape(outputs[0], preprocess)
@@ -143,11 +115,7 @@ def _check_mask_shape(out: B.TensorSpec, preprocess: PreprocessSpec) -> None:
 
 def _num_classes(post, spec: PostprocessSpec, outputs: Sequence[B.TensorSpec]) -> int | None:
     if spec.task is Task.DETECTION:
-        if spec.head is DetectionHead.YOLO and post._yolo is not None:   # noqa: SLF001 - the device's own reading
-            return int(post._yolo[1])                                    # noqa: SLF001
-        if spec.head is DetectionHead.SSD:
-            return int(outputs[1].shape[-1]) - (1 if spec.background is not None else 0)
-        return None
+        return post.head.num_classes()
     if spec.task is Task.SEGMENTATION:
         c = int(outputs[0].shape[-1]) if len(outputs[0].shape) == 4 else 1
         return c if c > 1 else 2

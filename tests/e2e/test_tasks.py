@@ -293,14 +293,16 @@ def ssd_world(tmp_path_factory):
 
 def test_ssd_head_converts_with_its_anchors_and_scores_by_map(ssd_world, tmp_path, capfd):
     from keras_edge.device.contract import bundle as B
+    from keras_edge.device.outputs.task_options import TaskOptions
     from keras_edge.host.convert import ConvertConfig, convert
     from keras_edge.host.preprocessing import PreprocessOptions
 
     w = ssd_world
     out = tmp_path / "grid-ssd"
     res = convert(ConvertConfig(model=w["model"], out=out, calib=w["images"], eval=w["images"], variants=("fp32", "int8"),
-                                preprocess=PreprocessOptions(preset="unit"), task="detection", head="ssd",
-                                anchors=w["anchors"], annotations=w["labels"], score_threshold=0.3, name="grid"))
+                                preprocess=PreprocessOptions(preset="unit"), annotations=w["labels"], name="grid",
+                                task_options=TaskOptions(task="detection", head="ssd", anchors=w["anchors"],
+                                                         score_threshold=0.3)))
     m = B.read_manifest(out)
     spec = m.postprocessing
     assert spec.head == "ssd" and spec.anchors == "anchors.npy" and spec.background == 0 and spec.num_classes == 2

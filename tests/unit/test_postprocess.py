@@ -11,7 +11,7 @@ from keras_edge.device.contract.errors import BundleError, ModelError
 from keras_edge.device.outputs.postprocess import (UNKNOWN, Postprocessor, boxes_to_image, boxes_to_input,
                                            infer_postprocess, mask_to_image, nms)
 from keras_edge.device.inputs.preprocess import PreprocessSpec, quantize, resize
-from keras_edge.device.contract.tasks import DetectionHead, PostprocessSpec, Task
+from keras_edge.device.contract.tasks import PostprocessSpec, Task
 
 MODES = ("stretch", "crop", "letterbox")
 SIZES = [(77, 131), (131, 77), (64, 96), (1, 3), (333, 97), (50, 50)]
@@ -117,7 +117,7 @@ def test_nms_is_class_aware_unless_agnostic():
 
 def yolo_spec(**kw) -> PostprocessSpec:
     kw.setdefault("num_classes", 2)
-    return PostprocessSpec(Task.DETECTION, {"predictions": 0}, head=DetectionHead.YOLO, **kw)
+    return PostprocessSpec(Task.DETECTION, {"predictions": 0}, head="yolo", **kw)
 
 
 YOLO_ROWS = np.array([[0.50, 0.50, 0.25, 0.25, 0.90, 0.10],    # class 0 at the centre
@@ -204,7 +204,7 @@ def tflite_raw(n=5):
 def test_infer_and_decode_tflite_postprocess():
     outs = tflite_outputs()
     spec, notes = infer_postprocess(outs)
-    assert spec.head is DetectionHead.TFLITE_POSTPROCESS and spec.outputs == {"boxes": 0, "classes": 1, "scores": 2,
+    assert spec.head == "tflite_postprocess" and spec.outputs == {"boxes": 0, "classes": 1, "scores": 2,
                                                                               "count": 3}
     assert notes and "TFLite_Detection_PostProcess" in notes[0] and "by name" in notes[0]
     pp = PreprocessSpec(height=100, width=200, resize="letterbox")
@@ -239,7 +239,7 @@ def test_tflite_postprocess_reordered_outputs_are_told_apart():
 def test_ssd_head(tmp_path):
     anchors = np.array([[0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.2, 0.2], [0.75, 0.75, 0.2, 0.2]])
     np.save(tmp_path / "anchors.npy", anchors)
-    spec = PostprocessSpec(Task.DETECTION, {"deltas": 0, "scores": 1}, head=DetectionHead.SSD, num_classes=2,
+    spec = PostprocessSpec(Task.DETECTION, {"deltas": 0, "scores": 1}, head="ssd", num_classes=2,
                            anchors="anchors.npy", background=0, scores="logits")
     outs = [TensorSpec("deltas", (1, 3, 4), "float32"), TensorSpec("scores", (1, 3, 3), "float32")]
     post = Postprocessor(spec, outs, PreprocessSpec(height=100, width=100), bundle_dir=tmp_path)
@@ -254,7 +254,7 @@ def test_ssd_head(tmp_path):
 
 
 def test_ssd_anchor_problems(tmp_path):
-    spec = PostprocessSpec(Task.DETECTION, {"deltas": 0, "scores": 1}, head=DetectionHead.SSD, anchors="a.npy")
+    spec = PostprocessSpec(Task.DETECTION, {"deltas": 0, "scores": 1}, head="ssd", anchors="a.npy")
     outs = [TensorSpec("deltas", (1, 3, 4), "float32"), TensorSpec("scores", (1, 3, 2), "float32")]
     with pytest.raises(BundleError, match="a.npy is missing"):
         Postprocessor(spec, outs, None, bundle_dir=tmp_path)

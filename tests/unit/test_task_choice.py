@@ -40,10 +40,12 @@ def test_classification_losses_are_unchanged():
     assert loss_of(m, 0.92) == pytest.approx(0.02) and fidelity_loss(m) == 0.01
 
 
-def _cfg(**kw):
+def _cfg(annotations=None, **kw):
+    from keras_edge.device.outputs.task_options import TaskOptions
     from keras_edge.host.convert import ConvertConfig
 
-    return ConvertConfig(model="m.keras", out="/tmp/x", calib="/tmp/c", **kw)
+    return ConvertConfig(model="m.keras", out="/tmp/x", calib="/tmp/c", annotations=annotations,
+                         task_options=TaskOptions(**kw))
 
 
 @pytest.mark.parametrize("kw, field", [({"task": "tracking"}, "task"), ({"head": "yolo", "task": "segmentation"}, "head"),
