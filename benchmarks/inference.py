@@ -78,7 +78,7 @@ def litert_contenders(model: BenchModel, img: np.ndarray) -> tuple[dict, dict, s
     from keras_edge.device.inputs.pipeline import prepare_array
     from keras_edge.device.run.runner import RunConfig, open_runner
     from keras_edge.device.engine.runtime import default_threads
-    from keras_edge.device.run.sources import Item
+    from keras_edge.device.run.types import Item
 
     manifest = read_manifest(model.bundle)
     fns, meta = {}, {}

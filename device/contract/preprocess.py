@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Callable
 
-import numpy as np
-
 from .errors import ConfigError, DataError
 
 

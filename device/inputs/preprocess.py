@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..contract.errors import ConfigError, DataError
+from ..contract.errors import DataError
 from ..contract.preprocess import (PRESETS, ColorOrder, Interpolation, Normalization, PreprocessSpec, ResizeMode)
 
 __all__ = ["PRESETS", "ColorOrder", "Interpolation", "Normalization", "PreprocessSpec", "ResizeMode",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,11 +20,11 @@ from ..engine.core import Engine, EngineOptions, load
 from ..contract.checks import positive_int
 from ..contract.errors import ConfigError, DataError
 from ..inputs.pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
-from ..outputs.postprocess import Postprocessor, TaskResult, file_outputs, infer_postprocess
+from ..outputs.postprocess import Postprocessor, file_outputs, infer_postprocess
 from ..inputs.pipeline import max_abs_diff
 from ..inputs.preprocess import dequantize, quantize
 from ..engine.runtime import RELEASE_EVERY_S, default_threads, keep_frame_memory, release_free_memory
-from .sources import ARRAY_EXTENSIONS, holds_video, jobs, plan_sources
+from .sources import ARRAY_EXTENSIONS, Context, Folder, Source, holds_video, jobs, plan_sources
 from .types import Feed, Item, Latencies, Prediction, Result, StreamStats, Summary
 from ..engine.target import Target, infer_spec, is_bundle, open_target
 from ..contract.tasks import PostprocessSpec
@@ -398,10 +398,11 @@ def open_runner(config: RunConfig) -> Runner:
     return Runner(target, load(target.model, opts), config)
 
 
-def _live(config: RunConfig, plan: list[tuple[str, Any]] | None = None) -> bool:
-    """A camera, or ``--realtime`` over a video or folder (``plan``: the sources' kinds, when known)."""
-    return config.camera is not None or (config.realtime and (plan is None
-                                                              or any(k in ("video", "folder") for k, _ in plan)))
+def _live(config: RunConfig, plan: list[Source] | None = None) -> bool:
+    """A camera, or ``--realtime`` over a stream or folder (``plan``: the sources, when known)."""
+    if config.camera is not None or (plan is not None and any(s.live for s in plan)):
+        return True
+    return config.realtime and (plan is None or any(s.stream or isinstance(s, Folder) for s in plan))
 
 
 def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None) -> Summary:
@@ -423,7 +424,7 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
                       workers=threads.workers, helping=threads.helping, cores=threads.cores,
                       pipeline=threads.describe(), live=live)
     stats, stop = StreamStats(), threading.Event()
-    items = Ordered(jobs(plan, runner.feed(), stop, stats, config.max_frames, config.realtime), threads.workers,
+    items = Ordered(jobs(plan, Context(runner.feed(), stop, stats, config.max_frames, config.realtime)), threads.workers,
                     stats, stop, live=live, helping=threads.helping)
     latencies = Latencies()
     infer_total = post_total = 0.0

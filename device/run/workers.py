@@ -25,7 +25,7 @@ import queue
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..contract.errors import EdgeError
 from .types import Item, Job, StreamStats

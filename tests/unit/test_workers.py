@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_edge.device.contract.errors import DataError
-from keras_edge.device.run.sources import Item, StreamStats
+from keras_edge.device.run.types import Item, StreamStats
 from keras_edge.device.run.workers import Job, Ordered, plan_threads
 
 

@@ -9,16 +9,26 @@ thresholds them, applies NMS when the head asks for it and maps the boxes back o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
 from ...contract.bundle import TensorSpec
-from ...contract.tasks import Task
+from ...contract.tasks import PostprocessSpec, Task
 from ..common import fit_error, shape
 
-if TYPE_CHECKING:   # the postprocessor builds heads; a head only reads from it
-    from ..postprocess import Postprocessor
+
+class Outputs(Protocol):
+    """What a head reads from the postprocessor that builds it (the postprocessor is not imported here)."""
+
+    spec: PostprocessSpec
+    roles: dict[str, int]        # role → output index (a head may swap two it tells apart at run time)
+    notes: list[str]             # assumptions, said once
+
+    def output(self, role: str) -> TensorSpec: ...
+    def raw(self, raw: Sequence[np.ndarray], role: str) -> np.ndarray: ...
+    def describe(self) -> str: ...
+    def bundle_file(self, bundle_dir: Path | None, rel: str, what: str) -> Path: ...
 
 
 class Head:
@@ -29,7 +39,7 @@ class Head:
     objectness: ClassVar[bool] = False     # it can read an objectness column (--objectness)
     nms: ClassVar[bool] = True             # its boxes still need non-maximum suppression
 
-    def __init__(self, post: "Postprocessor", bundle_dir: Path | None):
+    def __init__(self, post: Outputs, bundle_dir: Path | None):
         self.post = post
         self.spec = post.spec
 
