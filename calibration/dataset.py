@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from keras_edge.device.inputs import images
-from keras_edge.device.contract.errors import ConfigError, DataError
+from keras_edge.device.contract import ConfigError, DataError
 from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess
 
 ARRAY_EXTENSIONS = (".npy", ".npz")

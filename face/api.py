@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from keras_edge.device.bench.measure import BenchConfig, BenchReport
-from keras_edge.device.engine.core import EngineOptions
-from keras_edge.device.contract.errors import ConfigError, EdgeError
-from keras_edge.device.run.runner import RunConfig, Runner, open_runner
-from keras_edge.device.health.verify import VerifyReport, verify_bundle
+from keras_edge.device.bench import BenchConfig, BenchReport
+from keras_edge.device.engine import EngineOptions
+from keras_edge.device.contract import ConfigError, EdgeError
+from keras_edge.device.run import RunConfig, Runner, open_runner
+from keras_edge.device.health import VerifyReport, verify_bundle
 
 if TYPE_CHECKING:  # the workstation types, without importing TensorFlow at API import time
     from keras_edge.host.convert import ConvertConfig, ConvertResult
@@ -73,7 +73,7 @@ def verify(bundle: str, engine: EngineOptions = EngineOptions(), variants: Seque
 
 def bench(config: BenchConfig, progress: Log = lambda s: None) -> BenchReport:
     """Benchmark variants, each in a fresh process: init, first run, p50/p90/p99, peak RSS."""
-    from keras_edge.device.bench.measure import bench as run
+    from keras_edge.device.bench import bench as run
 
     return run(config, progress=progress)
 

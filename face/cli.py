@@ -14,7 +14,7 @@ import sys
 import click
 
 from keras_edge import __version__
-from keras_edge.device.contract.errors import ConfigError, EdgeError
+from keras_edge.device.contract import ConfigError, EdgeError
 
 
 class Command:

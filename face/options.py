@@ -149,8 +149,8 @@ model_loading = _stack(
 
 def engine_options(*, multi_threads: bool = False) -> Callable[[F], F]:
     """--threads, --accelerator, --no-fallback, --gpu-delegate for commands that load a model."""
-    from keras_edge.device.engine.core import Accelerator
-    from keras_edge.device.engine.gpu import DEFAULT_TIMEOUT_S
+    from keras_edge.device.engine import Accelerator
+    from keras_edge.device.engine import DEFAULT_TIMEOUT_S
 
     return _stack(
         click.option("--threads", callback=threads_list if multi_threads else threads_one, metavar="N[,N…]" if multi_threads else "N",
@@ -180,7 +180,7 @@ ssh_options = _stack(
 
 def preprocess_options(f: F) -> F:
     """How images become the model's input: shared by convert and prune, resolved by one library function."""
-    from keras_edge.device.inputs.preprocess import PRESETS, ColorOrder, Interpolation, ResizeMode
+    from keras_edge.device.contract import PRESETS, ColorOrder, Interpolation, ResizeMode
 
     return _stack(
         click.option("--preprocess", "preset", type=click.Choice(list(PRESETS)),
@@ -218,9 +218,9 @@ TASK_FIELDS = ("task", "head", "anchors", "references", "box_units", "scores", "
 
 def task_options(f: F) -> F:
     """What the outputs mean (--task, --head and its settings, thresholds): shared by convert and run."""
-    from keras_edge.device.contract.tasks import BoxUnits, ScoreKind
-    from keras_edge.device.outputs.heads import HEADS
-    from keras_edge.device.outputs.task_options import TASK_CHOICES
+    from keras_edge.device.contract import BoxUnits, ScoreKind
+    from keras_edge.device.outputs import HEADS
+    from keras_edge.device.outputs import TASK_CHOICES
 
     heads = "; ".join(f"{name}: {h.summary}" for name, h in HEADS.items())
     return _stack(
@@ -249,6 +249,6 @@ def task_options(f: F) -> F:
 
 def task_config(kw: dict[str, Any]) -> Any:
     """Pop the task options out of a command's keyword arguments into one TaskOptions."""
-    from keras_edge.device.outputs.task_options import TaskOptions
+    from keras_edge.device.outputs import TaskOptions
 
     return TaskOptions(**{n: kw.pop(n) for n in TASK_FIELDS})

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # each command imports only what it renders
-    from keras_edge.device.bench.measure import BenchReport
-    from keras_edge.device.run.runner import Result, Summary
-    from keras_edge.device.health.verify import VerifyReport
+    from keras_edge.device.bench import BenchReport
+    from keras_edge.device.run import Result, Summary
+    from keras_edge.device.health import VerifyReport
 
 
 def result_line(r: Result) -> str:
@@ -97,7 +97,7 @@ def verify_lines(rep: VerifyReport) -> list[str]:
         lines.append(f"  {c.variant:<18} {str(c.verdict).upper():<8} {nums}{c.message}")
     lines += [f"  problem: {p}" for p in rep.problems]
     if rep.adapter:
-        from keras_edge.device.engine.gpu import Adapter
+        from keras_edge.device.engine import Adapter
 
         used = "ran on" if rep.adapter.get("adapter_used") else "declined"
         lines.append(f"gpu adapter ({used}): {Adapter.from_dict(rep.adapter).describe()}")
@@ -106,7 +106,7 @@ def verify_lines(rep: VerifyReport) -> list[str]:
 
 
 def verify_failure(rep: VerifyReport) -> str:
-    from keras_edge.device.health.verify import Verdict
+    from keras_edge.device.health import Verdict
 
     bad = [c.message if c.message.startswith(f"variant {c.variant!r}") else f"variant {c.variant!r}: {c.message}"
            for c in rep.checks if c.verdict is Verdict.FAIL]
@@ -136,7 +136,7 @@ def bench_table(rep: BenchReport) -> list[str]:
 
 def gpu_lines(rep: BenchReport) -> list[str]:
     """The adapter, named with its kind, and GPU against CPU for each variant measured on both."""
-    from keras_edge.device.engine.gpu import Adapter
+    from keras_edge.device.engine import Adapter
 
     lines = [f"adapter: {Adapter.from_dict(a).describe()}"
              for a in {json_key(r.adapter): r.adapter for r in rep.results if r.adapter}.values()]
@@ -189,7 +189,7 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
 
 def doctor_gpu_lines(g: dict[str, Any]) -> list[str]:
     """The GPU verdict, never calling a software adapter a GPU, then each missing piece with its fix."""
-    from keras_edge.device.engine.gpu import Adapter
+    from keras_edge.device.engine import Adapter
 
     a = Adapter.from_dict(g["adapter"]) if g.get("adapter") else None
     if g["available"] and a is not None and a.is_software:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_edge.device.contract.bundle import TensorSpec
-from keras_edge.device.contract.errors import ConfigError, ModelError
+from keras_edge.device.contract import TensorSpec
+from keras_edge.device.contract import ConfigError, ModelError
 
 from .tfenv import captured_output, import_tf
 
@@ -306,7 +306,7 @@ def save_model(model: Any, out: str | os.PathLike) -> Path:
     import tempfile
 
     from keras_edge.device.contract.bundle import current_umask
-    from keras_edge.device.contract.errors import ConfigError
+    from keras_edge.device.contract import ConfigError
 
     out = Path(out)
     if out.suffix != ".keras":

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from keras_edge.device.contract.checks import choice
-from keras_edge.device.contract.errors import ConfigError, DataError, ModelError
-from keras_edge.device.inputs.preprocess import PRESETS, ColorOrder, Interpolation, PreprocessSpec, ResizeMode
+from keras_edge.device.contract import choice
+from keras_edge.device.contract import ConfigError, DataError, ModelError
+from keras_edge.device.contract import PRESETS, ColorOrder, Interpolation, PreprocessSpec, ResizeMode
 
 from .model_io import LoadedModel, leading_preprocessing
 

@@ -22,7 +22,7 @@ def import_tf(verbose: bool = False):
             import tensorflow as tf
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("tensorflow", "keras"):
-            from keras_edge.device.contract.errors import EdgeError
+            from keras_edge.device.contract import EdgeError
 
             raise EdgeError("this command runs on the workstation and needs TensorFlow, which is not installed here",
                             "install it with: pip install 'keras-edge[host]'") from None

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 from .errors import BundleError, DataError
 from .preprocess import PreprocessSpec
 from .tasks import PostprocessSpec, Task
+from .tolerances import gpu_slack
 
 FORMAT = "keras-edge/1"
 MANIFEST = "manifest.json"
@@ -31,18 +32,6 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 REFERENCE = "reference.npz"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-# What the GPU accelerators' fp16 arithmetic (their default precision) adds to a variant's error, by mode.
-# Measured GPU (llvmpipe) against CPU on the digits CNN's 360 eval images, softmax outputs: fp32 and fp16 up
-# to 6.1e-3; dynamic 2.4e-2; int8 5.9e-2 (the GPU dequantizes and re-rounds each layer: 15 uint8 steps).
-GPU_TOLERANCE_SLACK = {"fp32": 1e-2, "fp16": 1e-2, "dynamic": 3e-2, "int8": 6e-2, "int16x8": 6e-2}
-GPU_FP16_SLACK = GPU_TOLERANCE_SLACK["fp32"]
-
-
-def gpu_slack(mode: str) -> float:
-    """The GPU slack for a variant mode (``int8-selective`` counts as int8; unknown modes get the largest)."""
-    return GPU_TOLERANCE_SLACK.get(mode, GPU_TOLERANCE_SLACK.get(mode.split("-")[0], max(GPU_TOLERANCE_SLACK.values())))
-
-
 class VariantStatus(StrEnum):
     OK = "ok"
     VALIDATION_FAILED = "validation_failed"

@@ -28,16 +28,8 @@ class DataError(EdgeError):
     """Input data (images, arrays, folders, video, camera) cannot be used."""
 
 
-class ConversionError(EdgeError):
-    """Conversion cannot go on at all (single-variant failures are recorded, not raised)."""
-
-
 class RuntimeUnavailable(EdgeError):
     """No interpreter runtime, or the requested accelerator, is available."""
-
-
-class RemoteError(EdgeError):
-    """A board could not be reached or refused an operation."""
 
 
 class ConfigError(DataError):

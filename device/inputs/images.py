@@ -9,6 +9,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..contract.errors import DataError
+from .opencv import cv2 as _cv2
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -49,19 +50,6 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     if not data:
         raise DataError(f"{path} is empty (0 bytes)", "remove or replace the file")
     return data
-
-
-def _cv2():
-    """OpenCV with its own console warnings off: a bad file is reported once, by us, as one line."""
-    import cv2
-
-    if not getattr(_cv2, "quiet", False):
-        try:
-            cv2.setLogLevel(2)  # ERROR: no "[ WARN:0@…] imdecode_(…)" lines on corrupt files
-        except AttributeError:   # very old OpenCV builds
-            pass
-        _cv2.quiet = True
-    return cv2
 
 
 def decode(data: bytes, name: str = "image", reduce: int = 1) -> np.ndarray:

@@ -13,15 +13,10 @@ import numpy as np
 
 from ..contract.errors import DataError
 from ..contract.preprocess import (PRESETS, ColorOrder, Interpolation, Normalization, PreprocessSpec, ResizeMode)
+from .opencv import cv2 as _cv2
 
 __all__ = ["PRESETS", "ColorOrder", "Interpolation", "Normalization", "PreprocessSpec", "ResizeMode",
            "to_uint8_color", "resize", "normalize", "preprocess_pixels", "preprocess", "quantize", "dequantize"]
-
-
-def _cv2():
-    import cv2  # imported lazily: `keras-edge --help` should not pay for OpenCV
-
-    return cv2
 
 
 _CV_INTERP = {Interpolation.NEAREST: "INTER_NEAREST", Interpolation.BILINEAR: "INTER_LINEAR",

@@ -1,4 +1,4 @@
-"""Small pieces every output room file shares: shape and fit errors, sigmoid/softmax, OpenCV on demand."""
+"""Small pieces every output room file shares: shape and fit errors, sigmoid/softmax."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ import numpy as np
 from ..contract.bundle import TensorSpec
 from ..contract.errors import ModelError
 from ..contract.tasks import Task
-
-
-def cv2():
-    """OpenCV, imported on first use: `keras-edge --help` should not pay for it."""
-    import cv2 as _cv2
-
-    return _cv2
 
 
 def fit_error(task: Task, what: str, fix: str = "check the model's outputs and --task/--head") -> ModelError:

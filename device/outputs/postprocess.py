@@ -18,7 +18,8 @@ from ..contract.bundle import TensorSpec
 from ..contract.errors import BundleError, ModelError
 from ..inputs.preprocess import PreprocessSpec, ResizeMode, dequantize
 from ..contract.tasks import PostprocessSpec, ScoreKind, Task
-from .common import cv2 as _cv2, fit_error as _fit_error, shape as _shape, sigmoid as _sigmoid
+from ..inputs.opencv import cv2 as _cv2
+from .common import fit_error as _fit_error, shape as _shape, sigmoid as _sigmoid
 from .heads import HEADS
 from .heads.tflite_postprocess import find_roles
 

@@ -45,7 +45,7 @@ class TaskOptions:
         _choice("box_units", self.box_units, tuple(BoxUnits))
         _choice("scores", self.scores, tuple(ScoreKind))
         if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
-            raise ConfigError("score_threshold", f"is {self.score_threshold:g}, not a fraction between 0 and 1",
+            raise ConfigError("score_threshold", f"is {self.score_threshold:g}, not between 0 and 1",
                               "give a score fraction such as 0.25")
         if self.iou_threshold is not None and not 0.0 < self.iou_threshold <= 1.0:
             raise ConfigError("iou_threshold", f"is {self.iou_threshold:g}, not above 0 and at most 1",
@@ -66,9 +66,7 @@ class TaskOptions:
             if head is None or not head.needs_anchors:
                 raise ConfigError("anchors", f"are for a head with anchors ({', '.join(h for h, c in HEADS.items() if c.needs_anchors)})",
                                   "pass that head, or leave the anchors out")
-            if not self.anchors.is_file() or self.anchors.suffix.lower() != ".npy":
-                raise ConfigError("anchors", f"{self.anchors}: no such .npy file",
-                                  "give an (A, 4) [cy,cx,h,w] array saved with numpy.save")
+            _file("anchors", self.anchors, ".npy", "give an (A, 4) [cy,cx,h,w] array saved with numpy.save")
         if self.objectness and (head is None or not head.objectness):
             raise ConfigError("objectness", f"applies to a head with an objectness column "
                               f"({', '.join(h for h, c in HEADS.items() if c.objectness)})", "leave it out")
@@ -76,9 +74,7 @@ class TaskOptions:
             if self.task != Task.EMBEDDING.value:
                 raise ConfigError("references", "are reference embeddings, for task embedding",
                                   "add task embedding, or leave them out")
-            if not self.references.is_file() or self.references.suffix.lower() != ".npz":
-                raise ConfigError("references", f"{self.references}: no such .npz file",
-                                  "give the reference embeddings as numpy.savez(FILE, name=vector, ...)")
+            _file("references", self.references, ".npz", "give the reference embeddings as numpy.savez(FILE, name=vector, ...)")
 
     @property
     def detection(self) -> bool:
@@ -94,3 +90,10 @@ class TaskOptions:
 def _choice(field_: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
         raise ConfigError(field_, f"is {value!r}", f"choose from: {', '.join(choices)}")
+
+
+def _file(field_: str, path: Path, suffix: str, fix: str) -> None:
+    if not path.is_file():
+        raise ConfigError(field_, f"{path}: no such file", fix)
+    if path.suffix.lower() != suffix:
+        raise ConfigError(field_, f"{path} is not a {suffix} file", fix)

@@ -17,18 +17,13 @@ from ..outputs.postprocess import UNKNOWN, TaskResult
 from ..contract.tasks import Task
 
 from .types import Item, Result
+from ..inputs.opencv import cv2 as _cv2
 
 # a fixed palette (BGR), so a class keeps its colour across images and runs
 PALETTE = np.array([(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
                     (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
                     (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203),
                     (200, 149, 255), (199, 55, 255)], np.uint8)
-
-
-def _cv2():
-    import cv2
-
-    return cv2
 
 
 def colour(c: int) -> tuple[int, int, int]:

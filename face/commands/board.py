@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from keras_edge.device.engine.core import EngineOptions
-from keras_edge.device.contract.errors import DataError
-from keras_edge.device.engine.gpu import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
-from keras_edge.device.inputs.pipeline import DecodePolicy
-from keras_edge.device.inputs.preprocess import PRESETS
+from keras_edge.device.engine import EngineOptions
+from keras_edge.device.contract import DataError
+from keras_edge.device.engine import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
+from keras_edge.device.inputs import DecodePolicy
+from keras_edge.device.inputs import PRESETS
 
 from keras_edge.options import engine_options, json_option, out_dir, out_option, shape_option, task_config, task_options
 
@@ -59,8 +59,8 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
         decode, workers, realtime, draw, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout, **task) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
     from keras_edge import render
-    from keras_edge.device.run.runner import RunConfig, open_runner
-    from keras_edge.device.run.runner import run as run_all
+    from keras_edge.device.run import RunConfig, open_runner
+    from keras_edge.device.run import run as run_all
 
     eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate,
                         input_shapes=_shapes(input_shape), gpu_timeout=gpu_timeout)
@@ -142,7 +142,7 @@ def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_sh
           accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Benchmark TARGET's variants: init, first inference, median/p90/p99 invoke, RSS, size."""
     from keras_edge import render
-    from keras_edge.device.bench.measure import BenchConfig, write_json
+    from keras_edge.device.bench import BenchConfig, write_json
 
     from keras_edge.api import bench as measure
 
@@ -170,7 +170,7 @@ def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_sh
 def doctor(as_json, gpu_delegate, gpu_timeout) -> int:
     """Show the runtimes, CPU features, cameras and accelerators found here (each one tried)."""
     from keras_edge import render
-    from keras_edge.device.health.doctor import diagnose
+    from keras_edge.device.health import diagnose
 
     d = diagnose(gpu_delegate, gpu_timeout)
     if as_json:

@@ -27,7 +27,7 @@ def _variants(ctx, param, text: str) -> tuple[str, ...]:
 
 def _prune_specs(ctx, param, values: tuple[str, ...]):
     """``channels:0.5`` → PruneSpec("channels", 0.5); the library never sees the CLI's string form."""
-    from keras_edge.device.contract.errors import ConfigError
+    from keras_edge.device.contract import ConfigError
 
     from keras_edge.host.prune.base import PruneMethod, PruneSpec
 

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import click
 
-from keras_edge.device.contract.errors import EdgeError
+from keras_edge.device.contract import EdgeError
 
 from keras_edge.commands.board import bench_options
 from keras_edge.commands.board import bench as local_bench
@@ -237,7 +237,7 @@ def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variants, runs
               as_json, out, e2e, preprocess, input_shape, accelerator, no_fallback, gpu_delegate, gpu_timeout,
               fleet=None) -> int:
     from keras_edge import render
-    from keras_edge.device.bench.measure import BenchReport, write_json
+    from keras_edge.device.bench import BenchReport, write_json
 
     from keras_edge.host.deploy.remote import remote_bench
 
@@ -269,7 +269,7 @@ def _bench_on(hosts: tuple[str, ...], ssh: SshOptions, *, target, variants, runs
 
 
 def _bench_fleet(target, fleet, group: str, passthru: list[str], as_json: bool, out) -> int:
-    from keras_edge.device.bench.measure import write_json
+    from keras_edge.device.bench import write_json
 
     from keras_edge.host.report.contract import read_report
     from keras_edge.host.deploy.fleet import bench_fleet

@@ -15,7 +15,7 @@ import click
 
 from keras_edge.options import json_option, model_loading, preprocess_config, preprocess_options
 
-from keras_edge.device.contract.errors import ConfigError
+from keras_edge.device.contract import ConfigError
 
 from keras_edge.host.prune.base import Criterion, PruneMethod, Schedule
 

@@ -15,8 +15,8 @@ from keras_edge.options import json_option
 @json_option
 def report(bundle_dir: Path, as_json: bool) -> None:
     """Show BUNDLE's report and regenerate report.md and report.png from report.json."""
-    from keras_edge.device.contract.bundle import REPORT_JSON, read_manifest
-    from keras_edge.device.contract.errors import BundleError
+    from keras_edge.device.contract import REPORT_JSON, read_manifest
+    from keras_edge.device.contract import BundleError
 
     from keras_edge.host.report.contract import read_report
     from keras_edge.host.report.render import table, write_report

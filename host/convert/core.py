@@ -20,9 +20,11 @@ import numpy as np
 
 from keras_edge.calibration.dataset import DataSplit, calibration_sets, input_sets
 from keras_edge.device.contract import bundle as B
-from keras_edge.device.contract.checks import in_range, positive_float, positive_int
-from keras_edge.device.contract.errors import ConfigError, ConversionError, DataError, EdgeError
-from keras_edge.device.inputs.preprocess import PreprocessSpec
+from keras_edge.device.contract import tolerances
+from keras_edge.device.contract import in_range, positive_float, positive_int
+from keras_edge.device.contract import ConfigError, DataError, EdgeError
+from keras_edge.host.errors import ConversionError
+from keras_edge.device.inputs import PreprocessSpec
 
 from ..model_io import LoadedModel, load_model
 from ..preprocessing import PreprocessOptions, specs_for_data
@@ -35,15 +37,13 @@ from ..tflite.evaluate import summary
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
-from keras_edge.device.outputs.task_options import TaskOptions
+from keras_edge.device.outputs import TaskOptions
 from .choose import board_times, choose_default, loss_of, verdict_of
 from ..tflite.variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from ..tflite.variants import convert as convert_variant
 
 Log = Callable[[str], None]
 REFERENCE_SAMPLES = 8
-# Floors for verify tolerances, by mode: the board may use other kernels than the workstation.
-TOLERANCE_FLOOR = {"fp32": 1e-4, "fp16": 5e-3, "dynamic": 1e-2, "int8": 1e-2, "int16x8": 1e-2}
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class _Job:
         if self.keras_acc is not None and cmp["accuracy"] is not None:
             metrics["accuracy_drop"] = round(self.keras_acc - cmp["accuracy"], 6)
         metrics["verdict"] = verdict_of(metrics, self.keras_acc, self.cfg.max_accuracy_drop).to_dict()
-        floor = TOLERANCE_FLOOR.get(mode, TOLERANCE_FLOOR.get(mode.split("-")[0], 1e-2))
+        floor = tolerances.floor(mode)
         if len(outs) > 1:   # each output on its own: its name and error in the metrics, its own verify bound
             for entry, out_name in zip(metrics.get("per_output", []), self.output_names):
                 entry["name"] = out_name
@@ -226,7 +226,7 @@ class _Job:
         tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
                           min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
                           if self.classification else 1.0,
-                          gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + B.gpu_slack(mode)),
+                          gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + tolerances.gpu_slack(mode)),
                           output_max_abs=per_output)
         return B.Variant(name=name, mode=mode, status=B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED,
                          file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,

@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from keras_edge.device.contract import bundle as B
-from keras_edge.device.contract.errors import ConfigError, DataError, ModelError
-from keras_edge.device.inputs.preprocess import PreprocessSpec
-from keras_edge.device.contract.tasks import PostprocessSpec, ScoreKind, Task
-from keras_edge.device.outputs.heads import HEADS
-from keras_edge.device.outputs.task_options import TaskOptions
+from keras_edge.device.contract import ConfigError, DataError, ModelError
+from keras_edge.device.inputs import PreprocessSpec
+from keras_edge.device.contract import PostprocessSpec, ScoreKind, Task
+from keras_edge.device.outputs import HEADS
+from keras_edge.device.outputs import TaskOptions
 
 Log = Callable[[str], None]
 ANCHORS_FILE = "anchors.npy"
@@ -51,7 +51,7 @@ def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | N
             log: Log = lambda s: None) -> PostprocessSpec | None:
     """The postprocessing spec for ``cfg.task_options`` on a model with these outputs; None for an unknown task
     (auto on a model that is not classifier-shaped). Raises ModelError when the outputs do not fit."""
-    from keras_edge.device.outputs.postprocess import Postprocessor
+    from keras_edge.device.outputs import Postprocessor
 
     opts: TaskOptions = cfg.task_options
     task = "detection" if opts.detection else (opts.task or "auto")
@@ -157,7 +157,7 @@ class TaskEval:
         return res, float(np.median(times)) / 1e6
 
     def _score(self, results: list, truths: list) -> dict[str, Any]:
-        from keras_edge.device.outputs.metrics import detection_map, mean_iou
+        from keras_edge.device.outputs import detection_map, mean_iou
 
         if self.spec.task is Task.DETECTION:
             m = detection_map(results, truths, self.num_classes)
@@ -167,7 +167,7 @@ class TaskEval:
 
     def _fidelity(self, results: list) -> float:
         """The task metric of these results scored against Keras's own (1.0: the same boxes or pixels)."""
-        from keras_edge.device.outputs.metrics import GroundTruth
+        from keras_edge.device.outputs import GroundTruth
 
         if self.spec.task is Task.DETECTION:
             truths = [GroundTruth(np.array([d.box for d in dets]).reshape(-1, 4), np.array([d.class_id for d in dets]))
@@ -194,7 +194,7 @@ class TaskEval:
 
 def load_truths(spec: PostprocessSpec | None, sources: Sequence[str], annotations: Path | None) -> list | None:
     """The evaluation images' annotations (boxes or masks), read and checked by the board's readers."""
-    from keras_edge.device.outputs.metrics import load_annotations
+    from keras_edge.device.outputs import load_annotations
 
     if annotations is None:
         return None
@@ -242,7 +242,7 @@ def task_eval(spec: PostprocessSpec | None, outputs: Sequence[B.TensorSpec], pre
               sources: Sequence[str], truths: list | None, keras_out: list[np.ndarray],
               anchors: Path | None, log: Log) -> TaskEval | None:
     """The evaluator for detection/segmentation (None for other tasks), with Keras's own metrics computed."""
-    from keras_edge.device.outputs.postprocess import Postprocessor
+    from keras_edge.device.outputs import Postprocessor
 
     if spec is None or spec.task not in METRIC:
         return None

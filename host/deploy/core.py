@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from keras_edge.device.contract import bundle
-from keras_edge.device.contract.checks import positive_int
-from keras_edge.device.contract.errors import BundleError, ConfigError, EdgeError, RemoteError
+from keras_edge.device.contract import positive_int
+from keras_edge.device.contract import BundleError, ConfigError, EdgeError
+from keras_edge.host.errors import RemoteError
 
 from . import scripts
 from .ssh import ScriptResult, SshOptions, Target, TransferStats, have_local_rsync, rsync_push, run_script, tar_push

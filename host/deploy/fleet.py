@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from keras_edge.device.contract import bundle
-from keras_edge.device.contract.checks import positive_int
-from keras_edge.device.contract.errors import ConfigError, EdgeError
+from keras_edge.device.contract import positive_int
+from keras_edge.device.contract import ConfigError, EdgeError
 
 from ..report.contract import BoardRun, Report, read_report, write_report_json
 from .core import BundlePlan, HostResult, Outcome, board_fingerprint, lock_owner, plan_bundle

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from keras_edge.device.contract import bundle
-from keras_edge.device.contract.errors import RemoteError
+from keras_edge.host.errors import RemoteError
 
 from ..report.contract import BoardRun, Report, read_report, write_report_json
 from . import scripts

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from keras_edge.device.contract.errors import RemoteError
+from keras_edge.host.errors import RemoteError
 
 # Lines a board script prints for the workstation: `key=value`, one per line.
 _KV = re.compile(r"^([a-z_]+)=(.*)$")

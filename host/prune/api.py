@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_edge.device.contract.errors import DataError, ModelError
+from keras_edge.device.contract import DataError, ModelError
 
 from .base import (Criterion, LayerReport, PruneConfig, PruneMethod, PruneResult, PruneSpec, Schedule,  # noqa: F401
                    SkippedLayer, check_distill_params, gzip_size, no_labels_error)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from keras_edge.device.contract.checks import choice, in_range, positive_float, positive_int
-from keras_edge.device.contract.errors import ConfigError, DataError
+from keras_edge.device.contract import choice, in_range, positive_float, positive_int
+from keras_edge.device.contract import ConfigError, DataError
 
 
 class PruneMethod(StrEnum):

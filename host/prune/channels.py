@@ -22,7 +22,7 @@ import numpy as np
 
 import keras
 
-from keras_edge.device.contract.errors import ConfigError, ModelError
+from keras_edge.device.contract import ConfigError, ModelError
 
 from . import graph as g
 from .base import Criterion, LayerReport, PruneConfig, PruneResult, SkippedLayer

@@ -8,9 +8,9 @@ from typing import Callable
 
 import numpy as np
 
-from keras_edge.device.contract.checks import in_range
-from keras_edge.device.contract.errors import DataError
-from keras_edge.device.inputs.preprocess import PreprocessSpec
+from keras_edge.device.contract import in_range
+from keras_edge.device.contract import DataError
+from keras_edge.device.inputs import PreprocessSpec
 
 from ..model_io import LoadedModel
 from ..preprocessing import PreprocessOptions, input_shape, resolve_spec

@@ -20,8 +20,8 @@ import numpy as np
 import keras
 from keras import ops
 
-from keras_edge.device.contract.checks import positive_float, positive_int
-from keras_edge.device.contract.errors import ModelError
+from keras_edge.device.contract import positive_float, positive_int
+from keras_edge.device.contract import ModelError
 
 from . import graph as g
 from .base import check_distill_params

@@ -11,7 +11,7 @@ import numpy as np
 
 import keras
 
-from keras_edge.device.contract.errors import ModelError
+from keras_edge.device.contract import ModelError
 
 
 def graph_of(model: keras.Model) -> Any:

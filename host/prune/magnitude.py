@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_edge.device.contract.errors import ModelError
+from keras_edge.device.contract import ModelError
 
 from .base import LayerReport, PruneConfig, PruneResult, Schedule, SkippedLayer
 

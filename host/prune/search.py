@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_edge.device.contract.checks import in_range, positive_int
-from keras_edge.device.contract.errors import ConfigError
+from keras_edge.device.contract import in_range, positive_int
+from keras_edge.device.contract import ConfigError
 
 from . import graph as g
 from .base import Criterion, check_sparsity

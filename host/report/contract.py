@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_edge.device.contract.bundle import REPORT_JSON, Variant, jsonable
-from keras_edge.device.contract.errors import BundleError
+from keras_edge.device.contract import BundleError
 
 REPORT_FORMAT = "keras-edge-report/1"
 

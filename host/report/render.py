@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from keras_edge.device.contract.bundle import REPORT_MD
+from keras_edge.device.contract import REPORT_MD
 
 from .contract import Report, write_report_json
 

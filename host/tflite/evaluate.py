@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_edge.device.contract import bundle as B
-from keras_edge.device.engine.core import Engine, EngineOptions
-from keras_edge.device.engine.core import load as load_engine
-from keras_edge.device.inputs.preprocess import dequantize, quantize
+from keras_edge.device.engine import Engine, EngineOptions
+from keras_edge.device.engine import load as load_engine
+from keras_edge.device.inputs import dequantize, quantize
 
 from ..tfenv import captured_output
 

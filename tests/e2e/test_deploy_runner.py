@@ -21,7 +21,7 @@ from sshd import lab  # noqa: F401  (the fixture)
 from test_deploy import deploy, make_bundle
 
 from keras_edge.device.contract import bundle as B
-from keras_edge.device.contract.errors import RemoteError
+from keras_edge.host.errors import RemoteError
 from keras_edge.host.deploy.core import build_wheel
 from keras_edge.host.deploy.remote import remote_bench
 from keras_edge.host.deploy.ssh import SshOptions

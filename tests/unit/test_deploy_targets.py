@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_edge.device.contract.errors import RemoteError
+from keras_edge.host.errors import RemoteError
 from keras_edge.host.deploy.core import HostResult, Outcome, board_fingerprint, describe_board
 from keras_edge.commands.deploy import render_table
 from keras_edge.host.deploy.ssh import ScriptResult, SshOptions, Target, parse_values, ssh_failure
