@@ -217,7 +217,7 @@ def test_yolo_layout_bare_is_raw_then_decoded_with_flags(capsys, models, scene):
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--head", "yolo"], "--head applies to task detection only"),
+    (["--task", "segmentation", "--head", "yolo"], "--head describes a detection head, but the task is segmentation"),
     (["--task", "detection", "--head", "yolo", "--score-threshold", "1.5"], "--score-threshold is 1.5, not between 0"),
     (["--task", "detection", "--head", "ssd", "--anchors", "missing.npy"], "--anchors missing.npy: no such file"),
     (["--task", "detection"], "--head is needed with task detection"),

@@ -1,5 +1,6 @@
 """The import rule, checked on the source: the board side names nothing above it, deployment and the
-report contract need no TensorFlow, and the rooms of host/ import each other without circles."""
+report contract need no TensorFlow, no module of the product imports itself back (lazy imports included), the
+rooms form no circle, and nothing imports the package face."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
-    """Every module ``path`` imports (at any depth), absolute, and every string that names a module."""
+def _imports(path: Path, strings: bool = True) -> list[tuple[int, str]]:
+    """Every module ``path`` imports (at any depth), absolute, and (``strings``) every string that names a module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     me = _module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
@@ -43,7 +44,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 mod = node.module or ""
             found.append((node.lineno, mod))
             found += [(node.lineno, f"{mod}.{a.name}") for a in node.names]
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "keras_edge." in node.value:
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str) and "keras_edge." in node.value:
             found.append((node.lineno, node.value))
     return found
 
@@ -122,14 +123,72 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("room", ["host/prune", "host/convert", "host/deploy", "host/report"])
-def test_no_import_circles_in_a_room(room):
-    graph = {m: {n for n in deps if not n.endswith("__init__")} for m, deps in _graph(room).items()}
-    package = PACKAGES["host"] + "." + room.split("/")[1]
-    graph.pop(package, None)  # the package face re-exports its modules; it is not imported by them
-    for deps in graph.values():
-        deps.discard(package)
-    assert _cycle(graph) is None, " → ".join(_cycle(graph) or [])
+def _product_graph() -> dict[str, set[str]]:
+    """Every product module → the product modules it imports, at any depth (lazy and TYPE_CHECKING imports,
+    ``importlib.import_module("…")`` strings), plus the package ``__init__`` each import runs on the way."""
+    mods = {_module_name(p): p for folder in PACKAGES for p in _sources(folder)}
+    graph: dict[str, set[str]] = {}
+    for m, p in mods.items():
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        names = {n for _, n in _imports(p, strings=False)}   # a module named to start a child is no import
+        names |= {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call) and c.args
+                  and getattr(c.func, "attr", getattr(c.func, "id", "")) == "import_module"
+                  and isinstance(c.args[0], ast.Constant) and isinstance(c.args[0].value, str)}
+        deps: set[str] = set()
+        for n in names:
+            target = n if n in mods else n.rpartition(".")[0] if n.rpartition(".")[0] in mods else None
+            if target is None:
+                continue
+            parts = target.split(".")
+            for k in range(1, len(parts) + 1):    # importing a.b.c runs a/__init__ and a/b/__init__ first
+                anc = ".".join(parts[:k])
+                if anc in mods and not m.startswith(anc + ".") and anc != m:
+                    deps.add(anc)
+        graph[m] = deps
+    return graph
+
+
+def _room(module: str) -> str:
+    """Rooms: each sub-package of device/ and host/ (host's top-level modules are its base room), calibration, face."""
+    parts = module.split(".")
+    if parts[:2] in (["keras_edge", "device"], ["keras_edge", "host"]):
+        p = ROOT / {"device": "device", "host": "host"}[parts[1]] / "/".join(parts[2:3])
+        return ".".join(parts[:3]) if len(parts) > 2 and p.is_dir() else ".".join(parts[:2])
+    if parts[:2] == ["keras_edge", "calibration"]:
+        return "keras_edge.calibration"
+    return "keras_edge (face)"
+
+
+def test_no_import_circles_anywhere_in_the_product():
+    graph = _product_graph()
+    assert len(graph) > 80, "the graph must cover the whole product"
+    cycle = _cycle(graph)
+    assert cycle is None, "import circle: " + " → ".join(cycle or [])
+
+
+def test_rooms_import_each_other_without_circles():
+    rooms: dict[str, set[str]] = {}
+    for m, deps in _product_graph().items():
+        rooms.setdefault(_room(m), set()).update(_room(d) for d in deps if _room(d) != _room(m))
+    assert {"keras_edge.device.contract", "keras_edge.device.engine", "keras_edge.device.run"} <= set(rooms)
+    cycle = _cycle(rooms)
+    assert cycle is None, "rooms in a circle: " + " → ".join(cycle or [])
+
+
+def test_nothing_below_the_face_imports_it():
+    bad = [f"{m} imports {d}" for m, deps in _product_graph().items() if _room(m) != "keras_edge (face)"
+           for d in deps if _room(d) == "keras_edge (face)"]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_product_graph_sees_lazy_and_string_imports(tmp_path):
+    fake = ROOT / "device" / "run" / "_layers_probe_tmp.py"
+    fake.write_text("def f():\n    from ..engine import core\n", encoding="utf-8")
+    try:
+        graph = _product_graph()
+        assert {"keras_edge.device.engine", "keras_edge.device.engine.core"} <= graph["keras_edge.device.run._layers_probe_tmp"]
+    finally:
+        fake.unlink()
 
 
 def test_cycle_finder_finds_a_cycle():
