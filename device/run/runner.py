@@ -24,7 +24,7 @@ from ..outputs.postprocess import Postprocessor, file_outputs, infer_postprocess
 from ..inputs.pipeline import max_abs_diff
 from ..inputs.preprocess import dequantize, quantize
 from ..engine.runtime import RELEASE_EVERY_S, default_threads, keep_frame_memory, release_free_memory
-from .sources import ARRAY_EXTENSIONS, Context, Folder, Source, holds_video, jobs, plan_sources
+from .sources import Context, Folder, Source, decodes, holds_video, jobs, plan_sources
 from .types import Feed, Item, Latencies, Prediction, Result, StreamStats, Summary
 from ..engine.target import Target, infer_spec, is_bundle, open_target
 from ..contract.tasks import PostprocessSpec
@@ -85,7 +85,7 @@ class RunConfig:
     @property
     def decoding(self) -> bool:
         """Whether any source needs decoding (images, video, a camera) rather than arrays only."""
-        return self.camera is not None or any(Path(s).suffix.lower() not in ARRAY_EXTENSIONS for s in self.sources)
+        return self.camera is not None or any(decodes(s) for s in self.sources)
 
 
 class Runner:

@@ -25,7 +25,7 @@ from .video import VIDEO_EXTENSIONS, VideoFile
 SOURCES: dict[str, type[Source]] = {s.kind: s for s in (ImageFile, ArrayFile, VideoFile, Camera)}
 
 __all__ = ["ARRAY_EXTENSIONS", "SOURCES", "VIDEO_EXTENSIONS", "Context", "Folder", "Source", "holds_video", "jobs",
-           "load_arrays", "plan_sources"]
+           "decodes", "load_arrays", "plan_sources"]
 
 
 def source_for(path: Path) -> type[Source] | None:
@@ -89,6 +89,15 @@ def holds_video(source: str | os.PathLike) -> bool:
     if p.is_dir():
         return any(getattr(source_for(f), "stream", False) for f in walk(p))
     return getattr(source_for(p), "stream", False)
+
+
+def decodes(source: str | os.PathLike) -> bool:
+    """Whether ``source`` needs decoding (images, video, a camera, a folder) rather than holding arrays."""
+    named = next((s for s in SOURCES.values() if s.claims_name(str(source))), None)
+    if named is not None:
+        return named.decodes
+    cls = source_for(Path(source))
+    return cls is None or cls.decodes
 
 
 def jobs(plan: Iterable[Source], ctx: Context) -> Iterator[Job]:

@@ -18,6 +18,7 @@ class ArrayFile(Source):
     kind = "arrays"
     description = ".npy/.npz arrays"
     in_folders = False   # named one by one: a folder's .npy/.npz files are often not inputs
+    decodes = False
 
     @classmethod
     def claims(cls, path: Path) -> bool:

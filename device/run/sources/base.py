@@ -37,6 +37,7 @@ class Source:
     live: ClassVar[bool] = False     # frames come at their own pace; late ones are dropped (a camera)
     description: ClassVar[str] = ""  # for messages: what a user may give
     in_folders: ClassVar[bool] = True  # read when found in a folder the user named
+    decodes: ClassVar[bool] = True     # its inputs are decoded (images, frames), not given as tensors
 
     def __init__(self, what: Path | int | str):
         self.what = what
