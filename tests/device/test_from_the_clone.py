@@ -37,7 +37,9 @@ def test_the_clone_root_holds_no_folder_named_like_the_package():
     assert not (ROOT / "keras_edge").exists(), "a keras_edge/ folder in the clone would shadow the installed package"
     import keras_edge
 
-    assert not Path(keras_edge.__file__).resolve().is_relative_to(ROOT), "this env must be a regular install"
+    installed = Path(keras_edge.__file__).resolve()
+    assert "site-packages" in installed.parts and not installed.is_relative_to(ROOT / "face"), \
+        "this env must be a regular (non-editable) install"
 
 
 def test_python_m_keras_edge_help_from_the_root():
