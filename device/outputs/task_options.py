@@ -59,9 +59,6 @@ class TaskOptions:
         for name in ("box_units", "objectness"):
             if getattr(self, name) not in (None, False) and not self.detection:
                 raise ConfigError(name, "applies to task detection only", "add task detection, or leave it out")
-        if head is not None and head.needs_anchors and self.anchors is None:
-            raise ConfigError("anchors", f"are needed by the {head.name} head",
-                              "give the anchors the model was trained with: an (A, 4) [cy,cx,h,w] .npy")
         if self.anchors is not None:
             if head is None or not head.needs_anchors:
                 raise ConfigError("anchors", f"are for a head with anchors ({', '.join(h for h, c in HEADS.items() if c.needs_anchors)})",
@@ -75,6 +72,17 @@ class TaskOptions:
                 raise ConfigError("references", "are reference embeddings, for task embedding",
                                   "add task embedding, or leave them out")
             _file("references", self.references, ".npz", "give the reference embeddings as numpy.savez(FILE, name=vector, ...)")
+
+    def check_complete(self, default_head: str | None = None) -> None:
+        """What describing a model's outputs from scratch needs (convert, or run on a bare .tflite; a bundle's
+        manifest already has it): a head for detection (``default_head`` if none is given), and the anchors a
+        head decodes against."""
+        head = HEADS.get(self.head or default_head or "")
+        if self.task == Task.DETECTION.value and head is None:
+            raise ConfigError("head", "is needed with task detection", f"give one of: {', '.join(HEADS)}")
+        if head is not None and head.needs_anchors and self.anchors is None:
+            raise ConfigError("anchors", f"are needed by the {head.name} head",
+                              "give the anchors the model was trained with: an (A, 4) [cy,cx,h,w] .npy")
 
     @property
     def detection(self) -> bool:

@@ -74,8 +74,8 @@ class RunConfig:
             raise ConfigError(opts.describing[0], f"cannot change what bundle {Path(self.target).name}'s outputs mean "
                               "(its manifest says)", "leave it out; a bundle takes only the score/iou thresholds "
                               "and max detections")
-        if opts.task == Task.DETECTION.value and opts.head is None and not is_bundle(self.target):
-            raise ConfigError("head", "is needed with task detection", f"give one of: {', '.join(HEADS)}")
+        if not is_bundle(self.target):
+            opts.check_complete()
 
     @property
     def spec_flags(self) -> list[str]:

@@ -28,6 +28,7 @@ from keras_edge.device.outputs import TaskOptions
 
 Log = Callable[[str], None]
 ANCHORS_FILE = "anchors.npy"
+DEFAULT_HEAD = "yolo"                # --task detection without --head
 REFERENCES_FILE = "embeddings.npz"   # not reference.npz: that one holds verify's inputs and outputs
 EVAL_SCORE_THRESHOLD = 0.001   # mAP is computed over the whole precision-recall curve, as COCO does
 METRIC = {Task.DETECTION: "map50_95", Task.SEGMENTATION: "miou"}
@@ -38,6 +39,7 @@ def check_options(cfg) -> None:
     """What convert adds to the task options' own checks (run in ConvertConfig.__post_init__)."""
     if not isinstance(cfg.task_options, TaskOptions):
         raise ConfigError("task_options", f"is a {type(cfg.task_options).__name__}", "give a TaskOptions")
+    cfg.task_options.check_complete(default_head=DEFAULT_HEAD)
     if cfg.annotations is not None and not Path(cfg.annotations).exists():
         raise ConfigError("annotations", f"{cfg.annotations}: no such file or folder",
                           "give a YOLO labels folder, a COCO .json or a masks folder for the evaluation images")
@@ -71,7 +73,7 @@ def resolve(cfg, outputs: Sequence[B.TensorSpec], preprocess: PreprocessSpec | N
                              "pass the --task the model was trained for")
         return PostprocessSpec.classification(int(outputs[0].shape[-1]))
     if task is Task.DETECTION:
-        head = HEADS[opts.head or "yolo"]
+        head = HEADS[opts.head or DEFAULT_HEAD]
         roles = {r: i for i, r in enumerate(head.roles)}
         if len(outputs) < len(roles):
             raise ModelError(f"the model's outputs do not fit task detection: the {head.name} head wants {len(roles)} "
