@@ -180,11 +180,13 @@ ssh_options = _stack(
 
 def preprocess_options(f: F) -> F:
     """How images become the model's input: shared by convert and prune, resolved by one library function."""
+    from keras_edge.device.contract.preprocess import presets_text
     from keras_edge.device.inputs.preprocess import PRESETS, ColorOrder, Interpolation, ResizeMode
 
     return _stack(
         click.option("--preprocess", "preset", type=click.Choice(list(PRESETS)),
-                     help="Normalisation preset (keras.applications modes); default: inferred from a leading Rescaling layer."),
+                     help=f"Normalisation of a pixel x in 0..255 (keras.applications modes): {presets_text()}. "
+                          "Default: raw when the model starts with a Rescaling/Normalization layer, else required."),
         click.option("--scale", type=float, help="Explicit normalisation: (pixel*scale - mean)/std."),
         click.option("--mean", callback=floats, help="Comma-separated per-channel mean (after scale)."),
         click.option("--std", callback=floats, help="Comma-separated per-channel std (after scale)."),

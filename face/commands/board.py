@@ -16,7 +16,7 @@ from keras_edge.device.engine.core import EngineOptions
 from keras_edge.device.contract.errors import DataError
 from keras_edge.device.engine.gpu import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
 from keras_edge.device.inputs.pipeline import DecodePolicy
-from keras_edge.device.inputs.preprocess import PRESETS
+from keras_edge.device.contract.preprocess import PRESETS, presets_text
 from keras_edge.device.contract.tasks import BoxUnits, DetectionHead, ScoreKind, Task
 
 from keras_edge.options import engine_options, json_option, out_dir, out_option, shape_option
@@ -44,7 +44,7 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
               help="Save raw outputs as .npy files (one per input and output).")
 @click.option("--labels", type=click.Path(), default=None, help="Labels file for a bare .tflite (one per line).")
 @click.option("--preprocess", type=click.Choice(sorted(PRESETS)), default=None,
-              help="Normalisation for a bare .tflite (bundles carry their own).")
+              help=f"Normalisation for a bare .tflite (bundles carry their own), of a pixel x in 0..255: {presets_text()}.")
 @click.option("--input-shape", callback=shape_option, metavar="H,W,C", help="Size for a model with dynamic input dimensions.")
 @click.option("--decode", type=click.Choice([d.value for d in DecodePolicy]), default="auto", show_default=True,
               help="Reduced JPEG decoding: auto uses it only if the input stays within tolerance.")
@@ -145,7 +145,8 @@ def bench_options(f):
         click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0),
                      help="Keep timing at least this long."),
         click.option("--e2e", type=click.Path(), default=None, metavar="IMAGE", help="Also time decode + preprocess + inference."),
-        click.option("--preprocess", type=click.Choice(sorted(PRESETS)), default=None, help="Normalisation for a bare .tflite."),
+        click.option("--preprocess", type=click.Choice(sorted(PRESETS)), default=None,
+                     help=f"Normalisation for a bare .tflite, of a pixel x in 0..255: {presets_text()}."),
         click.option("--input-shape", callback=shape_option, metavar="H,W,C", help="Size for a model with dynamic input dimensions."),
         json_option,
         out_option("Also write the JSON results to FILE.", required=False),

@@ -83,9 +83,26 @@ def _render_prune(result: Any, out: Path, budget: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _preflight(models: tuple[Path, ...], data_dir: Path | None) -> None:
+    """Wrong paths fail before TensorFlow starts (seconds, and its start-up logs); then it is imported quietly."""
+    from keras_edge.calibration.dataset import check_source
+    from keras_edge.host.model_io import check_model_path
+    from keras_edge.host.tfenv import import_tf
+
+    for model in models:
+        check_model_path(model)
+    if data_dir is not None:
+        check_source(data_dir)
+    import_tf()   # before keras is imported by the pruning modules, so that its logs stay hidden
+
+
+def _data_option(required: bool):
+    return click.option("--data", "data_dir", type=click.Path(path_type=Path), required=required, metavar="DIR",
+                        help="Labeled images, DIR/<class>/<image>" + ("." if required else
+                                                                     " (needed to fine-tune or to search)."))
+
+
 _common = [
-    click.option("--data", "data_dir", type=click.Path(path_type=Path),
-                 help="Labeled images, DIR/<class>/<image> (needed to fine-tune or distil)."),
     preprocess_options,
     click.option("--batch-size", type=int, default=32, show_default=True),
     click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True),
@@ -129,6 +146,7 @@ def _out(help: str):
 @click.option("--distill/--no-distill", default=None,
               help="Fine-tune with the unpruned model as teacher. Default: the search measures both and keeps the "
                    "better; a fixed --sparsity fine-tunes without.")
+@_data_option(required=False)
 @_with_common
 def prune(model_path: Path, out: Path, method: str, sparsity: float | None, max_accuracy_drop: float,
           target_speedup: float | None, levels: str | None, epochs: int, schedule: str, criterion: str,
@@ -138,7 +156,10 @@ def prune(model_path: Path, out: Path, method: str, sparsity: float | None, max_
 
     Without --sparsity, channel pruning measures each layer's sensitivity and searches for the largest
     pruning whose fine-tuned int8 model stays within --max-accuracy-drop, printing the curve it measured.
+
+    --json prints one pretty-printed JSON document on stdout (the search's curve, or the pruned layers).
     """
+    _preflight((model_path,), data_dir)
     from keras_edge.host.model_io import save_model
     from keras_edge.host.prune.base import PruneConfig, no_labels_error
     from keras_edge.host.prune.search import SearchConfig
@@ -225,29 +246,31 @@ def render_curve(result) -> str:
 
 
 @click.command()
-@click.option("--teacher", "teacher_path", type=click.Path(path_type=Path), required=True)
-@click.option("--student", "student_path", type=click.Path(path_type=Path), required=True)
+@click.option("--teacher", "teacher_path", type=click.Path(path_type=Path), required=True, metavar="MODEL",
+              help="The trained model whose soft outputs the student learns (.keras, .h5 or SavedModel dir); unchanged.")
+@click.option("--student", "student_path", type=click.Path(path_type=Path), required=True, metavar="MODEL",
+              help="The smaller (e.g. pruned) model to train, with the teacher's classes; its trained copy goes to -o.")
 @_out("Trained student, NAME.keras.")
+@_data_option(required=True)
 @click.option("--epochs", type=int, default=5, show_default=True)
 @click.option("--temperature", type=float, default=4.0, show_default=True, help="Softens both models' outputs.")
 @click.option("--alpha", type=float, default=0.5, show_default=True,
               help="Weight of the soft (teacher) loss; 1 - alpha weighs the labels.")
 @_with_common
 def distill(teacher_path: Path, student_path: Path, out: Path, epochs: int, temperature: float, alpha: float,
-            data_dir: Path | None, batch_size: int, learning_rate: float, val_split: float,
+            data_dir: Path, batch_size: int, learning_rate: float, val_split: float,
             unsafe: bool, imports: tuple[str, ...], as_json: bool, **pre) -> None:
-    """Train STUDENT on --data with TEACHER's soft targets (knowledge distillation)."""
-    from keras_edge.host.model_io import save_model
-    from keras_edge.host.tfenv import import_tf
+    """Train the --student model on --data with the --teacher model's soft targets (knowledge distillation).
 
-    import_tf()  # quiets TensorFlow's start-up logs before keras is imported by the distill module
+    --json prints one pretty-printed JSON document on stdout (accuracies before and after, the output file).
+    """
+    _preflight((teacher_path, student_path), data_dir)
+    from keras_edge.host.model_io import save_model
     from keras_edge.host.prune.distill import DistillConfig, distill as run_distill
 
     preprocess = preprocess_config(pre)
     config = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, batch_size=batch_size,
                            learning_rate=learning_rate, verbose=_verbosity())
-    if data_dir is None:
-        raise ConfigError("data_dir", "is needed: distillation trains on labeled data", "give DIR with one subfolder per class")
     with contextlib.redirect_stdout(sys.stderr):
         teacher = _load(teacher_path, unsafe, imports)
         student = _load(student_path, unsafe, imports)

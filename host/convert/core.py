@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_edge.calibration.dataset import DataSplit, calibration_sets, input_sets
+from keras_edge.calibration.dataset import DataSplit, calibration_sets, check_source, input_sets
 from keras_edge.device.contract import bundle as B
 from keras_edge.device.contract.checks import in_range, positive_float, positive_int
 from keras_edge.device.contract.errors import ConfigError, ConversionError, DataError, EdgeError
 from keras_edge.device.inputs.preprocess import PreprocessSpec
 
-from ..model_io import LoadedModel, load_model
+from ..model_io import LoadedModel, check_model_path, load_model
 from ..preprocessing import PreprocessOptions, specs_for_data
 from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
@@ -275,6 +275,11 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     B.check_replaceable(cfg.out)  # before the slow part, not after it
     previous = _previous_report(cfg.out, log)
     _check_labels_file(cfg.labels)
+    if isinstance(cfg.model, (str, os.PathLike)):   # wrong paths fail here, before TensorFlow is imported
+        check_model_path(cfg.model)
+    for source in (cfg.calib, cfg.eval):
+        if source is not None:
+            check_source(source)
     loaded = load_model(cfg.model, safe_mode=cfg.safe_mode, verbose=cfg.verbose, imports=cfg.imports)
     shapes, specs = specs_for_data(loaded, cfg.preprocess, cfg.calib, log)
     shape, spec = shapes[0], specs[0]
