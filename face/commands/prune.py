@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from keras_edge.options import json_option, model_loading, preprocess_config, preprocess_options
+from keras_edge.options import json_flag, model_loading, preprocess_config, preprocess_options
 
 from keras_edge.device.contract.errors import ConfigError
 
@@ -64,7 +64,7 @@ def _against(result: Any, budget: float | None) -> str:
     if budget is None or result.accuracy_before is None or result.accuracy_after is None:
         return ""
     drop = result.accuracy_before - result.accuracy_after
-    return (f" (drop {drop * 100:+.2f} pp: {'within' if drop <= budget + 1e-12 else 'OVER'} the budget of {budget:.2%}; "
+    return (f" (drop {drop * 100:+.2f} pp: {'within' if drop <= budget + 1e-12 else 'OVER'} the budget of {budget * 100:.2f} pp; "
             "Keras accuracy, convert measures int8)")
 
 
@@ -109,7 +109,7 @@ _common = [
     click.option("--val-split", type=float, default=0.1, show_default=True,
                  help="Fraction of --data held out to report accuracy before and after."),
     model_loading,
-    json_option,
+    json_flag("one pretty-printed document: the result and the file written"),
 ]
 
 
@@ -156,8 +156,6 @@ def prune(model_path: Path, out: Path, method: str, sparsity: float | None, max_
 
     Without --sparsity, channel pruning measures each layer's sensitivity and searches for the largest
     pruning whose fine-tuned int8 model stays within --max-accuracy-drop, printing the curve it measured.
-
-    --json prints one pretty-printed JSON document on stdout (the search's curve, or the pruned layers).
     """
     _preflight((model_path,), data_dir)
     from keras_edge.host.model_io import save_model
@@ -231,18 +229,19 @@ def _search(model_path: Path, out: Path, cfg, data_dir: Path, preprocess, val_sp
 
 def render_curve(result) -> str:
     """The measured curve as a table, the chosen row marked, and the verdict."""
-    head = ("level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "Keras acc", "int8 acc", "drop", "budget",
-            "epochs")
+    head = ("level", "removed", "params", "FLOPs", "int8 ms", "unpruned ms", "speed-up", "Keras acc", "int8 acc", "drop",
+            "budget", "epochs")
     rows = [head]
     for p in (result.base, *result.points):
         mark = " *" if result.chosen is p else ""
         rows.append((f"{p.level:.0%}{mark}", f"{p.achieved:.0%}", f"{p.params:,}", _count(p.flops), f"{p.int8_ms:.3f}",
-                     f"{p.speedup:.2f}x", _pct(p.accuracy), _pct(p.int8_accuracy), f"{p.drop * 100:+.2f} pp",
+                     f"{p.base_ms:.3f}" if p.base_ms is not None else "-", f"{p.speedup:.2f}x", _pct(p.accuracy), _pct(p.int8_accuracy), f"{p.drop * 100:+.2f} pp",
                      "ok" if p.within else "over", str(p.epochs)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join([*lines, f"distillation: {result.distill_note}", result.verdict,
-                      "(* chosen; speed-up = unpruned int8 p50 / pruned int8 p50, timed side by side)"])
+                      "(* chosen; speed-up = unpruned ms / int8 ms: the unpruned int8 model timed in the same rounds "
+                      "as that level's, side by side)"])
 
 
 @click.command()
@@ -260,10 +259,7 @@ def render_curve(result) -> str:
 def distill(teacher_path: Path, student_path: Path, out: Path, epochs: int, temperature: float, alpha: float,
             data_dir: Path, batch_size: int, learning_rate: float, val_split: float,
             unsafe: bool, imports: tuple[str, ...], as_json: bool, **pre) -> None:
-    """Train the --student model on --data with the --teacher model's soft targets (knowledge distillation).
-
-    --json prints one pretty-printed JSON document on stdout (accuracies before and after, the output file).
-    """
+    """Train the --student model on --data with the --teacher model's soft targets (knowledge distillation)."""
     _preflight((teacher_path, student_path), data_dir)
     from keras_edge.host.model_io import save_model
     from keras_edge.host.prune.distill import DistillConfig, distill as run_distill

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from keras_edge.options import json_option
+from keras_edge.options import json_flag
 
 
 @click.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(path_type=Path))
-@json_option
+@json_flag("one pretty-printed document: report.json's content")
 def report(bundle_dir: Path, as_json: bool) -> None:
     """Show BUNDLE's report and regenerate report.md and report.png from report.json."""
     from keras_edge.device.contract.bundle import REPORT_JSON, read_manifest

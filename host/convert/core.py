@@ -32,6 +32,7 @@ from ..report.render import write_report
 from ..tflite import evaluate as E
 from . import iomap
 from ..tflite.evaluate import summary
+from ..tflite.fidelity import pp
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
@@ -351,10 +352,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with verbose logs to see the converter's output")
         default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
-        for v in variants:
-            if v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop + 1e-12:
-                log(f"note: {v.name} misses the accuracy budget ({job.loss(v):.2%} > {cfg.max_accuracy_drop:.2%}): "
-                    "reported, not chosen")
+        variants, misses = _budget_marks(variants, job.loss, cfg.max_accuracy_drop)
+        for note in misses:
+            log(f"note: {note}")
         chosen = next((v.metrics.get("verdict") for v in variants if v.name == default), None)
         if chosen and chosen.get("decision") == "cannot resolve":   # said, not decided on noise
             log(f"note: the default {default}: {chosen['text']}")
@@ -371,11 +371,27 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             postprocess=post_spec)
         B.write_manifest(tmp, manifest)
-        report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
+        report = Report(name=name, default=default, default_reason=why, keras=keras, notes=(*data.notes, *misses),
+                        budget=cfg.max_accuracy_drop,
                         variants=tuple(VariantRecord.of(v) for v in variants),
                         selective=selective, ptq=ptq_info, pruning=pruning).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
+
+
+def _budget_marks(variants: list[B.Variant], loss: Callable[[B.Variant], float],
+                  budget: float) -> tuple[list[B.Variant], list[str]]:
+    """Each validated variant marked within or over the budget (the report shows `over budget`, never `ok`),
+    and a note for each one over it."""
+    out, notes = [], []
+    for v in variants:
+        if v.status is B.VariantStatus.OK:
+            within = loss(v) <= budget + 1e-12
+            v = replace(v, metrics={**v.metrics, "within_budget": within})
+            if not within:
+                notes.append(f"{v.name} misses the accuracy budget ({pp(loss(v))} > {pp(budget)}): reported, not chosen")
+        out.append(v)
+    return out, notes
 
 
 def _previous_report(out: Path, log: Log) -> Report | None:
