@@ -7,6 +7,7 @@ grayscale PNGs, so the demo exercises the same image path a user's data takes.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -144,7 +145,8 @@ def command_hint() -> tuple[str, str | None]:
     if not exe.is_file() or shutil.which("keras-edge") == str(exe):
         return "keras-edge", None
     activate = exe.parent / "activate"
-    return str(exe), (f"source {activate}" if activate.is_file() else None)
+    here = os.path.relpath(activate)   # `make demo` runs in the clone: .venv/bin/activate
+    return str(exe), (f"source {activate if here.startswith('..') else here}" if activate.is_file() else None)
 
 
 def closing_lines(bundle: Path, data: DemoData, seconds: float) -> list[str]:

@@ -131,4 +131,4 @@ def convert(**kw) -> None:
     else:
         click.echo(table(result.report.to_dict()))
         click.echo(f"\ndefault: {result.manifest.default} ({result.manifest.default_reason})")
-        click.echo(f"bundle written to {cfg.out}")
+        click.echo(f"bundle written to {cfg.out}; every column is explained in {Path(cfg.out) / 'report.md'}")

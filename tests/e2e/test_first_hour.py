@@ -122,3 +122,103 @@ def test_preprocess_presets_are_defined_in_help_and_readme():
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     assert all(f"`{name}`: `{describe_preset(name)}`" in readme for name in PRESETS)
     assert presets_text().count(";") == len(PRESETS) - 1
+
+
+# --- --json prints what each command's help says ---------------------------------------------------------
+
+def test_every_json_output_parses_as_documented(digits_bundle, digits_demo, tmp_path):
+    bundle = str(digits_bundle.bundle)
+    images = sorted(Path(digits_demo.eval).rglob("*.png"))[:3]
+    run = _cli("run", bundle, *images, "--json")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()   # JSON Lines: one object per input, in input order
+    assert [json.loads(ln)["source"] for ln in lines] == [str(p) for p in images]
+    assert "inputs ran on" in run.stderr   # the summary stays on stderr
+    for args, key in ((("verify", bundle), "variants"), (("bench", bundle, "--runs", "5", "--min-seconds", "0"), "results"),
+                      (("doctor",), "runtimes")):
+        proc = _cli(*args, "--json")
+        assert proc.returncode == 0, proc.stderr
+        (line,) = proc.stdout.splitlines()   # one object on one line
+        assert key in json.loads(line), args
+    report = _cli("report", bundle, "--json")
+    assert report.returncode == 0 and report.stdout.startswith("{\n  ")   # one pretty-printed document
+    assert json.loads(report.stdout)["name"] == "digits"
+    # an error: the usual line on stderr, and an object on stdout so that stdout still parses
+    for args in (("verify", tmp_path / "nope"), ("run", bundle, tmp_path / "nope.png"),
+                 ("convert", tmp_path / "m.keras", "-o", tmp_path / "b", "--calib", digits_demo.train)):
+        proc = _cli(*args, "--json")
+        assert proc.returncode != 0 and proc.stderr.splitlines()[-1].startswith("error: ")
+        err = json.loads(proc.stdout.splitlines()[-1])
+        assert err == {"error": proc.stderr.splitlines()[-1][len("error: "):], "exit_code": proc.returncode}
+
+
+def test_each_command_help_says_what_json_prints():
+    for command in COMMANDS:
+        flat = " ".join(_cli(command, "--help").stdout.split())
+        assert "--json JSON on stdout: " in flat, command
+    assert "JSON Lines" in " ".join(_cli("run", "--help").stdout.split())
+
+
+# --- report.png: labels that can be read -----------------------------------------------------------------
+
+def _boxes_overlap(a, b) -> bool:
+    return not (a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0)
+
+
+def test_report_png_labels_and_ticks_do_not_overlap(digits_bundle):
+    import matplotlib.pyplot as plt
+
+    from keras_edge.host.report.plot import figure
+
+    report = digits_bundle.report.to_dict()
+    fig, labels = figure(report)
+    try:
+        renderer = fig.canvas.get_renderer()
+        named = {name for t in labels for name in t.get_text().split(", ")}
+        assert named == {v["name"] for v in report["variants"] if v["status"] == "ok"}
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        frame = fig.axes[0].get_window_extent(renderer)
+        for i, a in enumerate(boxes):
+            assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+            for b in boxes[i + 1:]:
+                assert not _boxes_overlap(a, b), (labels[i].get_text(), a, b)
+        for ax in fig.axes:
+            ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+            ticks = [b for b in ticks if frame.x0 - 50 <= b.x0]   # those drawn
+            for i, a in enumerate(ticks):
+                for b in ticks[i + 1:]:
+                    assert not _boxes_overlap(a, b), (ax.get_title(), a, b)
+    finally:
+        plt.close(fig)
+
+
+# --- the demo's end and a rerun --------------------------------------------------------------------------
+
+def test_a_rerun_of_the_demo_loads_the_model_and_says_so(digits_demo):
+    from keras_edge.demo import prepare
+
+    said: list[str] = []
+    again = prepare(Path(digits_demo.model).parent, log=said.append)
+    assert said == [f"demo: loading the model trained before, {digits_demo.model} (delete it to train again)"]
+    assert again.keras_accuracy == digits_demo.keras_accuracy
+
+
+def test_the_demo_ends_with_its_report_and_commands_that_run(digits_bundle, digits_demo, capsys):
+    import shlex
+
+    from keras_edge.demo import closing_lines, command_hint
+
+    lines = closing_lines(digits_bundle.bundle, digits_demo, 12.3)
+    assert lines[0] == f"bundle: {digits_bundle.bundle}   (12s in all)"
+    assert str(digits_bundle.bundle / "report.md") in lines[1] and str(digits_bundle.bundle / "report.png") in lines[1]
+    assert (digits_bundle.bundle / "report.md").is_file() and (digits_bundle.bundle / "report.png").is_file()
+    exe, activate = command_hint()
+    assert exe == "keras-edge" or Path(exe).is_file()
+    if activate:   # not on PATH: the line says how to activate the environment
+        assert lines[2].startswith(f"next: `{activate}`") and Path(activate.split()[1]).is_file()
+    commands = [shlex.split(ln)[1:] for ln in lines if ln.startswith("  keras-edge ")]
+    assert [c[0] for c in commands] == ["run", "verify", "bench"]
+    for args in commands:
+        extra = ["--runs", "3", "--min-seconds", "0"] if args[0] == "bench" else []
+        assert main([*args, *extra]) == 0, capsys.readouterr().err
+        assert str(digits_bundle.bundle) in " ".join(args)
