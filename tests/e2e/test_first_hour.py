@@ -222,3 +222,14 @@ def test_the_demo_ends_with_its_report_and_commands_that_run(digits_bundle, digi
         extra = ["--runs", "3", "--min-seconds", "0"] if args[0] == "bench" else []
         assert main([*args, *extra]) == 0, capsys.readouterr().err
         assert str(digits_bundle.bundle) in " ".join(args)
+
+
+def test_prune_prints_no_tensorflow_startup_logs(digits_demo, tmp_path):
+    proc = _cli("prune", digits_demo.model, "-o", tmp_path / "p.keras", "--method", "magnitude", "--sparsity", "0.5",
+                "--epochs", "0")
+    assert proc.returncode == 0, proc.stderr
+    noise = [ln for ln in proc.stderr.splitlines() if any(k in ln for k in ("oneDNN", "cuda", "TF_ENABLE",
+                                                                            "cpu_feature_guard", "This TensorFlow binary",
+                                                                            "absl::"))]
+    assert not noise, noise
+    assert (tmp_path / "p.keras").is_file()
