@@ -233,3 +233,14 @@ def test_prune_prints_no_tensorflow_startup_logs(digits_demo, tmp_path):
                                                                             "absl::"))]
     assert not noise, noise
     assert (tmp_path / "p.keras").is_file()
+
+
+def test_readme_explains_the_report_columns_and_what_json_prints():
+    from keras_edge.host.report.render import LEGEND
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    for column, text in LEGEND.items():
+        assert f"- `{column}`: {' '.join(text.split())}" in readme, column
+    for command in COMMANDS:
+        assert f"| `{command}` |" in readme, command
+    assert "_KERAS_EDGE_COMPLETE=bash_source keras-edge" in readme
