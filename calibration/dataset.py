@@ -67,19 +67,43 @@ class Dataset:
                        tuple(self.sources[i] for i in idx) if self.sources else (), self.skipped, xs)
 
 
-def scan_folder(root: str | os.PathLike) -> FolderIndex:
-    """Index images under ``root``. Labels exist when every image sits in a first-level subfolder."""
-    root = Path(root)
+def check_source(path: str | os.PathLike) -> Path:
+    """The cheap checks of a data source (an image folder, or a .npy/.npz file), made before anything slow:
+    commands call it before TensorFlow is imported, so a wrong path fails in milliseconds."""
+    path = Path(path)
+    if path.suffix.lower() in ARRAY_EXTENSIONS:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file", "pass a .npy/.npz file or an image folder")
+        return path
+    _check_folder(path)
+    if next(iter(images.iter_images(path)), None) is None:
+        raise _no_images(path)
+    return path
+
+
+def _check_folder(root: Path) -> None:
     if not root.exists():
         raise DataError(f"{root}: no such folder", "pass a folder of images (class subfolders give labels)")
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder", "pass a folder of images, or a .npy/.npz file")
+        what = "one image" if root.suffix.lower() in images.IMAGE_EXTENSIONS else "a file"
+        raise DataError(f"{root} is not a folder ({what})", "pass a folder of images (class subfolders give labels), "
+                        "or a .npy/.npz file")
     if not os.access(root, os.R_OK | os.X_OK):  # os.walk would silently find nothing
         raise DataError(f"{root}: permission denied", "make the folder readable, or copy the images elsewhere")
+
+
+def _no_images(root: Path) -> DataError:
+    return DataError(f"{root} contains no images ({', '.join(sorted(images.IMAGE_EXTENSIONS))})",
+                     "point it at a folder of images (class subfolders give labels)")
+
+
+def scan_folder(root: str | os.PathLike) -> FolderIndex:
+    """Index images under ``root``. Labels exist when every image sits in a first-level subfolder."""
+    root = Path(root)
+    _check_folder(root)
     paths = list(images.iter_images(root))
     if not paths:
-        raise DataError(f"{root} contains no images ({', '.join(sorted(images.IMAGE_EXTENSIONS))})",
-                        "point it at a folder of images (class subfolders give labels)")
+        raise _no_images(root)
     rel_parts = [p.relative_to(root).parts for p in paths]
     if all(len(parts) >= 2 for parts in rel_parts):
         class_names = tuple(sorted({parts[0] for parts in rel_parts}))

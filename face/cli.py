@@ -8,7 +8,9 @@ is above both layers: ``device/`` never names it, nor anything of ``host/``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import json
 import sys
 
 import click
@@ -59,6 +61,14 @@ class LazyGroup(click.Group):
         LazyGroup.resolved = cmd
         return cmd
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-") and not ctx.resilient_parsing:
+            close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f"; the commands are {', '.join(sorted(COMMANDS))}"
+            raise click.UsageError(f"no such command {name!r}{hint}", ctx=ctx)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # help text comes from the table so that `--help` imports nothing
         with formatter.section("Commands"):
@@ -98,24 +108,42 @@ def usage_message(e: click.ClickException) -> str:
     return f"{text} (see {path} --help)"
 
 
+def wants_json(argv: list[str]) -> bool:
+    """Whether the command being run was given its ``--json`` flag (before any ``--``)."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    params = getattr(LazyGroup.resolved, "params", [])
+    return "--json" in args and any("--json" in getattr(p, "opts", ()) for p in params)
+
+
+def fail(message: str, code: int, argv: list[str]) -> int:
+    """One `error:` line on stderr; with --json also {"error", "exit_code"} on stdout, so that stdout parses."""
+    click.echo(f"error: {message}", err=True)
+    if wants_json(argv):
+        click.echo(json.dumps({"error": message, "exit_code": code}))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-facing errors print one line and exit non-zero; bugs keep their traceback."""
     LazyGroup.resolved = None   # in-process callers (tests, the Python API) run several commands
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = cli.main(args=argv, prog_name="keras-edge", standalone_mode=False)
     except ConfigError as e:
         e = e.renamed(flag_for(e.field, LazyGroup.resolved))
-        click.echo(f"error: {e}", err=True)
-        return e.exit_code
+        return fail(str(e), e.exit_code, args)
     except EdgeError as e:
-        click.echo(f"error: {e}", err=True)
-        return e.exit_code
+        return fail(str(e), e.exit_code, args)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.exceptions.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":   # bare `keras-edge`: the help as click prints it
+            e.show()
+            return e.exit_code
+        return fail(usage_message(e), e.exit_code, args)
     except click.ClickException as e:
-        click.echo(f"error: {usage_message(e)}", err=True)
-        return e.exit_code
+        return fail(usage_message(e), e.exit_code, args)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130

@@ -7,10 +7,13 @@ grayscale PNGs, so the demo exercises the same image path a user's data takes.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -62,8 +65,8 @@ def build_model(num_classes: int = 10, size: int = SIZE, width: int = 32):
     return keras.Model(inp, out, name="digits_cnn")
 
 
-def prepare(workdir: str | Path, epochs: int = 40, seed: int = 0) -> DemoData:
-    """Write the digits image folders and train+save the model (skipped when already there)."""
+def prepare(workdir: str | Path, epochs: int = 40, seed: int = 0, log: Callable[[str], None] = lambda s: None) -> DemoData:
+    """Write the digits image folders and train+save the model (skipped when already there, and said so)."""
     from sklearn.model_selection import train_test_split
 
     from keras_edge.host.tfenv import captured_output, import_tf
@@ -81,8 +84,10 @@ def prepare(workdir: str | Path, epochs: int = 40, seed: int = 0) -> DemoData:
     import keras
 
     if model_path.is_file():
+        log(f"demo: loading the model trained before, {model_path} (delete it to train again)")
         model = keras.models.load_model(model_path)
     else:
+        log(f"demo: training a CNN on scikit-learn's digits ({epochs} epochs) into {model_path} …")
         keras.utils.set_random_seed(seed)
         model = build_model()
         model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -111,17 +116,55 @@ def main(argv: list[str] | None = None) -> int:
 
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    say(f"demo: training a CNN on scikit-learn digits in {args.workdir} …")
-    data = prepare(args.workdir, epochs=args.epochs)
+    data = prepare(args.workdir, epochs=args.epochs, log=say)
     say(f"demo: keras model {data.model} (accuracy {data.keras_accuracy:.4f} on the eval folder)")
     cfg = ConvertConfig(model=data.model, out=Path(args.workdir) / "bundles" / "digits", calib=data.train,
-                        eval=data.eval, variants=("fp32", "fp16", "dynamic", "int8", "int16x8"), name="digits")
+                        eval=data.eval, variants=VARIANTS, name="digits")
+    say("demo: converting, as `keras-edge " + " ".join(convert_args(data, cfg.out)) + "` does")
     result = convert(cfg, log=say)
     if not args.no_table:
         print(table(result.to_dict()))
         print(f"\ndefault: {result.manifest.default} ({result.manifest.default_reason})")
-        print(f"bundle: {result.bundle}   ({time.perf_counter() - t0:.0f}s in all)")
+        print("\n".join(closing_lines(result.bundle, data, time.perf_counter() - t0)))
     return 0
+
+
+VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+
+def convert_args(data: DemoData, out: Path) -> list[str]:
+    """The `keras-edge convert` arguments that make the demo's bundle (the README's tour starts from them)."""
+    return ["convert", str(data.model), "-o", str(out), "--calib", str(data.train), "--eval", str(data.eval),
+            "--variants", ",".join(VARIANTS), "--name", "digits"]
+
+
+def command_hint() -> tuple[str, str | None]:
+    """How to call `keras-edge` from here: its name when this environment is on PATH, else its full path,
+    and the line that activates the environment (None when it is active)."""
+    exe = Path(sys.executable).parent / "keras-edge"
+    if not exe.is_file() or shutil.which("keras-edge") == str(exe):
+        return "keras-edge", None
+    activate = exe.parent / "activate"
+    here = os.path.relpath(activate)   # `make demo` runs in the clone: .venv/bin/activate
+    return str(exe), (f"source {activate if here.startswith('..') else here}" if activate.is_file() else None)
+
+
+def closing_lines(bundle: Path, data: DemoData, seconds: float) -> list[str]:
+    """Where the results are and what to type next (the README's tour uses this bundle)."""
+    exe, activate = command_hint()
+    image = next(iter(sorted(Path(data.eval).glob("*/*.png"))), data.eval)
+    lines = [f"bundle: {bundle}   ({seconds:.0f}s in all)",
+             f"report: {bundle / 'report.md'} (every variant, a legend of the columns) and {bundle / 'report.png'}"]
+    if activate:
+        lines.append(f"next: `{activate}` (the environment `make setup` made; or call {exe}), then:")
+        exe = "keras-edge"
+    else:
+        lines.append("next:")
+    lines += [f"  {exe} run {bundle} {image}", f"  {exe} verify {bundle}",
+              f"  {exe} bench {bundle} --variant all",
+              "  your own model: the README's tour, from `keras-edge convert` (the demo ran: keras-edge "
+              + " ".join(convert_args(data, bundle)) + ")"]
+    return lines
 
 
 if __name__ == "__main__":

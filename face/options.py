@@ -136,7 +136,14 @@ def out_option(help: str, *, required: bool = True, directory: bool = False, met
 
 # ---------------------------------------------------------------- shared option groups
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def json_flag(prints: str) -> Callable[[F], F]:
+    """--json, saying what this command prints (README: "What --json prints")."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"JSON on stdout: {prints}. Progress and notes stay on stderr; an error prints its "
+                             "`error:` line on stderr and {\"error\": …, \"exit_code\": …} on stdout.")
+
+
+json_option = json_flag("the result")
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's and the converter's logs.")
 
 model_loading = _stack(
@@ -147,7 +154,7 @@ model_loading = _stack(
 )
 
 
-def engine_options(*, multi_threads: bool = False) -> Callable[[F], F]:
+def engine_options(*, multi_threads: bool = False, threads_default: str = "all cores") -> Callable[[F], F]:
     """--threads, --accelerator, --no-fallback, --gpu-delegate for commands that load a model."""
     from keras_edge.device.engine import Accelerator
     from keras_edge.device.engine import DEFAULT_TIMEOUT_S
@@ -155,7 +162,7 @@ def engine_options(*, multi_threads: bool = False) -> Callable[[F], F]:
     return _stack(
         click.option("--threads", callback=threads_list if multi_threads else threads_one, metavar="N[,N…]" if multi_threads else "N",
                      help="Interpreter threads" + (", one or more to compare (e.g. 1,2,4)" if multi_threads else "")
-                          + ". Default: all cores."),
+                          + f". Default: {threads_default}."),
         click.option("--accelerator", type=click.Choice([a.value for a in Accelerator]), default="cpu", show_default=True,
                      help="cpu: XNNPACK; gpu: the runtime's GPU path, falling back to CPU; auto: a hardware GPU only, "
                           "if it runs the whole model faster than the CPU in a short trial."),
@@ -181,10 +188,12 @@ ssh_options = _stack(
 def preprocess_options(f: F) -> F:
     """How images become the model's input: shared by convert and prune, resolved by one library function."""
     from keras_edge.device.contract import PRESETS, ColorOrder, Interpolation, ResizeMode
+    from keras_edge.device.contract.preprocess import presets_text
 
     return _stack(
         click.option("--preprocess", "preset", type=click.Choice(list(PRESETS)),
-                     help="Normalisation preset (keras.applications modes); default: inferred from a leading Rescaling layer."),
+                     help=f"Normalisation of a pixel x in 0..255 (keras.applications modes): {presets_text()}. "
+                          "Default: raw when the model starts with a Rescaling/Normalization layer, else required."),
         click.option("--scale", type=float, help="Explicit normalisation: (pixel*scale - mean)/std."),
         click.option("--mean", callback=floats, help="Comma-separated per-channel mean (after scale)."),
         click.option("--std", callback=floats, help="Comma-separated per-channel std (after scale)."),

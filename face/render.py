@@ -69,7 +69,8 @@ def task_text(r: Result) -> str:
 def summary_line(s: Summary) -> str:
     ok = s.inputs - s.failed
     workers = f"{s.workers} decode worker{'' if s.workers == 1 else 's'}{' + the consumer' if s.helping else ''}"
-    text = (f"{ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {s.threads} threads, {workers}, "
+    threads = f"{s.threads} interpreter thread{'' if s.threads == 1 else 's'}"
+    text = (f"{s.target}: {ok}/{s.inputs} inputs ran on {s.backend} ({s.runtime}, {threads}, {workers}, "
             f"{s.cores} cores), inference {s.infer_ms_mean:.2f} ms mean, {s.fps:.1f} inputs/s overall")
     if s.postprocess_ms_mean:
         text += f"; postprocessing {s.postprocess_ms_mean:.2f} ms mean"
@@ -115,7 +116,8 @@ def verify_failure(rep: VerifyReport) -> str:
 
 _COLUMNS = (("variant", "variant", "{}"), ("threads", "thr", "{}"), ("backend", "backend", "{}"),
             ("median_ms", "median ms", "{:.3f}"), ("p90_ms", "p90 ms", "{:.3f}"), ("p99_ms", "p99 ms", "{:.3f}"),
-            ("min_ms", "min ms", "{:.3f}"), ("std_ms", "std ms", "{:.3f}"), ("throughput_ips", "inf/s", "{:.1f}"),
+            ("min_ms", "min ms", "{:.3f}"), ("std_ms", "std ms", "{:.3f}"), ("mean_ms", "mean ms", "{:.3f}"),
+            ("throughput_ips", "inf/s", "{:.1f}"),
             ("init_ms", "init ms", "{:.1f}"), ("first_ms", "first ms", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}"),
             ("bytes", "size KB", None))
 
@@ -127,6 +129,8 @@ def bench_table(rep: BenchReport) -> list[str]:
         rows.append([f"{d['bytes'] / 1024:.1f}" if fmt is None else fmt.format(d[k]) for k, _, fmt in _COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.append("inf/s = 1000 / mean ms: invokes one after another on one caller thread (a slow outlier lowers it, "
+                 "the median ignores it)")
     for r in rep.results:
         if r.e2e:
             lines.append(e2e_line(f"{r.variant}, {r.threads} threads", r.e2e))

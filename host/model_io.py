@@ -77,21 +77,46 @@ def _unsafe_hint(err: Exception) -> bool:
     return "safe_mode" in text or "Lambda" in text or "arbitrary code" in text
 
 
-def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports: tuple[str, ...] = ()) -> LoadedModel:
-    """Load ``.keras``, ``.h5`` or a SavedModel directory (or take a model object); safe mode unless the
-    user opts out. ``imports`` are the user's modules that register custom or subclassed classes."""
-    tf = import_tf(verbose)  # first: on a board without TensorFlow, say so before anything else
-    if not isinstance(path, (str, os.PathLike)):
-        return from_object(path)
+def require_tensorflow() -> None:
+    """Say that TensorFlow is missing without importing it (on a board, before any other complaint)."""
+    if any(importlib.util.find_spec(m) is None for m in ("tensorflow", "keras")):
+        import_tf()   # raises the one message that says what to install
+
+
+def check_model_path(path: str | os.PathLike) -> Path:
+    """What can be told about a model path without TensorFlow: it exists, and is a .keras/.h5 file or a
+    SavedModel directory. Called before TensorFlow is imported, so a typo costs milliseconds, not seconds."""
+    require_tensorflow()
     path = Path(path)
-    import_user_modules(imports)
     if not path.exists():
         raise ModelError(f"{path}: no such model file", "pass a .keras or .h5 file, or a SavedModel directory")
-    import keras
-
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path} is a directory without saved_model.pb", "pass a SavedModel directory, .keras or .h5")
+        return path
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(f"{path} is not a Keras model file (expected {', '.join(KERAS_SUFFIXES)} or a SavedModel dir)",
+                         "save the model with model.save('model.keras')")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path} is empty (0 bytes)", "save the model again")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ModelError(f"{path} is not a valid .keras file (not a complete zip archive)",
+                         "check that the file is a complete Keras model (it may be truncated or corrupt)")
+    return path
+
+
+def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports: tuple[str, ...] = ()) -> LoadedModel:
+    """Load ``.keras``, ``.h5`` or a SavedModel directory (or take a model object); safe mode unless the
+    user opts out. ``imports`` are the user's modules that register custom or subclassed classes."""
+    if isinstance(path, (str, os.PathLike)):   # bad paths fail before TensorFlow's seconds of start-up
+        path = check_model_path(path)
+    tf = import_tf(verbose)
+    if not isinstance(path, Path):
+        return from_object(path)
+    import_user_modules(imports)
+    import keras
+
+    if path.is_dir():
         kind = "savedmodel"
         try:
             with captured_output(not verbose):
@@ -112,15 +137,7 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
                              "re-export it with model.export() or save as .keras") from None
         return LoadedModel(model, path, kind, _specs(model.inputs), _specs(model.outputs, _output_names(model)), rescaling)
     else:
-        if path.suffix.lower() not in KERAS_SUFFIXES:
-            raise ModelError(f"{path} is not a Keras model file (expected {', '.join(KERAS_SUFFIXES)} or a SavedModel dir)",
-                             "save the model with model.save('model.keras')")
-        if path.stat().st_size == 0:
-            raise ModelError(f"{path} is empty (0 bytes)", "save the model again")
         kind = "h5" if path.suffix.lower() in (".h5", ".hdf5") else "keras"
-        if kind == "keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
-            raise ModelError(f"{path} is not a valid .keras file (not a complete zip archive)",
-                             "check that the file is a complete Keras model (it may be truncated or corrupt)")
         try:
             with captured_output(not verbose):
                 model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from keras_edge.device.contract import choice
 from keras_edge.device.contract import ConfigError, DataError, ModelError
 from keras_edge.device.contract import PRESETS, ColorOrder, Interpolation, PreprocessSpec, ResizeMode
+from keras_edge.device.contract.preprocess import presets_text
 
 from .model_io import LoadedModel, leading_preprocessing
 
@@ -142,11 +143,11 @@ def resolve_spec(loaded: LoadedModel, shape: tuple[int, ...], options: Preproces
     if not options.preset and loaded.kind == "savedmodel":
         raise ConfigError("preset", "is needed: no rescaling of the input could be read from the SavedModel graph, so "
                           "keras-edge cannot tell how its inputs were normalised",
-                          f"state it: one of {'|'.join(PRESETS)} (or scale/mean/std)")
+                          f"state it: one of {presets_text()} (or scale/mean/std)")
     if not options.preset:
         raise ConfigError("preset", "is needed: the model does not start with a Rescaling/Normalization layer, so "
                           "keras-edge cannot tell how its inputs were normalised",
-                          f"give one of {'|'.join(PRESETS)} (or scale/mean/std)")
+                          f"give one of {presets_text()} (or scale/mean/std)")
     if lead:
         log(f"note: the model starts with {type(lead[0]).__name__} but preset {options.preset} was given; using it")
     return PreprocessSpec.from_preset(options.preset, h, w, c, reason=f"preset {options.preset}", **common)

@@ -76,7 +76,7 @@ class BenchResult:
     min_ms: float = 0.0
     mean_ms: float = 0.0
     std_ms: float = 0.0
-    throughput_ips: float = 0.0
+    throughput_ips: float = 0.0          # 1000 / mean_ms: back-to-back invokes on one caller thread
     rss_mb: float = 0.0
     e2e: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)

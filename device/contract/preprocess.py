@@ -56,6 +56,31 @@ PRESETS: dict[str, Callable[[], tuple[Normalization, ColorOrder | None]]] = {
 }
 
 
+def _num(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def describe_preset(name: str) -> str:
+    """What a preset computes, in words made from its registry entry: ``x/127.5 - 1 → [-1, 1]``."""
+    norm, color = PRESETS[name]()
+    x = "x" if norm.scale == 1 else f"x/{_num(1 / norm.scale)}"
+    if any(norm.mean):
+        x = f"{x} - {_num(norm.mean[0])}" if len(norm.mean) == 1 else f"{x} - ({', '.join(map(_num, norm.mean))})"
+    if any(s != 1 for s in norm.std):
+        x = f"({x}) / {_num(norm.std[0])}" if len(norm.std) == 1 else f"({x}) / ({', '.join(map(_num, norm.std))})"
+    if len(norm.mean) == 1 and len(norm.std) == 1:
+        lo, hi = ((v * norm.scale - norm.mean[0]) / norm.std[0] for v in (0, 255))
+        x += f" → [{_num(round(lo, 4))}, {_num(round(hi, 4))}]"
+    else:
+        x += " per channel"
+    return x + (f", {color.value.upper()} channel order" if color is not None else "")
+
+
+def presets_text(sep: str = "; ") -> str:
+    """Every preset and what it computes on a pixel x in 0..255 (for --help, the README and errors)."""
+    return sep.join(f"{name}: {describe_preset(name)}" for name in PRESETS)
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """What turns a decoded image into the model's input tensor (before quantisation)."""

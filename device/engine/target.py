@@ -14,7 +14,8 @@ import numpy as np
 
 from ..contract.bundle import MANIFEST, Manifest, Task, TensorSpec, Variant, check_variant, read_labels, read_manifest
 from ..contract.errors import BundleError, ConfigError, DataError
-from ..inputs.preprocess import PRESETS, PreprocessSpec
+from ..contract.preprocess import presets_text
+from ..inputs.preprocess import PreprocessSpec
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,5 @@ def infer_spec(tensor: TensorSpec, preset: str | None) -> tuple[PreprocessSpec, 
         return spec, [f"{tensor.dtype} input takes pixel values directly (q = pixel{' - 128' if shift else ''}); "
                       "give a preprocessing preset to override"]
     spec = PreprocessSpec.from_preset("unit", h, w, c)
-    choices = "|".join(PRESETS)
-    return spec, [f"float input normalised to [0, 1] (preset 'unit'); pass --preprocess {choices} if the model "
-                  "expects another range"]
+    return spec, [f"float input normalised to [0, 1] (preset 'unit'); pass --preprocess if the model expects another "
+                  f"range ({presets_text()})"]

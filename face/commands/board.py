@@ -12,13 +12,13 @@ from typing import Any
 
 import click
 
-from keras_edge.device.engine import EngineOptions
-from keras_edge.device.contract import DataError
+from keras_edge.device.contract import PRESETS, DataError
+from keras_edge.device.contract.preprocess import presets_text
 from keras_edge.device.engine import DEFAULT_TIMEOUT_S as GPU_TIMEOUT
+from keras_edge.device.engine import EngineOptions
 from keras_edge.device.inputs import DecodePolicy
-from keras_edge.device.inputs import PRESETS
 
-from keras_edge.options import engine_options, json_option, out_dir, out_option, shape_option, task_config, task_options
+from keras_edge.options import engine_options, json_flag, out_dir, out_option, shape_option, task_config, task_options
 
 
 def _echo_json(obj: Any) -> None:
@@ -36,14 +36,14 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
 @click.argument("sources", nargs=-1, type=click.Path())
 @click.option("--variant", default=None, help="Bundle variant (default: the manifest's default).")
 @click.option("--top-k", default=5, show_default=True, type=int, help="Classes to show per input.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per input on stdout.")
+@json_flag("JSON Lines, one object per input in input order (the summary line goes to stderr)")
 @click.option("--camera", type=int, default=None, metavar="N", help="Also read camera N (/dev/videoN).")
 @click.option("--max-frames", type=int, default=None, help="Stop each video/camera stream after N frames.")
 @click.option("--save-outputs", type=click.Path(path_type=Path), default=None, metavar="DIR", callback=out_dir,
               help="Save raw outputs as .npy files (one per input and output).")
 @click.option("--labels", type=click.Path(), default=None, help="Labels file for a bare .tflite (one per line).")
 @click.option("--preprocess", type=click.Choice(sorted(PRESETS)), default=None,
-              help="Normalisation for a bare .tflite (bundles carry their own).")
+              help=f"Normalisation for a bare .tflite (bundles carry their own), of a pixel x in 0..255: {presets_text()}.")
 @click.option("--input-shape", callback=shape_option, metavar="H,W,C", help="Size for a model with dynamic input dimensions.")
 @click.option("--decode", type=click.Choice([d.value for d in DecodePolicy]), default="auto", show_default=True,
               help="Reduced JPEG decoding: auto uses it only if the input stays within tolerance.")
@@ -54,7 +54,8 @@ def _shapes(dims: tuple[int, ...] | None) -> tuple[tuple[int, ...], ...]:
 @click.option("--draw", type=click.Path(path_type=Path), default=None, metavar="DIR", callback=out_dir,
               help="Write annotated images (and one annotated .mp4 per video or camera) into DIR.")
 @task_options
-@engine_options()
+@engine_options(threads_default="fitted with --workers to the cores, the rest decode: 1 below 4 cores, else half "
+                                "of them; all cores for .npy/.npz inputs (the summary line says what ran)")
 def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outputs, labels, preprocess, input_shape,
         decode, workers, realtime, draw, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout, **task) -> int:
     """Run TARGET (bundle directory or .tflite) on SOURCE images, folders, videos or .npy/.npz files."""
@@ -95,7 +96,7 @@ def run(target, sources, variant, top_k, as_json, camera, max_frames, save_outpu
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("bundle", type=click.Path())
 @click.option("--variant", default=None, help="Check only these variants (comma-separated).")
-@json_option
+@json_flag("one object on one line: every variant's check and the runtime")
 @engine_options()
 def verify(bundle, variant, as_json, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Check BUNDLE's checksums and run reference.npz through each variant against its tolerance."""
@@ -120,15 +121,18 @@ def bench_options(f):
     """bench's own options (shared with `bench --on`, which adds the ssh ones)."""
     for deco in reversed([
         click.argument("target", type=click.Path()),
-        click.option("--variant", "variants", default=None, help="'all', a variant, or a comma-separated list (default: the default)."),
+        click.option("--variant", "variants", default=None,
+                     help="'all', a variant, or a comma-separated list. Default: the bundle's default variant "
+                          "(the one `run` uses)."),
         click.option("--runs", default=50, show_default=True, type=click.IntRange(min=1), help="Timed invocations (at least)."),
         click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Untimed invocations first."),
         click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0),
                      help="Keep timing at least this long."),
         click.option("--e2e", type=click.Path(), default=None, metavar="IMAGE", help="Also time decode + preprocess + inference."),
-        click.option("--preprocess", type=click.Choice(sorted(PRESETS)), default=None, help="Normalisation for a bare .tflite."),
+        click.option("--preprocess", type=click.Choice(sorted(PRESETS)), default=None,
+                     help=f"Normalisation for a bare .tflite, of a pixel x in 0..255: {presets_text()}."),
         click.option("--input-shape", callback=shape_option, metavar="H,W,C", help="Size for a model with dynamic input dimensions."),
-        json_option,
+        json_flag("one object on one line: every measurement and the machine (with --on: one line per board)"),
         out_option("Also write the JSON results to FILE.", required=False),
         engine_options(multi_threads=True),
     ]):
@@ -163,7 +167,7 @@ def bench(target, variants, runs, warmup, min_seconds, e2e, preprocess, input_sh
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_flag("one object on one line: runtimes, system, OpenCV, cameras, GPU")
 @click.option("--gpu-delegate", metavar="PATH", default=None, help="GPU delegate library to try.")
 @click.option("--gpu-timeout", type=click.FloatRange(min=0), default=GPU_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Time limit for the GPU probe (it runs in a child process).")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from keras_edge.options import (json_option, model_loading, out_option, preprocess_config, preprocess_options,
+from keras_edge.options import (json_flag, model_loading, out_option, preprocess_config, preprocess_options,
                                 task_config, task_options,
                                 threads_one, verbose_option)
 
@@ -98,7 +98,7 @@ class _Progress:
                    "(segmentation); scores variants by mAP / mean IoU. The calibration folder may be unlabeled.")
 @click.option("--threads", callback=threads_one, metavar="N", help="Interpreter threads for validation latency (default: all cores).")
 @model_loading
-@json_option
+@json_flag("one pretty-printed document: the report (every variant's metrics, the default and why)")
 @verbose_option
 def convert(**kw) -> None:
     """Convert MODEL (.keras, .h5 or SavedModel dir) into a bundle of validated TFLite variants."""
@@ -117,4 +117,4 @@ def convert(**kw) -> None:
     else:
         click.echo(table(result.report.to_dict()))
         click.echo(f"\ndefault: {result.manifest.default} ({result.manifest.default_reason})")
-        click.echo(f"bundle written to {cfg.out}")
+        click.echo(f"bundle written to {cfg.out}; every column is explained in {Path(cfg.out) / 'report.md'}")

@@ -16,7 +16,7 @@ from keras_edge.device.contract import EdgeError
 
 from keras_edge.commands.board import bench_options
 from keras_edge.commands.board import bench as local_bench
-from keras_edge.options import json_option, ssh_options
+from keras_edge.options import json_flag, ssh_options
 
 from keras_edge.host.deploy.core import DeployConfig, HostResult, Outcome, Transport
 from keras_edge.host.deploy.ssh import SshOptions
@@ -72,7 +72,7 @@ def _fleet_flags(ctx: click.Context, inventory: Path | None, hosts: Sequence[str
 @click.option("--latency-ceiling", type=float, metavar="FACTOR",
               help="With --inventory: the health gate also fails a board whose p50 exceeds FACTOR x the bundle's board benchmark.")
 @ssh_options
-@json_option
+@json_flag("one pretty-printed array, one object per board (with --inventory: one document with the batches)")
 @click.pass_context
 def deploy(ctx: click.Context, bundle_dir: Path, hosts: tuple[str, ...], keep: int, install_runner: bool,
            wheel: Path | None, transport: str, bwlimit: int | None, jobs: int, lock_wait_s: int,
@@ -111,7 +111,7 @@ def deploy(ctx: click.Context, bundle_dir: Path, hosts: tuple[str, ...], keep: i
 @limit_option
 @forks_option
 @ssh_options
-@json_option
+@json_flag("one pretty-printed array, one object per board")
 @click.pass_context
 def rollback(ctx: click.Context, name: str, hosts: tuple[str, ...], jobs: int, inventory: Path | None,
              limit: str | None, forks: int, ssh_config: Path | None, ssh_option: tuple[str, ...],

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from keras_edge.options import json_option, model_loading, preprocess_config, preprocess_options
+from keras_edge.options import json_flag, model_loading, preprocess_config, preprocess_options
 
 from keras_edge.device.contract import ConfigError
 
@@ -64,7 +64,7 @@ def _against(result: Any, budget: float | None) -> str:
     if budget is None or result.accuracy_before is None or result.accuracy_after is None:
         return ""
     drop = result.accuracy_before - result.accuracy_after
-    return (f" (drop {drop * 100:+.2f} pp: {'within' if drop <= budget + 1e-12 else 'OVER'} the budget of {budget:.2%}; "
+    return (f" (drop {drop * 100:+.2f} pp: {'within' if drop <= budget + 1e-12 else 'OVER'} the budget of {budget * 100:.2f} pp; "
             "Keras accuracy, convert measures int8)")
 
 
@@ -83,16 +83,33 @@ def _render_prune(result: Any, out: Path, budget: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _preflight(models: tuple[Path, ...], data_dir: Path | None) -> None:
+    """Wrong paths fail before TensorFlow starts (seconds, and its start-up logs); then it is imported quietly."""
+    from keras_edge.calibration.dataset import check_source
+    from keras_edge.host.model_io import check_model_path
+    from keras_edge.host.tfenv import import_tf
+
+    for model in models:
+        check_model_path(model)
+    if data_dir is not None:
+        check_source(data_dir)
+    import_tf()   # before keras is imported by the pruning modules, so that its logs stay hidden
+
+
+def _data_option(required: bool):
+    return click.option("--data", "data_dir", type=click.Path(path_type=Path), required=required, metavar="DIR",
+                        help="Labeled images, DIR/<class>/<image>" + ("." if required else
+                                                                     " (needed to fine-tune or to search)."))
+
+
 _common = [
-    click.option("--data", "data_dir", type=click.Path(path_type=Path),
-                 help="Labeled images, DIR/<class>/<image> (needed to fine-tune or distil)."),
     preprocess_options,
     click.option("--batch-size", type=int, default=32, show_default=True),
     click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True),
     click.option("--val-split", type=float, default=0.1, show_default=True,
                  help="Fraction of --data held out to report accuracy before and after."),
     model_loading,
-    json_option,
+    json_flag("one pretty-printed document: the result and the file written"),
 ]
 
 
@@ -129,6 +146,7 @@ def _out(help: str):
 @click.option("--distill/--no-distill", default=None,
               help="Fine-tune with the unpruned model as teacher. Default: the search measures both and keeps the "
                    "better; a fixed --sparsity fine-tunes without.")
+@_data_option(required=False)
 @_with_common
 def prune(model_path: Path, out: Path, method: str, sparsity: float | None, max_accuracy_drop: float,
           target_speedup: float | None, levels: str | None, epochs: int, schedule: str, criterion: str,
@@ -139,6 +157,7 @@ def prune(model_path: Path, out: Path, method: str, sparsity: float | None, max_
     Without --sparsity, channel pruning measures each layer's sensitivity and searches for the largest
     pruning whose fine-tuned int8 model stays within --max-accuracy-drop, printing the curve it measured.
     """
+    _preflight((model_path,), data_dir)
     from keras_edge.host.model_io import save_model
     from keras_edge.host.prune.base import PruneConfig, no_labels_error
     from keras_edge.host.prune.search import SearchConfig
@@ -210,44 +229,44 @@ def _search(model_path: Path, out: Path, cfg, data_dir: Path, preprocess, val_sp
 
 def render_curve(result) -> str:
     """The measured curve as a table, the chosen row marked, and the verdict."""
-    head = ("level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "Keras acc", "int8 acc", "drop", "budget",
-            "epochs")
+    head = ("level", "removed", "params", "FLOPs", "int8 ms", "unpruned ms", "speed-up", "Keras acc", "int8 acc", "drop",
+            "budget", "epochs")
     rows = [head]
     for p in (result.base, *result.points):
         mark = " *" if result.chosen is p else ""
         rows.append((f"{p.level:.0%}{mark}", f"{p.achieved:.0%}", f"{p.params:,}", _count(p.flops), f"{p.int8_ms:.3f}",
-                     f"{p.speedup:.2f}x", _pct(p.accuracy), _pct(p.int8_accuracy), f"{p.drop * 100:+.2f} pp",
+                     f"{p.base_ms:.3f}" if p.base_ms is not None else "-", f"{p.speedup:.2f}x", _pct(p.accuracy), _pct(p.int8_accuracy), f"{p.drop * 100:+.2f} pp",
                      "ok" if p.within else "over", str(p.epochs)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join([*lines, f"distillation: {result.distill_note}", result.verdict,
-                      "(* chosen; speed-up = unpruned int8 p50 / pruned int8 p50, timed side by side)"])
+                      "(* chosen; speed-up = unpruned ms / int8 ms: the unpruned int8 model timed in the same rounds "
+                      "as that level's, side by side)"])
 
 
 @click.command()
-@click.option("--teacher", "teacher_path", type=click.Path(path_type=Path), required=True)
-@click.option("--student", "student_path", type=click.Path(path_type=Path), required=True)
+@click.option("--teacher", "teacher_path", type=click.Path(path_type=Path), required=True, metavar="MODEL",
+              help="The trained model whose soft outputs the student learns (.keras, .h5 or SavedModel dir); unchanged.")
+@click.option("--student", "student_path", type=click.Path(path_type=Path), required=True, metavar="MODEL",
+              help="The smaller (e.g. pruned) model to train, with the teacher's classes; its trained copy goes to -o.")
 @_out("Trained student, NAME.keras.")
+@_data_option(required=True)
 @click.option("--epochs", type=int, default=5, show_default=True)
 @click.option("--temperature", type=float, default=4.0, show_default=True, help="Softens both models' outputs.")
 @click.option("--alpha", type=float, default=0.5, show_default=True,
               help="Weight of the soft (teacher) loss; 1 - alpha weighs the labels.")
 @_with_common
 def distill(teacher_path: Path, student_path: Path, out: Path, epochs: int, temperature: float, alpha: float,
-            data_dir: Path | None, batch_size: int, learning_rate: float, val_split: float,
+            data_dir: Path, batch_size: int, learning_rate: float, val_split: float,
             unsafe: bool, imports: tuple[str, ...], as_json: bool, **pre) -> None:
-    """Train STUDENT on --data with TEACHER's soft targets (knowledge distillation)."""
+    """Train the --student model on --data with the --teacher model's soft targets (knowledge distillation)."""
+    _preflight((teacher_path, student_path), data_dir)
     from keras_edge.host.model_io import save_model
-    from keras_edge.host.tfenv import import_tf
-
-    import_tf()  # quiets TensorFlow's start-up logs before keras is imported by the distill module
     from keras_edge.host.prune.distill import DistillConfig, distill as run_distill
 
     preprocess = preprocess_config(pre)
     config = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, batch_size=batch_size,
                            learning_rate=learning_rate, verbose=_verbosity())
-    if data_dir is None:
-        raise ConfigError("data_dir", "is needed: distillation trains on labeled data", "give DIR with one subfolder per class")
     with contextlib.redirect_stdout(sys.stderr):
         teacher = _load(teacher_path, unsafe, imports)
         student = _load(student_path, unsafe, imports)

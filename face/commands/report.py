@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from keras_edge.options import json_option
+from keras_edge.options import json_flag
 
 
 @click.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(path_type=Path))
-@json_option
+@json_flag("one pretty-printed document: report.json's content")
 def report(bundle_dir: Path, as_json: bool) -> None:
     """Show BUNDLE's report and regenerate report.md and report.png from report.json."""
     from keras_edge.device.contract import REPORT_JSON, read_manifest
@@ -26,4 +26,9 @@ def report(bundle_dir: Path, as_json: bool) -> None:
     if rep is None:
         raise BundleError(f"{bundle_dir} has no {REPORT_JSON}", "reconvert the bundle with `keras-edge convert`")
     write_report(bundle_dir, rep)
-    click.echo(json.dumps(rep.to_dict(), indent=2) if as_json else table(rep.to_dict()))
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+    else:
+        click.echo(table(rep.to_dict()))
+        click.echo(f"\ndefault: {rep.default} ({rep.default_reason})")
+        click.echo(f"wrote {bundle_dir / 'report.md'} (every column explained) and {bundle_dir / 'report.png'}")

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 from keras_edge.device.contract import bundle as B
 
+from ..tflite.fidelity import pp
+
 NOISE = 0.05  # latency differences below this fraction do not decide the default
 
 
@@ -81,9 +83,11 @@ def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_d
         name = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}.get(task, task)
         against = "Keras's" if any(v.metrics.get(task) is not None for v in ok) else "fidelity to Keras's results"
         what = f"{name} drop (against {against})" if against == "Keras's" else f"{name} loss of {against}"
+    unit = (lambda x, signed=False: f"{x:+.2%}" if signed else f"{x:.2%}") if raw and keras_acc is None and not task else pp
     if not fits:
         best = min(ok, key=loss)
-        return best.name, f"no variant fits the {what} budget of {max_drop:.2%}; {best.name} has the smallest ({loss(best):.2%})"
+        return best.name, (f"no variant fits the {what} budget of {unit(max_drop)}; {best.name} has the smallest "
+                           f"({unit(loss(best))})")
     on_board = board is not None and all(v.name in board.latency_ms for v in fits)
     speed = (lambda v: board.latency_ms[v.name]) if on_board else (lambda v: v.metrics["latency_ms"])  # noqa: E731
     where = f"on board {board.board} (bench --on, {board.measured})" if on_board else "side by side on the workstation"
@@ -94,4 +98,4 @@ def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_d
     tie = (f"; {', '.join(v.name for v in close if v is not best)} within {NOISE:.0%}, this one has less loss or a smaller file"
            if len(close) > 1 else "")
     return best.name, (f"fastest measured {where} ({speed(best):.3f} ms p50) among "
-                       f"variants within the {what} budget of {max_drop:.2%} ({loss(best):+.2%}){tie}")
+                       f"variants within the {what} budget of {unit(max_drop)} (its {what}: {unit(loss(best), True)}){tie}")

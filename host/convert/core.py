@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_edge.calibration.dataset import DataSplit, calibration_sets, input_sets
+from keras_edge.calibration.dataset import DataSplit, calibration_sets, check_source, input_sets
 from keras_edge.device.contract import bundle as B
 from keras_edge.device.contract import tolerances
 from keras_edge.device.contract import in_range, positive_float, positive_int
@@ -26,7 +26,7 @@ from keras_edge.device.contract import ConfigError, DataError, EdgeError
 from keras_edge.host.errors import ConversionError
 from keras_edge.device.inputs import PreprocessSpec
 
-from ..model_io import LoadedModel, load_model
+from ..model_io import LoadedModel, check_model_path, load_model
 from ..preprocessing import PreprocessOptions, specs_for_data
 from ..prune.base import PruneSpec
 from ..report.contract import Report, VariantRecord, read_report
@@ -34,6 +34,7 @@ from ..report.render import write_report
 from ..tflite import evaluate as E
 from . import iomap
 from ..tflite.evaluate import summary
+from ..tflite.fidelity import pp
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
@@ -267,6 +268,11 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     B.check_replaceable(cfg.out)  # before the slow part, not after it
     previous = _previous_report(cfg.out, log)
     _check_labels_file(cfg.labels)
+    if isinstance(cfg.model, (str, os.PathLike)):   # wrong paths fail here, before TensorFlow is imported
+        check_model_path(cfg.model)
+    for source in (cfg.calib, cfg.eval):
+        if source is not None:
+            check_source(source)
     loaded = load_model(cfg.model, safe_mode=cfg.safe_mode, verbose=cfg.verbose, imports=cfg.imports)
     shapes, specs = specs_for_data(loaded, cfg.preprocess, cfg.calib, log)
     shape, spec = shapes[0], specs[0]
@@ -338,10 +344,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with verbose logs to see the converter's output")
         default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
-        for v in variants:
-            if v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop + 1e-12:
-                log(f"note: {v.name} misses the accuracy budget ({job.loss(v):.2%} > {cfg.max_accuracy_drop:.2%}): "
-                    "reported, not chosen")
+        variants, misses = _budget_marks(variants, job.loss, cfg.max_accuracy_drop)
+        for note in misses:
+            log(f"note: {note}")
         chosen = next((v.metrics.get("verdict") for v in variants if v.name == default), None)
         if chosen and chosen.get("decision") == "cannot resolve":   # said, not decided on noise
             log(f"note: the default {default}: {chosen['text']}")
@@ -358,11 +363,27 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             postprocess=post_spec)
         B.write_manifest(tmp, manifest)
-        report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
+        report = Report(name=name, default=default, default_reason=why, keras=keras, notes=(*data.notes, *misses),
+                        budget=cfg.max_accuracy_drop,
                         variants=tuple(VariantRecord.of(v) for v in variants),
                         selective=selective, ptq=ptq_info, pruning=pruning).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
+
+
+def _budget_marks(variants: list[B.Variant], loss: Callable[[B.Variant], float],
+                  budget: float) -> tuple[list[B.Variant], list[str]]:
+    """Each validated variant marked within or over the budget (the report shows `over budget`, never `ok`),
+    and a note for each one over it."""
+    out, notes = [], []
+    for v in variants:
+        if v.status is B.VariantStatus.OK:
+            within = loss(v) <= budget + 1e-12
+            v = replace(v, metrics={**v.metrics, "within_budget": within})
+            if not within:
+                notes.append(f"{v.name} misses the accuracy budget ({pp(loss(v))} > {pp(budget)}): reported, not chosen")
+        out.append(v)
+    return out, notes
 
 
 def _previous_report(out: Path, log: Log) -> Report | None:

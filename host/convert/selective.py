@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..tfenv import captured_output, import_tf
+from ..tflite.fidelity import pp
 from ..tflite.variants import ConvertInputs, VariantFailed, configure_int8, representative_dataset
 
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
@@ -227,8 +228,8 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
         last_s = time.perf_counter() - t1
         accepted = fid < best_fid
         trials.append(Trial(k, len(deny), loss, fid, len(blob), lat, accepted))
-        log(f"  int8-selective: {k} worst layer(s) offered ({len(deny)} ops) → fidelity loss {fid:.4g} (lower is closer to Keras), loss {loss:.2%}"
-            f" ({'kept' if accepted else 'not better: dropped'}; budget {budget:.2%})")
+        log(f"  int8-selective: {k} worst layer(s) offered ({len(deny)} ops) → fidelity loss {fid:.4g} (lower is closer to Keras), loss {pp(loss)}"
+            f" ({'kept' if accepted else 'not better: dropped'}; budget {pp(budget)})")
         if accepted:
             kept, best_fid, best = deny, fid, (loss, blob, tuple(deny))
             if loss <= budget + 1e-12:

@@ -95,6 +95,7 @@ class Report:
     ptq: dict[str, Any] | None = None       # int8-ptq: what each post-training step bought
     boards: dict[str, BoardRun] = field(default_factory=dict)
     pruning: dict[str, Any] | None = None   # the budgeted pruning search's measured curve
+    budget: float | None = None             # --max-accuracy-drop: the largest drop a default may have (a fraction)
     format: str = REPORT_FORMAT
 
     def with_board(self, run: BoardRun) -> "Report":
@@ -133,7 +134,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "name": self.name, "default": self.default,
-                "default_reason": self.default_reason, "keras": jsonable(self.keras), "notes": list(self.notes),
+                "default_reason": self.default_reason, "budget": self.budget, "keras": jsonable(self.keras), "notes": list(self.notes),
                 "variants": [v.to_dict() for v in self.variants], "selective": jsonable(self.selective),
                 "pruning": jsonable(self.pruning),
                 "ptq": jsonable(self.ptq),
@@ -154,6 +155,7 @@ class Report:
                        notes=tuple(d.get("notes") or ()),
                        variants=tuple(VariantRecord.from_dict(v) for v in d.get("variants") or ()),
                        selective=d.get("selective"), pruning=d.get("pruning"), ptq=d.get("ptq"),
+                       budget=float(d["budget"]) if d.get("budget") is not None else None,
                        boards={k: BoardRun.from_dict(b) for k, b in (d.get("boards") or {}).items()})
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"{where} is not a keras-edge report ({type(e).__name__}: {e})",

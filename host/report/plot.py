@@ -34,7 +34,74 @@ def _pruning_panel(ax: Any, curve: dict[str, Any]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot(report: dict[str, Any], out: str | Path) -> Path:
+# label offsets tried around a point, in points: near first, then further out (with a leader line)
+_RINGS = (8, 16, 26, 38, 52, 68)
+_DIRECTIONS = ((1, 0.6), (1, -0.6), (-1, 0.6), (-1, -0.6), (0, 1), (0, -1), (1, 0), (-1, 0), (1, 1.6), (-1, 1.6),
+               (1, -1.6), (-1, -1.6))
+
+
+def _overlaps(a: Any, b: Any, pad: float = 1.0) -> bool:
+    return not (a.x1 + pad <= b.x0 or b.x1 + pad <= a.x0 or a.y1 + pad <= b.y0 or b.y1 + pad <= a.y0)
+
+
+def place_labels(ax: Any, points: list[tuple[str, float, float]], obstacles: list[Any]) -> list[Any]:
+    """Name each point with a label that overlaps no other label, marker or ``obstacles`` (display boxes, e.g.
+    the legend) and stays inside the axes: offsets are tried near first, then further out with a leader line.
+    Points at the same place share one label. Returns the label artists."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    groups: dict[tuple[float, float], list[str]] = {}
+    for name, x, y in points:
+        groups.setdefault((round(x, 12), round(y, 12)), []).append(name)
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = list(obstacles)
+    markers = []
+    for (x, y) in groups:   # each marker's own box (a 60-point² scatter is about 8x8 points)
+        px, py = ax.transData.transform((x, y))
+        r = 5 * fig.dpi / 72
+        from matplotlib.transforms import Bbox
+
+        markers.append(Bbox([[px - r, py - r], [px + r, py + r]]))
+    placed += markers
+    labels = []
+    for (x, y), names in sorted(groups.items(), key=lambda kv: kv[0]):
+        text = ", ".join(names)
+        best = None
+        for ring in _RINGS:
+            for dx, dy in _DIRECTIONS:
+                off = (dx * ring, dy * ring * 0.7)
+                ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+                va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+                t = ax.annotate(text, (x, y), textcoords="offset points", xytext=off, fontsize=8, ha=ha, va=va,
+                                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6} if ring > _RINGS[1] else None,
+                                zorder=5)
+                box = t.get_window_extent(renderer)
+                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+                if inside and not any(_overlaps(box, p) for p in placed):
+                    best = (t, box)
+                    break
+                t.remove()
+            if best:
+                break
+        if best is None:   # nowhere free: the nearest spot, still inside the axes
+            t = ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8, zorder=5)
+            best = (t, t.get_window_extent(renderer))
+        placed.append(best[1])
+        labels.append(best[0])
+    return labels
+
+
+def _log_ticks(axis: Any) -> None:
+    """A log axis labelled at 1, 2 and 5 per decade in plain numbers, minor ticks unlabelled (they overlapped)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def figure(report: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """report.png's figure and its variant labels (placed so that no two overlap)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,6 +128,7 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
         names = [st["step"] for st in steps]
         cx.barh(names, [max(st["kl"], 1e-9) for st in steps], color="tab:purple")
         cx.set_xscale("log")
+        _log_ticks(cx.xaxis)
         for i, st in enumerate(steps):
             if st.get("agreement") is not None:
                 cx.annotate(f"agree {st['agreement'] * 100:.1f}%", (max(st["kl"], 1e-9), i), fontsize=8,
@@ -76,7 +144,6 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
             ax.errorbar(lat, q * 100, yerr=[[max(q - lo, 0) * 100], [max(hi - q, 0) * 100]], fmt="none",
                         ecolor="tab:blue" if on else "tab:gray", elinewidth=1, capsize=3, zorder=2)
         ax.scatter(lat, q * 100, s=60, c="tab:blue" if on else "tab:gray", zorder=3)
-        ax.annotate(name, (lat, q * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
     fpts = sorted((lat, q) for n, lat, q in pts if n in front)
     if len(fpts) > 1:
         ax.plot([p[0] for p in fpts], [p[1] * 100 for p in fpts], "--", c="tab:blue", lw=1, label="Pareto front")
@@ -87,6 +154,9 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     lats = [p[1] for p in pts]
     if lats and min(lats) > 0 and max(lats) / min(lats) > 8:
         ax.set_xscale("log")
+        _log_ticks(ax.xaxis)
+    if lats:   # room around the points for their labels
+        ax.margins(x=0.25, y=0.2)
     ax.set_xlabel("p50 latency on the workstation (ms)")
     ax.set_ylabel(f"{key} (%), 95% interval")
     ax.set_title(f"{report.get('name', 'bundle')}: latency vs {key}")
@@ -97,7 +167,22 @@ def plot(report: dict[str, Any], out: str | Path) -> Path:
     bx.set_xlabel("file size (KiB)")
     bx.invert_yaxis()
     bx.set_title("size")
+    fig.set_dpi(DPI)
     fig.tight_layout()
-    fig.savefig(out, dpi=110, format="png")
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    obstacles = [legend.get_window_extent(fig.canvas.get_renderer())] if legend else []
+    labels = place_labels(ax, [(n, lat, q * 100) for n, lat, q in pts], obstacles)
+    return fig, labels
+
+
+DPI = 110
+
+
+def plot(report: dict[str, Any], out: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, _ = figure(report)
+    fig.savefig(out, dpi=DPI, format="png")
     plt.close(fig)
     return Path(out)

@@ -102,13 +102,23 @@ def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     return base / lat if base and lat else None
 
 
+OVER_BUDGET = "over budget"
+
+
+def status_of(r: dict[str, Any]) -> str:
+    """A validated variant whose drop exceeds the budget shows `over budget`, not `ok` (the file's status stays ok)."""
+    if r["status"] == "ok" and r.get("metrics", {}).get("within_budget") is False:
+        return OVER_BUDGET
+    return r["status"]
+
+
 def rows(report: dict[str, Any]) -> list[list[str]]:
     """One row of text cells per variant, in :func:`columns` order."""
     out = []
     task = task_metric(report)
     for r in report["variants"]:
         m = r.get("metrics", {})
-        status = r["status"] + (" (default)" if r["name"] == report.get("default") else "")
+        status = status_of(r) + (" (default)" if r["name"] == report.get("default") else "")
         sp = speedup(report, m)
         if task:
             first, second = ("map50", "map50_95") if task == "map50_95" else ("miou", "pixel_accuracy")
@@ -156,14 +166,16 @@ def pruning_rows(curve: dict[str, Any] | None) -> list[str]:
         return []
     lines = ["", "## Pruning to the accuracy budget", "",
              f"Channel pruning levels measured on {curve.get('n_val')} validation images (±{curve.get('interval_pp', 0):.1f} pp "
-             f"at 95%); speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side; "
+             f"at 95%); speed-up is `unpruned ms` / `int8 ms`: the unpruned int8 model timed in the same rounds as "
+             f"the level's, side by side (the machine's load moves both alike); "
              f"distillation: {curve.get('distill')}.", "",
-             "| level | removed | params | FLOPs | int8 ms | speed-up | int8 accuracy | drop | budget | epochs |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| level | removed | params | FLOPs | int8 ms | unpruned ms | speed-up | int8 accuracy | drop | budget | epochs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     chosen = (curve.get("chosen") or {}).get("level")
     for p in [curve["base"], *curve.get("points", [])]:
         cells = [f"{p['level']:.0%}", f"{p['achieved']:.0%}", f"{p['params']:,}",
-                 f"{p['flops']:,}" if p.get("flops") else "—", f"{p['int8_ms']:.3f}", f"{p['speedup']:.2f}x",
+                 f"{p['flops']:,}" if p.get("flops") else "—", f"{p['int8_ms']:.3f}",
+                 f"{p['base_ms']:.3f}" if p.get("base_ms") is not None else "—", f"{p['speedup']:.2f}x",
                  _fmt(p["int8_accuracy"], "pct"), f"{p['drop'] * 100:+.2f} pp", "ok" if p["within"] else "over",
                  str(p.get("epochs", 0))]
         if p["level"] and p["level"] == chosen:
@@ -180,6 +192,39 @@ def table(report: dict[str, Any]) -> str:
     widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(cols)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(cols), line(["-" * w for w in widths]), *map(line, body)])
+
+
+# What each column means (report.md's legend; the README quotes the same words).
+LEGEND = {
+    "variant": "the TFLite file (`fp32` no quantization, `fp16` float16 weights, `dynamic` int8 weights with float "
+               "activations, `int8` full integer calibrated on your images, `int16x8` 16-bit activations; "
+               "`int8-ptq`/`-selective`/`-qat`/`-pruned-*` when the budget or a flag asks for them)",
+    "status": "`ok`: converted, loaded in the board's runtime and validated, within the budget; `over budget`: "
+              "validated, but its drop exceeds the budget, so it is reported and never chosen; `(default)`: what "
+              "`run` uses; a failed status says why below the table",
+    "size": "the .tflite file", "gzip": "the file compressed with gzip -9: what a download or an update moves "
+                                        "(pruned zeros compress, so magnitude pruning shows here, not in speed)",
+    "accuracy": "top-1 accuracy on the held-out evaluation images (never the calibration ones)",
+    "drop": "the Keras model's accuracy (or task metric) minus the variant's, in percentage points (pp): the unit "
+            "of the budget",
+    "agreement (95% CI)": "how often the variant's top-1 class equals the Keras model's, with its 95% Wilson interval",
+    "KL": "KL(Keras ‖ variant): mean Kullback–Leibler divergence of the variant's class probabilities from the "
+          "Keras model's, in nats; 0 is identical, lower is closer",
+    "max err": "the largest absolute difference between any output value of the variant and the Keras model's "
+               "over the evaluation images (in the output's units; probabilities for a softmax classifier)",
+    "mAP@0.5": "detection mean average precision at IoU 0.5", "mAP@0.5:0.95": "the same averaged over IoU 0.5 … 0.95",
+    "mIoU": "mean intersection over union of the predicted masks", "pixel acc": "share of pixels with the right class",
+    "fidelity": "the task metric of the variant scored against the Keras model's own postprocessed results (1: same)",
+    "p50 ms": "median `invoke` time on the workstation's CPU (LiteRT, XNNPACK), batch 1, all cores",
+    "p50 ms 1T": "the same on one thread", "post ms": "median postprocessing time per image (decode, NMS, mapping)",
+    "vs keras": "Keras `predict` on one sample divided by `p50 ms`: how many times faster",
+    "convert s": "seconds the conversion of this variant took",
+}
+
+
+def legend(report: dict[str, Any]) -> list[str]:
+    """The columns of this report's table, each explained in a line."""
+    return ["Columns:", ""] + [f"- `{c}`: {LEGEND[c]}" for c in columns(report) if c in LEGEND] + [""]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -203,11 +248,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
     lines += ["", f"Default variant: **{report.get('default')}** — {report.get('default_reason', '')}", ""]
+    if report.get("budget") is not None:
+        lines += [f"Budget: a default may lose at most {report['budget'] * 100:.2f} pp (`--max-accuracy-drop "
+                  f"{report['budget']:g}`); the signed figure after it in the line above is the default's own drop, "
+                  "in the same unit. Variants over it are reported (status `over budget`), never chosen.", ""]
     failed = [r for r in report["variants"] if r["status"] != "ok"]
     if failed:
         lines.append("Not ok:")
         lines += [f"- `{r['name']}` ({r['status']}): {r.get('reason') or 'no reason recorded'}" for r in failed]
         lines.append("")
+    lines += legend(report)
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
     verdicts = [(r["name"], r["metrics"]["verdict"]) for r in report["variants"] if r.get("metrics", {}).get("verdict")]

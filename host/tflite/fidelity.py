@@ -111,6 +111,11 @@ class Decision(StrEnum):
     UNRESOLVED = "cannot resolve"
 
 
+
+def pp(value: float, signed: bool = False) -> str:
+    """A fraction in percentage points, the one unit of budgets and drops: 0.0123 → '1.23 pp'."""
+    return f"{value * 100:+.2f} pp" if signed else f"{value * 100:.2f} pp"
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether a measured loss (accuracy drop or disagreement) is within budget, given the evaluation size."""
@@ -126,8 +131,8 @@ class Verdict:
     @property
     def text(self) -> str:
         half = (self.high - self.low) / 2
-        head = (f"loss {self.loss:.2%} (95% interval {self.low:.2%} … {self.high:.2%}, ±{half * 100:.1f} pp on "
-                f"{self.n} images; one image = {1 / max(self.n, 1) * 100:.2f} pp) against a budget of {self.budget:.2%}")
+        head = (f"loss {pp(self.loss)} (95% interval {pp(self.low)} … {pp(self.high)}, ±{half * 100:.1f} pp on "
+                f"{self.n} images; one image = {1 / max(self.n, 1) * 100:.2f} pp) against a budget of {pp(self.budget)}")
         if self.decision is Decision.UNRESOLVED:
             more = f"; an evaluation set of at least {self.n_needed} images would resolve it" if self.n_needed else ""
             return f"{self.n} images cannot resolve the budget: {head}{more}"

@@ -209,7 +209,7 @@ def test_outputs_keep_input_order_when_worker_times_vary(capsys, fx, bundle, tmp
     assert code == 0, err
     rows = [json.loads(x) for x in out.splitlines()]
     assert [Path(r["source"]).name for r in rows] == names
-    assert "1 threads, 4 decode workers" in err
+    assert "1 interpreter thread, 4 decode workers" in err
     code, serial, _ = cli(capsys, "run", bundle, folder, "--json", "--top-k", "1", "--workers", "1")
     assert code == 0 and [r["top_k"] for r in rows] == [json.loads(x)["top_k"] for x in serial.splitlines()]
 

@@ -324,7 +324,7 @@ CASES = [
         "x.png": e.w.image.read_bytes()}))), "no class subfolders", out="out.keras"),
 
     # --- distill
-    Case("distill-without-data", lambda e: distill(e), "--data is needed", out="out.keras"),
+    Case("distill-without-data", lambda e: distill(e), "Missing option '--data'", out="out.keras"),
     Case("distill-missing-teacher", lambda e: distill(e, "--data", e.w.calib) + ["--teacher", e.tmp / "t.keras"],
          "t.keras: no such model file", out="out.keras"),
     Case("distill-without-student", lambda e: ["distill", "--teacher", e.w.gray10, "-o", e.out, "--data", e.w.calib],

@@ -69,5 +69,5 @@ def test_an_unreachable_budget_is_an_honest_no(digits_demo, tmp_path):
     code, stdout, stderr = run("prune", digits_demo.model, "-o", out, "--data", digits_demo.train, "--levels", "0.9",
                                "--channel-multiple", "1", "--epochs", "1", "--max-accuracy-drop", "0", "--no-distill")
     assert code == 1 and not out.exists()
-    assert "no pruning level within the 0.00% budget is faster" in stdout and "no model written" in stdout
+    assert "no pruning level within the 0.00 pp budget is faster" in stdout and "no model written" in stdout
     assert "level 90%" in stderr and any(row.startswith("90%") and " over " in row for row in stdout.splitlines())

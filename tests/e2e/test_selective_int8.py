@@ -143,3 +143,21 @@ def test_qat_is_recorded_and_never_kept_when_it_is_not_better(wide_ptq_bundle):
         assert B.check_variant(wide_ptq_bundle.bundle, m.variant("int8-qat"))
     else:
         assert "not kept" in qat["why"] and qat["kl"] >= m.variant("int8-ptq").metrics["kl"]
+
+
+def test_a_variant_over_the_budget_is_not_ok_in_report_md(wide_bundle):
+    """int8 misses the 2 pp budget: report.md says `over budget` (the file's status stays ok), carries the note the
+    console printed, states the budget and the default's drop in the same unit, and explains its columns."""
+    from keras_edge.host.report.render import LEGEND, columns
+
+    md = (wide_bundle.bundle / B.REPORT_MD).read_text()
+    rows = {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in md.splitlines() if ln.startswith("| ")}
+    assert rows["int8"] == "over budget" and rows["fp32"].startswith("ok")
+    assert B.read_manifest(wide_bundle.bundle).variant("int8").status is B.VariantStatus.OK
+    drop = next(r for r in wide_bundle.variants if r.name == "int8").metrics["accuracy_drop"]
+    note = f"int8 misses the accuracy budget ({drop * 100:.2f} pp > 2.00 pp): reported, not chosen"
+    assert f"- note: {note}" in md and note in wide_bundle.report.notes
+    assert "budget of 2.00 pp (its accuracy drop: " in wide_bundle.report.default_reason
+    assert "a default may lose at most 2.00 pp" in md
+    for column in columns(wide_bundle.report.to_dict()):
+        assert f"- `{column}`: {LEGEND[column]}" in md

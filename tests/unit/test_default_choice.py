@@ -18,7 +18,8 @@ ROWS = [row("fp32", 0.99, 1.00, 4000), row("fp16", 0.99, 0.90, 2000), row("int8"
 def test_fastest_within_budget_on_the_workstation():
     name, why = choose_default(ROWS, keras_acc=0.99, max_drop=0.01)
     assert name == "int8"  # dynamic is faster but drops 4 pp; the broken one never counts
-    assert "side by side on the workstation" in why and "1.00%" in why
+    assert "side by side on the workstation" in why
+    assert "budget of 1.00 pp (its accuracy drop: +0.50 pp)" in why   # budget and drop in one unit
 
 
 def test_a_tight_budget_picks_the_float_variant_and_ties_go_to_the_smaller_file():
@@ -52,6 +53,6 @@ def test_raw_outputs_are_judged_by_their_relative_error_not_waved_through():
 
     rows = [raw("fp32", None, 1.0), raw("fp16", 62.0, 0.9), raw("int8", 30.0, 0.4)]
     name, why = choose_default(rows, keras_acc=None, max_drop=0.01)
-    assert name == "fp16" and "relative output error" in why
+    assert name == "fp16" and "relative output error" in why and "budget of 1.00%" in why   # a ratio, not points
     name, _ = choose_default(rows, keras_acc=None, max_drop=0.05)
     assert name == "int8"
