@@ -20,6 +20,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..contract.errors import DataError, EdgeError
+from ..contract.files import check_arrays, regular, walk
+from ..contract.limits import limits, too_many
 from ..inputs.images import is_image, read_bytes
 from .types import Feed, Item, Job, StreamStats
 
@@ -37,10 +39,8 @@ def _kind(p: Path) -> str:
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    """Files under ``root``, recursively, sorted; hidden entries skipped (as the image walk does)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        yield from (Path(dirpath) / n for n in sorted(filenames) if not n.startswith("."))
+    """Files under ``root``, recursively, sorted; hidden entries skipped, symlink loops cut (as the image walk does)."""
+    return walk(root)
 
 
 def _found(root: Path) -> Iterator[Path]:
@@ -180,6 +180,10 @@ def _open_capture(what: Path | int):
         if isinstance(what, Path):
             raise DataError(f"video {what} cannot be opened", "check that it is a video file OpenCV can decode (mp4, avi, mkv)")
         raise DataError(f"camera {what} cannot be opened", "check that it is connected and not in use (see `keras-edge doctor`)")
+    w, h = int(cap.get(3) or 0), int(cap.get(4) or 0)   # CAP_PROP_FRAME_WIDTH, _HEIGHT: before a frame is decoded
+    if w * h > limits().max_pixels:
+        cap.release()
+        raise DataError(*too_many(f"{what}'s frames are {w}x{h},", w * h, "max_pixels", "pixels"))
     return cap
 
 
@@ -205,6 +209,8 @@ def jobs(plan: Iterable[tuple[str, Path | int]], feed: Feed, stop: threading.Eve
             yield Job(name, lambda p=what, n=name: feed.from_arrays(n, load_arrays(p)))
         else:
             try:
+                if kind == "video":
+                    regular(what)   # a FIFO or device named x.avi would block the open
                 cap = (_open_packets(what) if kind == "video" else None) or _open_capture(what)
             except EdgeError as e:
                 yield Job(name, _fail(e))
@@ -224,7 +230,8 @@ def _fail(e: EdgeError) -> Callable[[], list[Item]]:
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """``.npy`` → {"input_0": array}; ``.npz`` → its arrays. Never unpickles."""
+    """``.npy`` → {"input_0": array}; ``.npz`` → its arrays. Never unpickles; sizes checked from the headers first."""
+    check_arrays(path, str(path))
     try:
         if path.suffix.lower() == ".npy":
             return {"input_0": np.load(path, allow_pickle=False)}
