@@ -110,7 +110,7 @@ def check(data: bytes, name: str, reduce: int = 1, max_pixels: int | None = None
 
     dims = dimensions(data)
     if dims is None:
-        raise DataError(f"{name} is not a {FORMATS} image (its header is unknown or cut short)",
+        raise DataError(f"{name} is not a decodable image (no {FORMATS} header, or one cut short)",
                         f"give a {FORMATS} image")
     fmt, w, h = dims
     r = reduce if fmt == "jpeg" else 1
