@@ -413,8 +413,13 @@ def content_hash(bundle_dir: str | os.PathLike) -> str:
 
 
 def check_replaceable(target: str | os.PathLike) -> None:
-    """Refuse an output path that is a file, or a non-empty directory that is not a bundle."""
+    """Refuse an output path that is a file, or a non-empty directory that is not a bundle.
+
+    What a killed build left beside ``target`` is cleaned up first, and a previous bundle it had moved
+    aside is put back (:func:`recover_stale`), so the check sees what the user last had.
+    """
     target = Path(target)
+    recover_stale(target.resolve())
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target} exists and is not a directory", "choose another output path")
     if target.is_dir() and not (target / MANIFEST).is_file() and any(target.iterdir()):
@@ -432,7 +437,6 @@ def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
     killed build left beside ``target`` is cleaned up first (see :func:`recover_stale`).
     """
     target = Path(target).resolve()
-    recover_stale(target)
     check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{_owner()}-", dir=target.parent))
