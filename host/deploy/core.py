@@ -236,9 +236,7 @@ def plan_bundle(bundle_dir: str | os.PathLike, workdir: Path) -> BundlePlan:
     """
     src = Path(bundle_dir)
     manifest = bundle.read_manifest(src)
-    if not _NAME.fullmatch(manifest.name):
-        raise BundleError(f"bundle name {manifest.name!r} cannot be a directory name on a board",
-                          "use letters, digits, '.', '_' and '-' (convert again with another name)")
+    check_name(manifest.name)
     names = bundle_files(src, manifest)
     for variant in manifest.usable:
         bundle.check_variant(src, variant)
