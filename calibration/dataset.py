@@ -15,6 +15,7 @@ import numpy as np
 
 from keras_edge.device.inputs import images
 from keras_edge.device.contract import ConfigError, DataError
+from keras_edge.device.contract.files import check_arrays
 from keras_edge.device.inputs.preprocess import PreprocessSpec, preprocess
 
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -180,6 +181,7 @@ def load_arrays(path: str | os.PathLike, limit: int | None = None, seed: int = 0
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file", "pass a .npy/.npz file or an image folder")
+    check_arrays(path, str(path))
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
@@ -215,6 +217,7 @@ def load_input_arrays(path: str | os.PathLike, names: Sequence[str], shapes: Seq
     if path.suffix.lower() != ".npz":
         raise DataError(f"{path} is a single array, but the model has {len(names)} inputs ({', '.join(names)})",
                         "save an .npz with one array per input, keyed by input name (numpy.savez(path, name=array, …))")
+    check_arrays(path, str(path))
     try:
         data = np.load(path, allow_pickle=False)
         keys = sorted(data.keys())

@@ -9,6 +9,7 @@ is above both layers: ``device/`` never names it, nor anything of ``host/``.
 from __future__ import annotations
 
 import difflib
+import errno
 import importlib
 import json
 import sys
@@ -147,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # every write is staged beside its target and renamed only when complete: nothing was replaced
+        where = f" while writing {e.filename}" if e.filename else ""
+        click.echo(f"error: the disk is full{where} ({e.strerror}); free some space and run the command again "
+                   "(nothing was replaced)", err=True)
+        return 2
     return rv if isinstance(rv, int) else 0
 
 

@@ -118,6 +118,10 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
 
     if path.is_dir():
         kind = "savedmodel"
+        if safe_mode:   # a SavedModel is code: its graph is checked for I/O and Python ops before any of it runs
+            from .savedmodel_safety import check_savedmodel
+
+            check_savedmodel(path)
         try:
             with captured_output(not verbose):
                 loaded_sm = tf.saved_model.load(str(path))

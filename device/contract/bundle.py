@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,6 +22,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import BundleError, DataError
+from .fields import check_manifest
+from .files import read_json, read_text
+from .limits import limits, too_many
 from .preprocess import PreprocessSpec
 from .tasks import PostprocessSpec, Task
 from .tolerances import gpu_slack
@@ -229,6 +233,18 @@ class Manifest:
         return None
 
     @property
+    def classes(self) -> int | None:
+        """How many classes a classifier's single output scores (None: not a classifier, or not known)."""
+        if self.task is not Task.CLASSIFICATION or len(self.outputs) != 1:
+            return None
+        n = 1
+        for d in self.outputs[0].shape[1:]:
+            if d < 1:
+                return None
+            n *= d
+        return n if n > 1 else None
+
+    @property
     def postprocessing(self) -> PostprocessSpec:
         """The postprocess spec, or the task's plain default for manifests that have none."""
         if self.postprocess is not None:
@@ -254,6 +270,7 @@ class Manifest:
         if d["format"] != FORMAT:
             raise BundleError(f"manifest format {d['format']!r} is not supported (this keras-edge reads {FORMAT!r})",
                               "reconvert the model with this version of keras-edge, or upgrade keras-edge")
+        check_manifest(d)
         try:
             return cls(name=str(d["name"]), preprocess=PreprocessSpec.from_dict(d["preprocess"]) if d.get("preprocess") else None,
                        inputs=tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
@@ -269,7 +286,7 @@ class Manifest:
         except DataError as e:  # an invalid preprocessing spec is a broken manifest here, not bad user data
             raise BundleError(f"manifest.json is malformed (preprocess: {e.what})",
                               "reconvert the bundle with `keras-edge convert`") from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise BundleError(f"manifest.json is malformed ({type(e).__name__}: {e})",
                               "reconvert the bundle with `keras-edge convert`") from None
 
@@ -313,10 +330,7 @@ def read_manifest(bundle_dir: str | os.PathLike) -> Manifest:
         raise BundleError(f"{bundle_dir} is not a directory", "give a bundle directory written by `keras-edge convert`")
     if not path.is_file():
         raise BundleError(f"{bundle_dir} has no {MANIFEST}", "give a bundle directory written by `keras-edge convert`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e})", "reconvert the bundle") from None
+    data = read_json(path, str(path), "reconvert the bundle", BundleError)   # bounded: size, nesting, regular file
     manifest = Manifest.from_dict(data)
     extra = list(manifest.postprocess.files) if manifest.postprocess else []
     for rel in [v.file for v in manifest.usable] + [manifest.labels, manifest.reference] + extra:
@@ -334,8 +348,11 @@ def check_variant(bundle_dir: str | os.PathLike, variant: Variant) -> Path:
     if not path.is_file():
         raise BundleError(f"variant {variant.name!r}: file {variant.file} is missing from the bundle",
                           "copy the whole bundle again")
+    if not variant.sha256:   # nothing to compare with: "checksum ok" would be a lie
+        raise BundleError(f"variant {variant.name!r}: the manifest records no sha256 for {variant.file}, so the file "
+                          "cannot be checked", "reconvert the bundle with `keras-edge convert`")
     digest = sha256_file(path)
-    if variant.sha256 and digest != variant.sha256:
+    if digest != variant.sha256:
         raise BundleError(f"variant {variant.name!r}: {variant.file} does not match its checksum "
                           f"(sha256 {digest[:12]}… expected {variant.sha256[:12]}…)",
                           "the file was changed or damaged; copy the bundle again")
@@ -343,12 +360,31 @@ def check_variant(bundle_dir: str | os.PathLike, variant: Variant) -> Path:
 
 
 def read_labels(bundle_dir: str | os.PathLike, manifest: Manifest) -> list[str] | None:
+    """The bundle's class names, bounded and counted against the model's classes."""
     if not manifest.labels:
         return None
     path = inside(bundle_dir, manifest.labels)
-    if not path.is_file():
+    if not path.exists():
         raise BundleError(f"labels file {manifest.labels} is missing from the bundle", "copy the whole bundle again")
-    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = parse_labels(path, BundleError)
+    classes = manifest.classes
+    if classes is not None and len(names) != classes:
+        raise BundleError(f"{manifest.labels} in the bundle has {len(names)} name(s) but the model has {classes} classes",
+                          "the bundle was changed after convert; copy it again or reconvert with the right --labels")
+    return names
+
+
+def parse_labels(path: str | os.PathLike, error: type[BundleError] | type[DataError] = DataError) -> list[str]:
+    """One class name per non-empty line of a UTF-8 file, within the labels limits (size, lines, line length)."""
+    lim = limits()
+    text = read_text(path, lim.max_labels_bytes, "max_labels_bytes", error)
+    names = [line.rstrip("\r\n") for line in text.splitlines() if line.strip()]
+    if len(names) > lim.max_labels:
+        raise error(*too_many(f"{path} has", len(names), "max_labels", "lines"))
+    longest = max((len(n) for n in names), default=0)
+    if longest > lim.max_label_chars:
+        raise error(*too_many(f"{path} has a line of", longest, "max_label_chars", "characters"))
+    return names
 
 
 def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Path:
@@ -366,8 +402,13 @@ def content_hash(bundle_dir: str | os.PathLike) -> str:
 
 
 def check_replaceable(target: str | os.PathLike) -> None:
-    """Refuse an output path that is a file, or a non-empty directory that is not a bundle."""
+    """Refuse an output path that is a file, or a non-empty directory that is not a bundle.
+
+    What a killed build left beside ``target`` is cleaned up first, and a previous bundle it had moved
+    aside is put back (:func:`recover_stale`), so the check sees what the user last had.
+    """
     target = Path(target)
+    recover_stale(target.resolve())
     if target.exists() and not target.is_dir():
         raise BundleError(f"{target} exists and is not a directory", "choose another output path")
     if target.is_dir() and not (target / MANIFEST).is_file() and any(target.iterdir()):
@@ -381,12 +422,13 @@ def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Build a directory in a temporary sibling and rename it into place only on success.
 
     An interrupted or failed build leaves the previous ``target`` intact and removes the partial one.
-    An existing ``target`` is replaced only when it is a bundle (has a manifest) or empty.
+    An existing ``target`` is replaced only when it is a bundle (has a manifest) or empty. What a
+    killed build left beside ``target`` is cleaned up first (see :func:`recover_stale`).
     """
     target = Path(target).resolve()
     check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{_owner()}-", dir=target.parent))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; a bundle follows the umask like mkdir
     try:
         yield tmp
@@ -403,16 +445,101 @@ def current_umask() -> int:
     return mask
 
 
+def _owner() -> str:
+    """This process as it names its temporary siblings: pid@host, so a later run can tell if it still runs."""
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64] or "host"
+    return f"{os.getpid()}@{host}"
+
+
+_STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)@(?P<host>[A-Za-z0-9._]+)-[^-]+$")
+
+
+def _dead(pid: int, host: str) -> bool:
+    """True when pid@host is a process of this machine that no longer runs."""
+    if host != _owner().partition("@")[2]:
+        return False   # another machine's (a shared folder): it may still be working
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_stale(target: Path) -> list[Path]:
+    """Clean up what a killed build of ``target`` left beside it; returns what was removed or restored.
+
+    A ``.NAME.partial-*`` of a dead process is removed. A ``.NAME.old-*`` of a dead process holds the
+    previous bundle of a swap that was killed between its two renames: when ``target`` is missing it is
+    renamed back into place (the newest, if there are several), otherwise removed. Siblings of a
+    process that still runs, or of another machine, are left alone.
+    """
+    parent = target.parent
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    stale = []
+    for n in names:
+        m = _STALE.match(n)
+        if m and m["name"] == target.name and _dead(int(m["pid"]), m["host"]):
+            stale.append((m["kind"], parent / n))
+    done = []
+    olds = sorted((p for k, p in stale if k == "old" and (p / MANIFEST).is_file()),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    if olds and not os.path.lexists(target):
+        os.rename(olds[0], target)
+        done.append(target)
+        stale = [(k, p) for k, p in stale if p != olds[0]]
+    for _, p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+        done.append(p)
+    return done
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directory entries in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    libc = _libc()
+    fn = getattr(libc, "renameat2", None) if libc is not None else None
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False   # EINVAL (a filesystem without exchange), ENOSYS (an old kernel): two renames instead
+
+
+def _libc():
+    if not hasattr(_libc, "handle"):
+        try:
+            import ctypes
+            import ctypes.util
+
+            _libc.handle = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        except (OSError, AttributeError):
+            _libc.handle = None
+    return _libc.handle
+
+
 def replace_dir(src: Path, target: Path) -> None:
-    """Move ``src`` to ``target``, swapping out an existing ``target`` with two renames."""
-    old = None
+    """Move ``src`` to ``target``, swapping out an existing ``target``.
+
+    Where the kernel can, the swap is one exchange of the two names, so ``target`` always exists;
+    otherwise two renames, and a build killed between them leaves the previous bundle in a
+    ``.NAME.old-*`` sibling that the next build puts back (:func:`recover_stale`).
+    """
     if target.exists():
         if not target.is_dir():
             shutil.rmtree(src, ignore_errors=True)
             raise BundleError(f"{target} exists and is not a directory", "choose another output path")
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        if _exchange(src, target):
+            shutil.rmtree(src, ignore_errors=True)   # now the previous bundle
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{_owner()}-", dir=target.parent))
         os.rmdir(old)
         os.rename(target, old)
-    os.rename(src, target)
-    if old is not None:
+        os.rename(src, target)
         shutil.rmtree(old, ignore_errors=True)
+        return
+    os.rename(src, target)

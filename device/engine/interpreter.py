@@ -106,11 +106,15 @@ def interpreter(path: Path, rt: Runtime, options: EngineOptions, delegates: list
         it = rt.interpreter(**kw)
         resize_inputs(it, options)
         it.allocate_tensors()
+        it.get_output_details()   # names decoded here, inside the attempt: a damaged name is one clear error
         return it
 
     it, err, native = attempt(build)
     if isinstance(err, (ModelError, ConfigError)):
         raise err
+    if isinstance(err, UnicodeDecodeError):
+        raise ModelError(f"{path} names a tensor with bytes that are not UTF-8 text",
+                         "the file is damaged or was not written by a TFLite converter; copy it again or reconvert it")
     if isinstance(err, ValueError) and ("Flatbuffer" in str(err) or "Could not open" in str(err)):
         raise ModelError(f"{path} is not a valid TFLite model ({str(err).strip().splitlines()[0]})",
                          "the file is corrupt or truncated; copy it again or reconvert it")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract.bundle import MANIFEST, Manifest, Task, TensorSpec, Variant, check_variant, read_labels, read_manifest
+from ..contract.bundle import MANIFEST, Manifest, Task, TensorSpec, Variant, check_variant, parse_labels, read_labels, read_manifest
 from ..contract.errors import BundleError, ConfigError, DataError
 from ..contract.preprocess import presets_text
 from ..inputs.preprocess import PreprocessSpec
@@ -86,13 +86,9 @@ def open_target(path: str | os.PathLike, variant: str | None = None, labels: str
 
 
 def _read_label_file(path: str) -> list[str]:
-    if not Path(path).is_file():
+    if not os.path.lexists(path):
         raise ConfigError("labels", f"{path}: no such file", "give a text file with one class name per line")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"labels file {path} cannot be read ({e.__class__.__name__})", "give a UTF-8 text file") from None
-    return [ln.rstrip("\r\n") for ln in text.splitlines() if ln.strip()]
+    return parse_labels(path)   # regular file, UTF-8, within the labels limits
 
 
 def infer_spec(tensor: TensorSpec, preset: str | None) -> tuple[PreprocessSpec, list[str]]:

@@ -19,6 +19,7 @@ import numpy as np
 from ..contract.bundle import Manifest, Task, Variant, VariantStatus, check_variant, gpu_slack, inside, read_labels, read_manifest
 from ..engine.core import Engine, EngineOptions, load
 from ..contract.errors import BundleError, EdgeError
+from ..contract.files import check_arrays
 from ..outputs.postprocess import file_outputs
 from ..inputs.preprocess import dequantize, quantize
 
@@ -69,8 +70,9 @@ def load_reference(bundle_dir: Path, manifest: Manifest) -> tuple[list[np.ndarra
     if not manifest.reference:
         raise BundleError(f"bundle {manifest.name!r} records no reference data", "reconvert it with `keras-edge convert`")
     path = inside(bundle_dir, manifest.reference)
-    if not path.is_file():
+    if not path.exists():
         raise BundleError(f"{manifest.reference} is missing from the bundle", "copy the whole bundle again")
+    check_arrays(path, manifest.reference, BundleError)   # its inflated size, from the zip headers, before loading
     try:
         with np.load(path, allow_pickle=False) as z:
             ins = [z[f"input_{i}"] for i in range(len(manifest.inputs))]

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from ..contract.errors import DataError
+from ..contract.limits import LimitError, limits, too_many
+
 MJPEG_CODECS = {b"MJPG", b"mjpg", b"AVRn", b"LJPG", b"JPGL", b"dmb1"}
 
 
@@ -102,6 +105,7 @@ class Packets:
 
     def __init__(self, avi: MjpegAvi):
         self.avi = avi
+        self.max_nesting = limits().max_nesting
         self._f: BinaryIO | None = open(avi.path, "rb")
         self._it = self._frames()
 
@@ -119,14 +123,17 @@ class Packets:
             yield from self._movi(f, riff_end)
             f.seek(riff_end + (riff_end & 1))
 
-    def _movi(self, f: BinaryIO, end: int) -> Iterator[tuple[int, int]]:
+    def _movi(self, f: BinaryIO, end: int, depth: int = 0) -> Iterator[tuple[int, int]]:
         for fourcc, start, size in _chunks(f, end):
             if fourcc == b"LIST" and size >= 4:
                 f.seek(start)
                 kind = f.read(4)
                 if kind in (b"movi", b"rec "):
+                    if depth >= self.max_nesting:   # real files nest 2 deep; a crafted one could recurse 5,000
+                        raise DataError(*too_many(f"{self.avi.path} nests its frame lists", depth + 1,
+                                                  "max_nesting", "levels deep"))
                     f.seek(start + 4)
-                    yield from self._movi(f, start + size)
+                    yield from self._movi(f, start + size, depth + 1)
             elif fourcc in self.avi.chunk_ids and size > 0:
                 yield start, size
 
@@ -160,17 +167,24 @@ def open_packets(path: Path) -> Packets | None:
     packets = Packets(avi)
     ok, first = packets.read()
     packets.release()
-    if not ok or not first or not _decodes(first):
+    if not ok or not first or not _decodes(first, f"{path}#0"):
         return None
     return Packets(avi)
 
 
-def _decodes(data: bytes) -> bool:
-    import cv2
-    import numpy as np
+def _decodes(data: bytes, name: str) -> bool:
+    """Whether the first frame decodes as a plain JPEG; a frame above the pixel limit is refused (DataError)."""
+    from .images import decode
+    from .imagesize import check
 
     try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
+        check(data, name)
+    except LimitError:
+        raise
+    except DataError:
         return False
-    return img is not None and img.size > 0
+    try:
+        decode(data, name)
+    except DataError:
+        return False
+    return True

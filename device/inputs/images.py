@@ -9,6 +9,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..contract.errors import DataError
+from ..contract.files import read_regular, walk
+from ..contract.limits import limits
+from . import imagesize
 from .opencv import cv2 as _cv2
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -19,13 +22,9 @@ def is_image(path: str | os.PathLike) -> bool:
 
 
 def iter_images(root: str | os.PathLike) -> Iterator[Path]:
-    """Image files under ``root``, recursively, in a stable (sorted) order; hidden entries skipped."""
-    root = Path(root)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and is_image(name):
-                yield Path(dirpath) / name
+    """Image files under ``root``, recursively, in a stable (sorted) order; hidden entries skipped, each real
+    folder entered once (symlink loops end), see :func:`..contract.files.walk`."""
+    return (p for p in walk(root) if is_image(p.name))
 
 
 def expand_sources(sources: Iterable[str | os.PathLike]) -> Iterator[Path]:
@@ -39,14 +38,8 @@ def expand_sources(sources: Iterable[str | os.PathLike]) -> Iterator[Path]:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file", "check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory", "pass image files or a folder of images") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied", "check the file's permissions") from None
+    """A regular file's bytes (never a FIFO or device: nothing here can block or read forever), bounded."""
+    data = read_regular(path, limits().max_image_bytes, "max_image_bytes")
     if not data:
         raise DataError(f"{path} is empty (0 bytes)", "remove or replace the file")
     return data
@@ -54,6 +47,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 def decode(data: bytes, name: str = "image", reduce: int = 1) -> np.ndarray:
     """Decode image bytes, keeping depth and alpha (``reduce`` 2/4/8 uses JPEG reduced decoding)."""
+    imagesize.check(data, name, reduce)   # before OpenCV allocates what the header claims
     cv2 = _cv2()
 
     buf = np.frombuffer(data, dtype=np.uint8)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..contract.files import check_arrays
 from ..contract.bundle import TensorSpec
 from ..contract.errors import BundleError, ModelError
 from ..inputs.preprocess import PreprocessSpec, ResizeMode, dequantize
@@ -355,8 +356,9 @@ class Postprocessor:
                 raise BundleError(f"the {what} file {rel!r} is relative and no bundle directory was given",
                                   "pass bundle_dir or an absolute path")
             p = Path(bundle_dir) / p
-        if not p.is_file():
+        if not p.exists():
             raise BundleError(f"the {what} file {p} is missing", f"give the {what} file (.npy/.npz) that exists")
+        check_arrays(p, f"the {what} file {p}", BundleError)   # regular file, size from its headers
         return p
 
     def _check_segmentation(self, bundle_dir: Path | None) -> None:

@@ -8,12 +8,17 @@ rate) written under a temporary name and moved into place when the run ends, Ctr
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..outputs.postprocess import UNKNOWN, TaskResult
+from ..contract.bundle import current_umask
+from ..contract.errors import EdgeError
+from ..contract.files import read_text
+from ..contract.limits import limits
 from ..contract.tasks import Task
 
 from .types import Item, Result
@@ -85,10 +90,20 @@ def _atomic_image(path: Path, img: np.ndarray) -> None:
     if not ok:
         ok, buf = cv2.imencode(".png", img)
         path = path.with_suffix(".png")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# The names a draw wrote into its folder, so that a later draw may replace them and nothing else:
+# a file of the same name that keras-edge did not draw (the user's own) is never overwritten.
+DRAWN = ".keras-edge-drawn"
 
 
 class Drawer:
@@ -98,6 +113,7 @@ class Drawer:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.labels = labels
+        self.ours = self._drawn_before()
         self.videos: dict[str, tuple[object, Path, Path]] = {}   # stream → (writer, temp path, final path)
         self.used: set[str] = set()
         self.written: list[Path] = []
@@ -111,11 +127,29 @@ class Drawer:
         except (OSError, RuntimeError):
             src = None
         name, n = f"{safe}{ext}", 1
-        while name in self.used or (src is not None and (self.out / name).resolve() == src):
+        while name in self.used or (src is not None and (self.out / name).resolve() == src) or self._foreign(name):
             n += 1
             name = f"{safe}-{n}{ext}"
         self.used.add(name)
         return self.out / name
+
+    def _foreign(self, name: str) -> bool:
+        """A file of that name is in the folder and no draw wrote it: the user's, not to be replaced."""
+        return os.path.lexists(self.out / name) and name not in self.ours
+
+    def _drawn_before(self) -> set[str]:
+        try:
+            text = read_text(self.out / DRAWN, limits().max_labels_bytes, "max_labels_bytes")
+        except EdgeError:
+            return set()
+        return {ln for ln in text.splitlines() if ln and "/" not in ln}
+
+    def _remember(self) -> None:
+        names = sorted(self.ours | {p.name for p in self.written})
+        fd, tmp = tempfile.mkstemp(prefix=f"{DRAWN}.", dir=self.out)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{n}\n" for n in names))
+        os.replace(tmp, self.out / DRAWN)
 
     def add(self, item: Item, result: Result) -> None:
         if item.image is None:     # arrays: no picture to draw on
@@ -133,7 +167,9 @@ class Drawer:
         cv2 = _cv2()
         if stream not in self.videos:
             final = self._unique(Path(stream).stem if not stream.startswith("camera") else stream, ".mp4", stream)
-            tmp = final.with_name(f".{final.stem}.partial.mp4")
+            fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".partial.mp4", dir=self.out)
+            os.close(fd)
+            tmp = Path(name)
             h, w = img.shape[:2]
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps or 30.0), (w, h))
             if not writer.isOpened():
@@ -150,7 +186,11 @@ class Drawer:
         for stream, (writer, tmp, final) in list(self.videos.items()):
             if writer is not None:
                 writer.release()  # type: ignore[attr-defined]
-                if tmp.exists():
+                if tmp.exists() and tmp.stat().st_size:
                     os.replace(tmp, final)
                     self.written.append(final)
+            if tmp.exists():
+                tmp.unlink()
         self.videos.clear()
+        if self.written:
+            self._remember()

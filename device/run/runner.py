@@ -23,6 +23,7 @@ from ..inputs.pipeline import DecodePolicy, InputPlan, image_dims, plan_input, p
 from ..outputs.postprocess import Postprocessor, file_outputs, infer_postprocess
 from ..inputs.pipeline import max_abs_diff
 from ..inputs.preprocess import dequantize, quantize
+from ..inputs.images import read_bytes
 from ..engine.runtime import RELEASE_EVERY_S, default_threads, keep_frame_memory, release_free_memory
 from .sources import Context, Folder, Source, decodes, holds_video, jobs, plan_sources
 from .types import Feed, Item, Latencies, Prediction, Result, StreamStats, Summary
@@ -298,6 +299,10 @@ class Runner:
         outs = self.engine.run(item.tensors)
         ms = (time.perf_counter_ns() - t0) / 1e6
         res = Result(item.name, decode_ms=item.decode_ms, preprocess_ms=item.preprocess_ms, infer_ms=ms)
+        if (self.classify or self.post is not None) and not all(np.isfinite(o).all() for o in outs if o.dtype.kind == "f"):
+            # scores of NaN would print as a class with score nan: not a result (a damaged model gives them)
+            return Result(item.name, error="the model's outputs are not numbers (NaN or infinity) for this input; "
+                                           "the model file may be damaged: run `keras-edge verify` on its bundle")
         if self.classify:
             res.top = self._top_k(outs[0])
             if self.config.save_outputs:  # the raw scores too: --save-outputs promises .npy files for every task
@@ -321,11 +326,7 @@ class Runner:
                 return self.infer(self.from_frame(source, "<array>"))
             return self.infer(self.from_arrays("<array>", {"input_0": source})[0])
         path = Path(source)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise DataError(f"{path}: cannot be read ({e.strerror or e})", "give an image file that exists") from None
-        return self.infer(self.from_bytes(data, str(path)))
+        return self.infer(self.from_bytes(read_bytes(path), str(path)))   # a regular file, bounded
 
     def close(self) -> None:
         self.engine = None  # type: ignore[assignment] - releases the interpreter with its buffers

@@ -12,6 +12,7 @@ environment that has the OpenSSH client (and ideally rsync).
 from __future__ import annotations
 
 
+import contextlib
 import getpass
 import json
 import os
@@ -26,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from keras_edge.device.contract import bundle
 from keras_edge.device.contract import positive_int
@@ -164,13 +165,7 @@ def owner_is_dead(owner: str) -> bool:
     m = _OWNER.match(owner)
     if not m or m.group(1) != socket.gethostname():
         return False
-    try:
-        os.kill(int(m.group(2)), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return _pid_dead(int(m.group(2)))
 
 
 def lock_failure(result: ScriptResult, stale_s: int) -> RemoteError:
@@ -179,41 +174,116 @@ def lock_failure(result: ScriptResult, stale_s: int) -> RemoteError:
                        f"over after {stale_s}s, or at once by a deploy from the workstation that ran it")
 
 
+# what travels besides the manifest and the files it names: the bundle's report, for people and `report`
+REPORT_FILES = (bundle.REPORT_JSON, bundle.REPORT_MD, "report.png")
+# a file name that means the same to rsync, tar, a board's shell and Ansible: no spaces, quotes, braces, `$`…
+SAFE_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*")
+
+
+def bundle_files(src: Path, manifest: bundle.Manifest) -> list[str]:
+    """The files of a bundle that travel to a board: the manifest, the files it names, the report files.
+
+    A bundle comes from anyone, so it is refused (one line) when it holds a symlink anywhere, a file
+    or folder its manifest does not name, a named file that is not a regular file, or a name that
+    rsync, tar, a shell or Ansible could read otherwise. Hidden entries (temporary files) never travel.
+    """
+    named = [bundle.MANIFEST, *(v.file for v in manifest.usable if v.file), manifest.labels, manifest.reference,
+             *(manifest.postprocess.files if manifest.postprocess else ())]
+    wanted = {n for n in named if n} | {n for n in REPORT_FILES if os.path.lexists(src / n)}
+    for rel in sorted(wanted):
+        if not SAFE_PATH.fullmatch(rel):
+            raise BundleError(f"bundle file name {rel!r} has characters a board's shell or Ansible could misread",
+                              "rename it to letters, digits, '.', '_', '+' and '-' (convert again)")
+    parents = {str(Path(rel).parent) for rel in wanted} - {"."}
+    parents |= {str(p) for rel in parents for p in Path(rel).parents if str(p) != "."}
+    for path in _entries(src):
+        rel = path.relative_to(src).as_posix()
+        if path.is_symlink():
+            raise BundleError(f"bundle {src} holds a symlink, {rel} -> {os.readlink(path)}; refusing to deploy it",
+                              "a bundle is copied as it is, never through links: replace the link with the file or "
+                              "remove it")
+        if rel in wanted or rel in parents or rel == SUMS:
+            continue
+        raise BundleError(f"bundle {src} holds {rel}{'/' if path.is_dir() else ''}, which its manifest does not name; "
+                          "refusing to deploy it", "move it out of the bundle: only the files the manifest names travel")
+    for rel in sorted(wanted):
+        if not (src / rel).is_file():
+            raise BundleError(f"bundle file {rel} is missing or not a regular file", "copy the whole bundle again")
+    return sorted(wanted)
+
+
+def _entries(root: Path):
+    """Every non-hidden entry under ``root``, symlinks reported and never followed."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if e.name.startswith("."):
+                    continue
+                path = Path(e.path)
+                yield path
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(path)
+
+
 def plan_bundle(bundle_dir: str | os.PathLike, workdir: Path) -> BundlePlan:
     """Check a bundle on the workstation and stage what goes to the boards (in ``workdir``).
 
-    A bundle damaged here is refused before any board is touched. The checksum list holds the
-    manifest (whose hash is the version), each variant's sha256 from the manifest, and the
-    labels and reference files the runner reads.
+    A bundle damaged here is refused before any board is touched, and so is one that holds anything
+    but what its manifest names (:func:`bundle_files`). The checksum list holds the manifest (whose
+    hash is the version), each variant's sha256 from the manifest, and every other file the runner
+    reads (labels, reference, anchors, embeddings).
     """
     src = Path(bundle_dir)
     manifest = bundle.read_manifest(src)
-    if not _NAME.fullmatch(manifest.name):
-        raise BundleError(f"bundle name {manifest.name!r} cannot be a directory name on a board",
-                          "use letters, digits, '.', '_' and '-' (convert again with another name)")
+    check_name(manifest.name)
+    names = bundle_files(src, manifest)
     for variant in manifest.usable:
         bundle.check_variant(src, variant)
     version = bundle.content_hash(src)
     sums = [(bundle.sha256_file(src / bundle.MANIFEST), bundle.MANIFEST)]
     sums += [(v.sha256 or bundle.sha256_file(src / v.file), v.file) for v in manifest.usable if v.file]
-    for extra in (manifest.labels, manifest.reference):
-        if extra and (src / extra).is_file():
-            sums.append((bundle.sha256_file(src / extra), extra))
+    extras = [manifest.labels, manifest.reference, *(manifest.postprocess.files if manifest.postprocess else ())]
+    for extra in dict.fromkeys(e for e in extras if e):
+        sums.append((bundle.sha256_file(src / extra), extra))
     staging = workdir / "staging"
     staging.mkdir(parents=True)
     (staging / SUMS).write_text("".join(f"{h}  {n}\n" for h, n in sums), encoding="utf-8")
     files: list[tuple[Path, str]] = []
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src).as_posix()
-        if not path.is_file() or any(part.startswith(".") for part in Path(rel).parts) or rel == SUMS:
-            continue  # temporary files and a stale checksum list never travel
-        if "\n" in rel:
-            raise BundleError(f"bundle file name {rel!r} contains a newline", "rename it")
+    for rel in names:
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-        (staging / rel).symlink_to(path.resolve())
-        files.append((path, rel))
+        (staging / rel).symlink_to((src / rel).resolve())   # a checked regular file of the bundle
+        files.append((src / rel, rel))
     files.append((staging / SUMS, SUMS))
     return BundlePlan(src, manifest.name, version, tuple(files), tuple(sums), staging)
+
+
+@contextlib.contextmanager
+def work_dir(kind: str) -> Iterator[Path]:
+    """A temporary folder for one run, named after this process; the folders of killed runs go first."""
+    base = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"keras-edge-{kind}-(\d+)-[A-Za-z0-9_]+")
+    for p in base.glob(f"keras-edge-{kind}-*"):
+        m = pattern.fullmatch(p.name)
+        try:
+            mine = p.is_dir() and not p.is_symlink() and p.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if m and mine and _pid_dead(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"keras-edge-{kind}-{os.getpid()}-") as tmp:
+        yield Path(tmp)
+
+
+def _pid_dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def deploy_many(config: DeployConfig, hosts: Sequence[str], on_event: Events | None = None) -> list[HostResult]:
@@ -225,11 +295,11 @@ def deploy_many(config: DeployConfig, hosts: Sequence[str], on_event: Events | N
         Target.parse(host)
     say = on_event or (lambda host, line: None)
     owner = lock_owner()
-    with tempfile.TemporaryDirectory(prefix="keras-edge-deploy-") as tmp:
-        plan = plan_bundle(config.bundle_dir, Path(tmp))
+    with work_dir("deploy") as tmp:
+        plan = plan_bundle(config.bundle_dir, tmp)
         wheel = None
         if config.install_runner:
-            wheel = config.wheel or build_wheel(Path(tmp) / "wheel")
+            wheel = config.wheel or build_wheel(tmp / "wheel")
         with ThreadPoolExecutor(max_workers=min(config.jobs, len(hosts))) as pool:
             return list(pool.map(lambda h: deploy_host(plan, config, h, wheel, say, owner), hosts))
 
@@ -308,7 +378,8 @@ def _deploy_locked(plan: BundlePlan, config: DeployConfig, target: Target, prep:
     act = run_script(target, ssh, scripts.ACTIVATE, [plan.name, plan.version, partial, str(config.keep), owner,
                                                       *plan.sums_args])
     if act.returncode != 0:
-        raise RemoteError(act.failure(), f"nothing was switched: current is still {current or 'unset'}")
+        raise RemoteError(act.failure(), f"nothing was switched: current is still {current}" if current
+                          else "nothing was switched")
     verified_by = act.get("verified_by") or verified_by
     pruned = tuple(v for k, v in _pairs(act.stdout) if k == "pruned")
     say(f"{outcome}: current -> {act.get('current')} (verified: {verified_by})"
@@ -372,6 +443,14 @@ def board_fingerprint(facts: dict[str, str]) -> str:
 
 # ---------------------------------------------------------------- rollback
 
+def check_name(name: str) -> str:
+    """A bundle name as it becomes a folder on a board and a word to ssh, a shell and Ansible: a safe alphabet."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise BundleError(f"{name!r} is not a bundle name a board can take",
+                          "bundle names are letters, digits, '.', '_' and '-' (convert again with --name)")
+    return name
+
+
 def rollback_many(name: str, hosts: Sequence[str], ssh: SshOptions | None = None, jobs: int = 8,
                   on_event: Events | None = None) -> list[HostResult]:
     """Switch each board's ``current`` back to its ``previous`` version, after verifying it there."""
@@ -390,8 +469,19 @@ def rollback_many(name: str, hosts: Sequence[str], ssh: SshOptions | None = None
 
 def rollback_host(name: str, host: str, ssh: SshOptions, say: Events) -> HostResult:
     start = time.perf_counter()
+    target, owner = Target.parse(host), lock_owner("rollback")
+
+    def rollback(wait_s: int, break_owner: str = "") -> ScriptResult:
+        return run_script(target, ssh, scripts.ROLLBACK, [name, owner, str(wait_s), "3600", break_owner])
     try:
-        result = run_script(Target.parse(host), ssh, scripts.ROLLBACK, [name, lock_owner("rollback"), "120", "3600"])
+        result = rollback(0)
+        held = result.get("locked_by")
+        if result.returncode == 4 and owner_is_dead(held):   # a killed deploy's: take it over, as deploy does
+            say(host, f"taking over the lock of a deploy that no longer runs ({held})")
+            result = rollback(0, held)
+        elif result.returncode == 4:
+            say(host, f"waiting up to 120s for another deploy on this board ({held})")
+            result = rollback(120)
         if result.returncode == 4:
             raise lock_failure(result, 3600)
         if result.returncode != 0:
@@ -423,8 +513,8 @@ def build_wheel(out_dir: Path) -> Path:
     """
     root = project_root()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="keras-edge-wheel-") as tmp:
-        src = Path(tmp) / "src"
+    with work_dir("wheel") as tmp:
+        src = tmp / "src"
         src.mkdir()
         for name in os.listdir(root):
             if name in ("pyproject.toml", "setup.cfg", "MANIFEST.in") or name.startswith(("README", "LICENSE")):

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from keras_edge.device.contract import bundle
-from keras_edge.device.contract import positive_int
-from keras_edge.device.contract import ConfigError, EdgeError
+from keras_edge.device.contract import ConfigError, EdgeError, positive_int
+from keras_edge.device.contract.files import parse_json, read_json
 
-from ..report.contract import BoardRun, Report, read_report, write_report_json
-from .core import BundlePlan, HostResult, Outcome, board_fingerprint, lock_owner, plan_bundle
+from ..report.contract import BoardRun, Report, bench_problem, read_report, write_report_json
+from .core import BundlePlan, HostResult, Outcome, board_fingerprint, check_name, lock_owner, plan_bundle, work_dir
 from .ssh import SshOptions
 
 PLAYBOOKS = Path(__file__).resolve().parent / "ansible"
@@ -53,6 +53,13 @@ class Inventory:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inventory", Path(self.inventory))
+        no_template("inventory", str(self.inventory))
+        if self.limit is not None:
+            no_template("limit", self.limit)
+        for opt in self.ssh.options:
+            no_template("ssh_option", opt)
+        if self.ssh.config is not None:
+            no_template("ssh_config", str(self.ssh.config))
         if not self.inventory.exists():
             raise ConfigError("inventory", f"{self.inventory} does not exist", "give an Ansible inventory file or directory")
         if self.limit is not None and (not self.limit.strip() or self.limit.startswith("-")):
@@ -149,6 +156,7 @@ def _ssh_args(fleet: Inventory) -> list[str]:
 
 def list_hosts(fleet: Inventory, pattern: str = "all:!localhost") -> list[str]:
     """The hosts ``pattern`` (narrowed by the limit) names in the inventory, as Ansible resolves them."""
+    no_template("hosts", pattern)
     argv = [ansible_program("ansible"), pattern, "-i", str(fleet.inventory), "--list-hosts"]
     if fleet.limit:
         argv += ["--limit", fleet.limit]
@@ -180,11 +188,39 @@ def _last_error(text: str) -> str:
 _SHOW = re.compile(r"^(PLAY \[|PLAY RECAP|fatal:|failed:|\S+\s+: ok=|ERROR|\[ERROR\]|\[WARNING\]: .*unreachable)")
 
 
+TEMPLATE_MARKS = ("{{", "{%", "{#")
+
+
+def no_template(field: str, value: str) -> str:
+    """Refuse a string that Ansible could read as a template, where keras-edge cannot mark it as data."""
+    if any(m in value for m in TEMPLATE_MARKS):
+        raise ConfigError(field, f"{value!r} holds a Jinja template marker ({'/'.join(TEMPLATE_MARKS)})",
+                          "keras-edge never lets Ansible evaluate a name; give a plain name or pattern")
+    return value
+
+
+def as_data(value: Any) -> Any:
+    """``value`` with every string wrapped as Ansible's ``__ansible_unsafe``: never templated, whatever it holds.
+
+    Ansible templates variables when they are used, so a bundle named ``{{ lookup('pipe', '…') }}`` would run
+    a command on this workstation. Extra vars are written as JSON, whose decoder turns the wrapper into an
+    unsafe string (the ``!unsafe`` tag of YAML).
+    """
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, dict):
+        return {k: as_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_data(v) for v in value]
+    return value
+
+
 def run_playbook(playbook: str, fleet: Inventory, extra: dict[str, Any], workdir: Path,
                  on_line: Lines | None = None) -> int:
-    """Run a shipped playbook with ``extra`` vars; its interesting lines go to ``on_line``."""
+    """Run a shipped playbook with ``extra`` vars (passed as data, see :func:`as_data`); its interesting lines
+    go to ``on_line``."""
     vars_file = workdir / "vars.json"
-    vars_file.write_text(json.dumps(extra), encoding="utf-8")
+    vars_file.write_text(json.dumps(as_data(extra)), encoding="utf-8")
     argv = [ansible_program("ansible-playbook"), "-i", str(fleet.inventory), str(PLAYBOOKS / playbook),
             "-e", f"@{vars_file}", "--forks", str(fleet.forks), *_ssh_args(fleet)]
     if fleet.limit:
@@ -207,7 +243,8 @@ def run_playbook(playbook: str, fleet: Inventory, extra: dict[str, Any], workdir
 def _read_batches(results_dir: Path, stem: str = "batch-") -> list[dict[str, Any]]:
     out = []
     for path in sorted(results_dir.glob(f"{stem}*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # written by the playbook, but full of what the boards replied: bounded like any untrusted JSON
+        data = read_json(path, f"the playbook's results {path.name}", "run it again")
         if isinstance(data, dict):
             out.append(data)
     return out
@@ -250,13 +287,12 @@ def deploy_fleet(config: FleetConfig, on_line: Lines | None = None) -> FleetRun:
     start = time.perf_counter()
     hosts = list_hosts(config.fleet)
     ceiling = latency_ceiling_ms(config.bundle_dir, config.latency_ceiling) if config.latency_ceiling else None
-    with tempfile.TemporaryDirectory(prefix="keras-edge-fleet-") as tmp:
-        work = Path(tmp)
+    with work_dir("fleet") as work:
         plan = plan_bundle(config.bundle_dir, work)
         plan_data = write_plan(plan, work)
         results_dir = work / "results"
         results_dir.mkdir()
-        extra = {"keras_edge_plan": str(work / "plan.json"), "keras_edge_results_dir": str(results_dir),
+        extra = {"keras_edge_plan_data": plan_data, "keras_edge_results_dir": str(results_dir),
                  "keras_edge_batches": config.batches, "keras_edge_max_fail_percentage": config.max_fail_percentage,
                  "keras_edge_keep": config.keep, "keras_edge_lock_owner": lock_owner(),
                  "keras_edge_lock_wait_s": config.lock_wait_s, "keras_edge_lock_stale_s": config.lock_stale_s,
@@ -296,12 +332,10 @@ def _host_result(host: str, r: dict[str, Any], version: str, batch: int) -> Host
 
 def rollback_fleet(name: str, fleet: Inventory, on_line: Lines | None = None) -> FleetRun:
     """Switch bundle ``name`` back to its previous version on every host the inventory pattern names."""
-    if not bundle.NAME.fullmatch(name):
-        raise EdgeError(f"{name!r} is not a bundle name", "give the name from the bundle's manifest, e.g. digits")
+    check_name(name)
     start = time.perf_counter()
     hosts = list_hosts(fleet)
-    with tempfile.TemporaryDirectory(prefix="keras-edge-fleet-") as tmp:
-        work = Path(tmp)
+    with work_dir("fleet") as work:
         (work / "results").mkdir()
         extra = {"keras_edge_name": name, "keras_edge_results_dir": str(work / "results"),
                  "keras_edge_lock_owner": lock_owner("rollback")}
@@ -327,10 +361,10 @@ def bench_fleet(bundle_dir: str | os.PathLike, fleet: Inventory, group: str, arg
     in the bundle's report, which aggregates them per board model."""
     src = Path(bundle_dir)
     manifest = bundle.read_manifest(src)
+    check_name(manifest.name)
     version = bundle.content_hash(src)
     hosts = list_hosts(fleet, group)
-    with tempfile.TemporaryDirectory(prefix="keras-edge-fleet-") as tmp:
-        work = Path(tmp)
+    with work_dir("fleet") as work:
         (work / "results").mkdir()
         extra = {"keras_edge_name": manifest.name, "keras_edge_version": version, "keras_edge_hosts": group,
                  "keras_edge_bench_args": list(args), "keras_edge_results_dir": str(work / "results")}
@@ -344,9 +378,9 @@ def bench_fleet(bundle_dir: str | os.PathLike, fleet: Inventory, group: str, arg
     for host in hosts:
         r = got.get(host) or {"outcome": "failed", "why": "no result from the board"}
         run = _board_run(host, r, version, measured) if r.get("outcome") == "measured" else None
-        if run is None:
+        if not isinstance(run, BoardRun):
             failures.append(HostResult(host, Outcome.FAILED, version=version,
-                                       error=r.get("why") or "the board printed no benchmark JSON"))
+                                       error=str(r.get("why") or run or "the board printed no benchmark JSON")))
         else:
             runs.append(run)
     if runs:
@@ -357,14 +391,18 @@ def bench_fleet(bundle_dir: str | os.PathLike, fleet: Inventory, group: str, arg
     return runs, failures
 
 
-def _board_run(host: str, r: dict[str, Any], version: str, measured: str) -> BoardRun | None:
+def _board_run(host: str, r: dict[str, Any], version: str, measured: str) -> BoardRun | str:
+    """The board's bench run, or why its reply is not one (a board's reply is data from anyone)."""
     head, marker, body = str(r.get("stdout") or "").partition("json-follows\n")
+    if not marker:
+        return "the board printed no benchmark JSON"
     try:
-        bench = json.loads(body) if marker else None
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(bench, dict) or not isinstance(bench.get("results"), list):
-        return None
+        bench = parse_json(body, "its bench JSON", "")
+    except EdgeError as e:
+        return e.what
+    problem = bench_problem(bench)
+    if problem:
+        return f"its bench JSON is malformed: {problem}"
     values = dict(ln.split("=", 1) for ln in head.splitlines() if "=" in ln)
     facts = {k: values.get(k, "") for k in ("model", "cpu", "arch", "os", "os_id", "kernel", "hostname", "cores")}
     return BoardRun(fingerprint=board_fingerprint(facts), host=host, board=facts, version=version,

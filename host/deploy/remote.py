@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 from keras_edge.device.contract import bundle
+from keras_edge.device.contract.files import parse_json
 from keras_edge.host.errors import RemoteError
 
-from ..report.contract import BoardRun, Report, read_report, write_report_json
+from ..report.contract import BoardRun, Report, bench_problem, read_report, write_report_json
 from . import scripts
-from .core import board_fingerprint
+from .core import board_fingerprint, check_name
 from .ssh import SshOptions, Target, run_script
 
 
@@ -26,18 +26,21 @@ def remote_bench(bundle_dir: str | os.PathLike, host: str, args: Sequence[str] =
     """
     src = Path(bundle_dir)
     manifest = bundle.read_manifest(src)
+    check_name(manifest.name)   # it reaches the board's shell as an argument
     version = bundle.content_hash(src)
     target = Target.parse(host)
     result = run_script(target, ssh or SshOptions(), scripts.BENCH, [manifest.name, version, *args])
     if result.returncode != 0:
         raise RemoteError(f"{host}: bench failed on the board: {result.failure()}")
     _, marker, body = result.stdout.partition("json-follows\n")
-    try:
-        bench = json.loads(body) if marker else None
-    except json.JSONDecodeError:
-        bench = None
-    if not isinstance(bench, dict) or not isinstance(bench.get("results"), list):
+    if not marker:
         raise RemoteError(f"{host}: the board's `keras-edge bench --json` printed no benchmark JSON",
+                          "update the runner on the board with `keras-edge deploy --install-runner`")
+    bench = parse_json(body, f"{host}: the board's bench JSON", "update the runner on the board with "
+                       "`keras-edge deploy --install-runner`", RemoteError)   # bounded: size and nesting
+    problem = bench_problem(bench)
+    if problem:
+        raise RemoteError(f"{host}: the board's bench JSON is malformed: {problem}",
                           "update the runner on the board with `keras-edge deploy --install-runner`")
     facts = {k: result.values.get(k, "") for k in ("model", "cpu", "arch", "os", "os_id", "kernel", "hostname", "cores")}
     run = BoardRun(fingerprint=board_fingerprint(facts), host=host, board=facts, version=version,

@@ -208,12 +208,24 @@ def rsync_push(target: Target, ssh: SshOptions, sources: Sequence[str | Path], d
     argv += [*(str(s) for s in sources), f"{target.rsync_destination}:{dest_dir}/"]
     proc = _run(argv)
     if proc.returncode != 0:
+        full = disk_full(target, proc.stderr)
+        if full is not None:
+            raise full
         if proc.returncode == 255 or "ssh:" in proc.stderr or "Permission denied" in proc.stderr:
             raise ssh_failure(target, proc.stderr)
         last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
         raise RemoteError(f"copying to {target.spec} failed: rsync: {last}", "run the deploy again; it resumes cleanly")
     return TransferStats(files=_stat(proc.stdout, "Number of regular files transferred"),
                          bytes=_stat(proc.stdout, "Total transferred file size"))
+
+
+def disk_full(target: Target, stderr: str) -> RemoteError | None:
+    """The board's disk filled up during a copy: said so, whatever the copy's last words were (a broken pipe)."""
+    if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+        return RemoteError(f"copying to {target.spec} failed: the board's disk is full",
+                           "free space on the board (deploy with a smaller --keep removes old versions), then deploy "
+                           "again; the partial copy is removed by the next deploy")
+    return None
 
 
 def _stat(text: str, label: str) -> int:
@@ -243,6 +255,9 @@ def tar_push(target: Target, ssh: SshOptions, files: Sequence[tuple[Path, str]],
         pass  # the board hung up; its stderr below says why
     _, err = proc.communicate()
     text = err.decode(errors="replace")
+    full = disk_full(target, text) if proc.returncode != 0 else None
+    if full is not None:
+        raise full
     if proc.returncode == 255:
         raise ssh_failure(target, text)
     if proc.returncode != 0:

@@ -16,6 +16,7 @@ from typing import Any
 
 from keras_edge.device.contract.bundle import REPORT_JSON, Variant, jsonable
 from keras_edge.device.contract import BundleError
+from keras_edge.device.contract.files import read_json
 
 REPORT_FORMAT = "keras-edge-report/1"
 
@@ -77,8 +78,49 @@ class BoardRun:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BoardRun":
+        bench = d.get("bench") or {}
+        problem = bench_problem(bench)
+        if problem:
+            raise ValueError(f"board run {d.get('host', '')!r}: {problem}")
         return cls(str(d.get("fingerprint", "board")), str(d.get("host", "")), str(d.get("version", "")),
-                   str(d.get("measured", "")), dict(d.get("board") or {}), dict(d.get("bench") or {}))
+                   str(d.get("measured", "")), dict(d.get("board") or {}), dict(bench))
+
+
+_NUMBERS = ("runs", "bytes", "init_ms", "first_ms", "median_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms", "std_ms",
+            "throughput_ips", "rss_mb", "threads")
+_TEXTS = ("variant", "backend", "runtime", "accelerator")
+
+
+def bench_problem(bench: Any) -> str | None:
+    """What is wrong with a board's bench JSON (it comes from the board, so from anyone), or None.
+
+    Every result is an object whose measurements are finite, non-negative numbers (or null) and whose
+    names are text: ``"median_ms": "fast"`` is refused here instead of failing every later reader.
+    """
+    if not isinstance(bench, dict):
+        return "the bench JSON is not an object"
+    if not isinstance(bench.get("environment", {}), dict):
+        return "the bench JSON's environment is not an object"
+    results = bench.get("results")
+    if not isinstance(results, list):
+        return "the bench JSON has no list of results"
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            return f"results[{i}] is not an object"
+        for key in _TEXTS:
+            if key in r and not isinstance(r[key], str):
+                return f"results[{i}].{key} is {r[key]!r}, not text"
+        if not isinstance(r.get("variant"), str):
+            return f"results[{i}] names no variant"
+        for key in _NUMBERS:
+            v = r.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")):
+                return f"results[{i}].{key} is {v!r}, not a measurement"
+        if r.get("error") is not None and not isinstance(r["error"], str):
+            return f"results[{i}].error is {r['error']!r}, not text"
+        if not isinstance(r.get("notes", []), list) or not all(isinstance(n, str) for n in r.get("notes", [])):
+            return f"results[{i}].notes is not a list of text"
+    return None
 
 
 @dataclass(frozen=True)
@@ -171,12 +213,9 @@ def _median(values: list[float]) -> float:
 def read_report(bundle_dir: str | os.PathLike) -> Report | None:
     """The report of the bundle at ``bundle_dir``, or None when it has none."""
     path = Path(bundle_dir) / REPORT_JSON
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e})", "regenerate it by converting the bundle again") from None
+    data = read_json(path, str(path), "regenerate it by converting the bundle again", BundleError)   # bounded
     return Report.from_dict(data, str(path))
 
 

@@ -109,6 +109,7 @@ class Case:
     code: int = 2
     out: str | None = None                   # the output path, relative to env.tmp: never half-written
     fresh_process: bool = False              # run as `python -m keras_edge` in a new process
+    env: tuple[tuple[str, str], ...] = ()    # environment for the case (a lowered limit, say)
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -191,6 +192,103 @@ def empty_dir(e, name: str = "empty") -> Path:
 
 def ssh(*extra) -> list:
     return ["--connect-timeout", "1", *extra]
+
+
+# --- hostile inputs (issue 22): builders -------------------------------------------------------------------
+
+def nested_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def fifo(e, name: str = "x.png") -> Path:
+    path = e.tmp / name
+    os.mkfifo(path)
+    return path
+
+
+def dev_zero(e, name: str = "z.png") -> Path:
+    (e.tmp / name).symlink_to("/dev/zero")
+    return e.tmp / name
+
+
+def jpeg_claiming(e, width: int, height: int, name: str = "bomb.jpg") -> Path:
+    """A few bytes of JPEG whose frame header claims width x height pixels."""
+    import struct
+
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return write(e.tmp / name, b"\xff\xd8" + sof + b"\xff\xd9")
+
+
+def manifest_raw(e, edit: Callable[[dict], object]) -> Path:
+    """The good bundle with its manifest replaced by ``edit(manifest)`` (any JSON value) or text."""
+    b = copy_bundle(e)
+    m = json.loads((b / "manifest.json").read_text())
+    new = edit(m)
+    (b / "manifest.json").write_text(new if isinstance(new, str) else json.dumps(m if new is None else new))
+    return b
+
+
+def with_labels(e, data: bytes) -> Path:
+    b = manifest_raw(e, lambda m: m.update(labels="labels.txt"))
+    (b / "labels.txt").write_bytes(data)
+    return b
+
+
+def tflite_with_bad_name(e) -> Path:
+    """The tiny model with one byte of an output tensor's name made 0xff (not UTF-8); the flatbuffer stays valid."""
+    data = bytearray(e.w.tflite.read_bytes())
+    at = data.find(b"StatefulPartitionedCall")
+    assert at > 0
+    data[at + 3] = 0xFF
+    return write(e.tmp / "bad-name.tflite", bytes(data))
+
+
+def avi_nested(e, depth: int) -> Path:
+    """An MJPEG AVI whose one frame sits ``depth`` LIST 'movi' chunks deep."""
+    import struct
+
+    import cv2
+
+    def chunk(fourcc: bytes, data: bytes) -> bytes:
+        return fourcc + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+    ok, jpg = cv2.imencode(".jpg", np.zeros((SIZE, SIZE, 3), np.uint8))
+    strh = b"vids" + b"MJPG" + bytes(12) + struct.pack("<II", 1, 10) + bytes(28)
+    strf = struct.pack("<IiiHH", 40, SIZE, SIZE, 1, 24) + b"MJPG" + bytes(20)
+    hdrl = chunk(b"LIST", b"hdrl" + chunk(b"avih", bytes(56)) + chunk(b"LIST", b"strl" + chunk(b"strh", strh)
+                                                                       + chunk(b"strf", strf)))
+    movi = chunk(b"00dc", jpg.tobytes())
+    for _ in range(depth):
+        movi = chunk(b"LIST", b"movi" + movi)
+    return write(e.tmp / "deep.avi", chunk(b"RIFF", b"AVI " + hdrl + movi))
+
+
+def report_edit(e, edit: Callable[[dict], object]) -> Path:
+    b = copy_bundle(e)
+    r = json.loads((b / "report.json").read_text())
+    new = edit(r)
+    (b / "report.json").write_text(new if isinstance(new, str) else json.dumps(r))
+    return b
+
+
+def board_run_fast(r: dict) -> None:
+    """A board run whose bench JSON says "median_ms": "fast" (as a board may reply)."""
+    r["boards"] = {"pi@board": {"fingerprint": "pi", "host": "board", "version": "0" * 12, "measured": "",
+                                "board": {}, "bench": {"environment": {}, "results": [
+                                    {"variant": "fp32", "threads": 1, "median_ms": "fast"}]}}}
+
+
+def reference_bomb(e) -> Path:
+    """reference.npz whose arrays inflate far beyond what it weighs (zeros compress ~1000:1)."""
+    b = copy_bundle(e)
+    n = len(json.loads((b / "manifest.json").read_text())["outputs"])
+    np.savez_compressed(b / "reference.npz", **{"input_0": np.zeros((64, SIZE, SIZE, 3), np.float32),
+                                               **{f"output_{i}": np.zeros((64, 100_000), np.float32) for i in range(n)}})
+    return b
+
+
+def variants_edit(e, edit: Callable[[dict], None]) -> Path:
+    return manifest_raw(e, lambda m: edit(m["variants"][0]))
 
 
 CASES = [
@@ -503,6 +601,54 @@ CASES = [
          "has no host in nosuch"),
     Case("bench-on-not-a-bundle", lambda e: ["bench", empty_dir(e), "--on", UNREACHABLE, *ssh()], "manifest.json"),
 
+    # --- hostile bundles, models and inputs (issue 22, items 4-7 and 11-13)
+    Case("run-jpeg-claiming-30000x30000", lambda e: ["run", e.w.bundle, jpeg_claiming(e, 30000, 30000)],
+         "no input could be run"),
+    Case("run-fifo-named-png", lambda e: ["run", e.w.bundle, fifo(e)], "no input could be run"),
+    Case("run-dev-zero-named-png", lambda e: ["run", e.w.bundle, dev_zero(e)], "no input could be run"),
+    Case("run-labels-not-utf8", lambda e: ["run", with_labels(e, b"cat\n\xff\xfe\ndog\n"), e.w.image],
+         "labels.txt is not UTF-8 text (byte 0xff at offset 4)", out="bundle"),
+    Case("run-labels-count-in-bundle", lambda e: ["run", with_labels(e, b"cat\ndog\n"), e.w.image],
+         "labels.txt in the bundle has 2 name(s) but the model has 3 classes", out="bundle"),
+    Case("run-labels-too-many-lines", lambda e: ["run", with_labels(e, b"a\n" * 50), e.w.image],
+         "has 50 lines, above the limit of 10 lines", out="bundle", env=(("KERAS_EDGE_MAX_LABELS", "10"),)),
+    Case("run-labels-long-line", lambda e: ["run", with_labels(e, b"a\n" + b"b" * 2000 + b"\nc\n"), e.w.image],
+         "has a line of 2,000 characters, above the limit of 1,000", out="bundle"),
+    Case("verify-labels-too-large", lambda e: ["verify", with_labels(e, b"a\nb\nc\n" + b" " * 5000)],
+         "labels.txt is 5,006 bytes, above the limit of 4,096", code=1, out="bundle",
+         env=(("KERAS_EDGE_MAX_LABELS_BYTES", "4096"),)),
+    Case("verify-null-sha256", lambda e: ["verify", variants_edit(e, lambda v: v.update(sha256=None))],
+         "the manifest records no sha256 for fp32.tflite", code=1, out="bundle"),
+    Case("run-null-sha256", lambda e: ["run", variants_edit(e, lambda v: v.update(sha256=None)), e.w.image],
+         "records no sha256", out="bundle"),
+    Case("verify-reference-bomb", lambda e: ["verify", reference_bomb(e)], "reference.npz inflates to", code=1,
+         out="bundle", env=(("KERAS_EDGE_MAX_ARRAY_BYTES", "4000000"),)),
+    Case("run-manifest-200000-deep", lambda e: ["run", manifest_raw(e, lambda m: nested_json(200_000)), e.w.image],
+         "nests 200,000 levels deep, above the limit of 64", out="bundle"),
+    Case("verify-manifest-200000-deep", lambda e: ["verify", manifest_raw(e, lambda m: nested_json(200_000))],
+         "nests 200,000 levels deep", out="bundle"),
+    Case("report-manifest-200000-deep", lambda e: ["report", manifest_raw(e, lambda m: nested_json(200_000))],
+         "nests 200,000 levels deep", out="bundle"),
+    Case("report-report-200000-deep", lambda e: ["report", report_edit(e, lambda r: nested_json(200_000))],
+         "report.json nests 200,000 levels deep", out="bundle"),
+    Case("run-manifest-not-json-number", lambda e: ["run", manifest_raw(e, lambda m: "9" * 5000), e.w.image],
+         "manifest.json", out="bundle"),
+    Case("run-manifest-variants-an-object", lambda e: ["run", manifest_raw(e, lambda m: m.update(
+        variants={"fp32": m["variants"][0]})), e.w.image], "variants is an object, not a list", out="bundle"),
+    Case("verify-manifest-file-a-number", lambda e: ["verify", variants_edit(e, lambda v: v.update(file=7))],
+         "variants[0].file is a number, not text or null", out="bundle"),
+    Case("run-manifest-dtype-empty", lambda e: ["run", manifest_raw(e, lambda m: m["inputs"][0].update(dtype="")),
+                                                e.w.image], "inputs[0].dtype '' is not a tensor type", out="bundle"),
+    Case("run-manifest-shape-words", lambda e: ["run", manifest_raw(e, lambda m: m["outputs"][0].update(shape=["a"])),
+                                                e.w.image], "outputs[0].shape[0] is text, not a whole number", out="bundle"),
+    Case("run-manifest-labels-a-list", lambda e: ["run", manifest_raw(e, lambda m: m.update(labels=["a"])), e.w.image],
+         "labels is a list, not text or null", out="bundle"),
+    Case("run-tflite-tensor-name-not-utf8", lambda e: ["run", tflite_with_bad_name(e), e.w.image],
+         "names a tensor with bytes that are not UTF-8 text"),
+    Case("run-avi-frames-5000-deep", lambda e: ["run", e.w.tflite, avi_nested(e, 5000)], "no input could be run"),
+    Case("report-board-median-fast", lambda e: ["report", report_edit(e, board_run_fast)],
+         "results[0].median_ms is 'fast', not a measurement", out="bundle"),
+
     # --- doctor and the command itself
     Case("doctor-unknown-option", lambda e: ["doctor", "--fix"], "No such option '--fix'"),
     Case("doctor-extra-argument", lambda e: ["doctor", "now"], "unexpected extra argument"),
@@ -548,7 +694,9 @@ def test_corpus_covers_every_command():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, world, tmp_path, capfd):
+def test_bad_input(case: Case, world, tmp_path, capfd, monkeypatch):
+    for key, value in case.env:
+        monkeypatch.setenv(key, value)
     env = SimpleNamespace(w=world, tmp=tmp_path, out=tmp_path / (case.out or "unused-output"))
     argv = [str(a) for a in case.argv(env)]
     assert argv, "the case builder returned no arguments"

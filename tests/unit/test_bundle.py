@@ -13,6 +13,7 @@ from keras_edge.device.contract.errors import BundleError
 from keras_edge.device.inputs.preprocess import PreprocessSpec
 
 MODEL_BYTES = b"TFL3 stand-in variant bytes " * 8
+LABELS = "abcdefghij"   # one per class of the (1, 10) output
 
 
 def make_manifest(**overrides) -> B.Manifest:
@@ -50,7 +51,7 @@ def bundle_dir(tmp_path: Path) -> Path:
     d = tmp_path / "bundle"
     d.mkdir()
     (d / "fp32.tflite").write_bytes(MODEL_BYTES)
-    (d / "labels.txt").write_text("a\nb\n", encoding="utf-8")
+    (d / "labels.txt").write_text("".join(f"{c}\n" for c in LABELS), encoding="utf-8")
     B.write_manifest(d, make_manifest())
     return d
 
@@ -218,7 +219,7 @@ def test_read_manifest_refuses_a_variant_symlinked_outside(bundle_dir, tmp_path)
 
 
 def test_read_labels(bundle_dir):
-    assert B.read_labels(bundle_dir, B.read_manifest(bundle_dir)) == ["a", "b"]
+    assert B.read_labels(bundle_dir, B.read_manifest(bundle_dir)) == list(LABELS)
 
 
 def test_staged_dir_replaces_a_previous_bundle_on_success(bundle_dir):

@@ -8,6 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from ...contract.errors import DataError
+from ...contract.files import check_arrays
 from ..types import Job
 from .base import Context, Source
 
@@ -29,7 +30,8 @@ class ArrayFile(Source):
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """``.npy`` → {"input_0": array}; ``.npz`` → its arrays. Never unpickles."""
+    """``.npy`` → {"input_0": array}; ``.npz`` → its arrays. Never unpickles; sizes checked from the headers first."""
+    check_arrays(path, str(path))
     try:
         if path.suffix.lower() == ".npy":
             return {"input_0": np.load(path, allow_pickle=False)}

@@ -17,6 +17,7 @@ from typing import Callable, ClassVar, Iterator
 import numpy as np
 
 from ...contract.errors import DataError, EdgeError
+from ...contract.limits import limits, too_many
 from ..types import Feed, Item, Job, StreamStats
 
 
@@ -84,6 +85,10 @@ def open_capture(what: Path | int | str, what_name: str):
         cap.release()
         raise DataError(f"{what_name} cannot be opened", "check that it exists, is not in use and that OpenCV can "
                         "decode it (see `keras-edge doctor`)")
+    w, h = int(cap.get(3) or 0), int(cap.get(4) or 0)   # CAP_PROP_FRAME_WIDTH, _HEIGHT: before a frame is decoded
+    if w * h > limits().max_pixels:
+        cap.release()
+        raise DataError(*too_many(f"{what_name}'s frames are {w}x{h},", w * h, "max_pixels", "pixels"))
     return cap
 
 

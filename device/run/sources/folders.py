@@ -1,15 +1,15 @@
 """Folders: walked lazily and in sorted order (a folder of 100,000 images is never listed in memory at once);
-each file is read by the source that claims it. Hidden entries are skipped, as the image walk does."""
+each file is read by the source that claims it. Hidden entries are skipped and symlink loops cut, as the image
+walk does (:func:`keras_edge.device.contract.files.walk`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
+from ...contract.files import walk as _walk
+
 
 def walk(root: Path) -> Iterator[Path]:
-    """Files under ``root``, recursively, sorted; hidden entries skipped."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        yield from (Path(dirpath) / n for n in sorted(filenames) if not n.startswith("."))
+    """Files under ``root``, recursively, sorted; hidden entries skipped, symlink loops cut."""
+    return _walk(root)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from ...contract.files import regular
 from ..types import Job
 from .base import Context, Source, open_capture, stream_jobs
 
@@ -32,5 +33,6 @@ class VideoFile(Source):
         from ...inputs.avi import open_packets
 
         path = Path(self.what)
+        regular(path)   # a FIFO or device named x.avi would block the open
         packets = open_packets(path) if path.suffix.lower() == ".avi" else None
         return packets or open_capture(path, f"video {path}")

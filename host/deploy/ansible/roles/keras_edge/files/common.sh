@@ -88,7 +88,10 @@ remember() {
 take_lock() {
   l_owner=$1; l_wait=$2; l_stale=$3; l_break=$4; l_waited=0
   while ! mkdir .lock 2>/dev/null; do
-    l_held=$(cat .lock/owner 2>/dev/null); l_since=$(cat .lock/since 2>/dev/null)
+    if [ -L .lock ] || [ ! -d .lock ]; then   # not a lock keras-edge took: say so, never wait on it
+      fail "$PWD/.lock is a $( [ -L .lock ] && echo symlink || echo plain file ), not the lock directory keras-edge makes; remove it if no deploy is running: rm $PWD/.lock"
+    fi
+    l_held=$(cat .lock/owner 2>/dev/null); l_since=$(cat .lock/since 2>/dev/null || date -r .lock +%s 2>/dev/null)
     l_now=$(date +%s); l_age=$(( l_now - ${l_since:-$l_now} ))
     if [ -n "$l_since" ] && { [ "$l_age" -ge "$l_stale" ] || { [ -n "$l_break" ] && [ "$l_held" = "$l_break" ]; }; }; then
       if command -v flock >/dev/null 2>&1; then

@@ -7,6 +7,12 @@ main() {
   mkdir -p "$dir" || fail "cannot create $dir on the board"
   cd "$dir" || fail "cannot enter $dir on the board"
   take_lock "$owner" "$wait_s" "$stale_s" "$break_owner"
+  for link in current previous; do   # a real folder there is not ours to replace: say so before copying
+    if [ -e "$link" ] && [ ! -L "$link" ]; then
+      drop_lock "$owner"
+      fail "$dir/$link is a real $( [ -d "$link" ] && echo folder || echo file ), not the link keras-edge switches; move it out of $dir, then deploy again"
+    fi
+  done
   echo "dir=$dir"
   for tool in rsync sha256sum tar python3 flock; do
     if command -v "$tool" >/dev/null 2>&1; then echo "has_$tool=yes"; else echo "has_$tool=no"; fi

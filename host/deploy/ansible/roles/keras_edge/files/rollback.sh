@@ -1,12 +1,13 @@
-# rollback NAME OWNER WAIT STALE [EXPECT [TO]]: under the board lock, verify the version to go back
+# rollback NAME OWNER WAIT STALE BREAK [EXPECT [TO]]: under the board lock, verify the version to go back
 # to, then switch. Without EXPECT: swap `current` and `previous` (the user's rollback). With EXPECT
 # (a staged rollout undoing its batch): only if `current` is still EXPECT, go back to TO, the version
 # that was current before; an empty TO (the board had none) removes `current`, never dangling.
+# BREAK: the owner of a lock to take over at once (the workstation found that deploy dead), or ''.
 main() {
-  name=$1; owner=$2; wait_s=$3; stale_s=$4; expect=${5:-}; to=${6:-}; undo=${5+yes}
+  name=$1; owner=$2; wait_s=$3; stale_s=$4; break_owner=$5; expect=${6:-}; to=${7:-}; undo=${6+yes}
   dir="$HOME/keras-edge/bundles/$name"
   cd "$dir" 2>/dev/null || fail "no bundle named $name is deployed on this board"
-  take_lock "$owner" "$wait_s" "$stale_s" ""
+  take_lock "$owner" "$wait_s" "$stale_s" "$break_owner"
   trap 'drop_lock "$owner"' EXIT
   cur=$(readlink current 2>/dev/null) || { [ -n "$undo" ] && { echo "reverted=no"; exit 0; }; fail "$name has no current version on this board"; }
   if [ -n "$undo" ]; then
