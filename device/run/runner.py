@@ -144,6 +144,8 @@ class Runner:
             self._reduce_ok = False   # annotate the image at its full size
         self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
+        self._keep = bool(config.draw)        # decoded images stay on their items, to draw results on
+        self._infer_lock = threading.Lock()   # one invocation at a time: serve infers from request threads too
 
     @property
     def context(self) -> dict[str, Any]:
@@ -247,7 +249,7 @@ class Runner:
             with self._probe_lock:
                 if self._reduce_ok is None:
                     return self._probe_reduce(data, name, plan, f)
-        p = prepare(data, name, plan, f if self._reduce_ok else 1, keep=bool(self.config.draw))
+        p = prepare(data, name, plan, f if self._reduce_ok else 1, keep=self._keep)
         return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms, image_hw=p.image_hw,
                     image=p.image)
 
@@ -267,7 +269,7 @@ class Runner:
         t0 = time.perf_counter_ns()
         tensor = prepare_array(frame, self._need_plan())
         return Item(name, [tensor], preprocess_ms=(time.perf_counter_ns() - t0) / 1e6,
-                    image_hw=(int(frame.shape[0]), int(frame.shape[1])), image=frame if self.config.draw else None)
+                    image_hw=(int(frame.shape[0]), int(frame.shape[1])), image=frame if self._keep else None)
 
     def _array_keys(self, i: int, t) -> list[str]:
         """The keys that may hold the array of the file's input ``i``: in a bundle, the manifest input it
@@ -329,14 +331,22 @@ class Runner:
         with self._probe_lock:
             return self._probe_reduce(data, name, plan, f) if self._reduce_ok is None else None
 
+    def keep_images(self) -> None:
+        """Keep each decoded image, at full size, on its item (``serve`` draws results on the live frames)."""
+        self._keep, self._reduce_ok = True, False
+
     def feed(self) -> Feed:
         return Feed(self.from_bytes, self.from_frame, self.from_arrays,
                     undecided=lambda: self._reduce_ok is None and self.plan is not None, decide=self.decide)
 
-    # ---- tensors → result (called on the consumer's thread, in input order)
+    # ---- tensors → result (called on the consumer's thread, in input order; serve's request threads too)
     def infer(self, item: Item) -> Result:
         if item.error or item.tensors is None:
             return Result(item.name, error=item.error or "no input")
+        with self._infer_lock:      # an interpreter runs one invocation at a time
+            return self._infer(item)
+
+    def _infer(self, item: Item) -> Result:
         t0 = time.perf_counter_ns()
         outs = self.engine.run(item.tensors)
         ms = (time.perf_counter_ns() - t0) / 1e6
@@ -447,11 +457,13 @@ def _live(config: RunConfig, plan: list[tuple[str, Any]] | None = None) -> bool:
                                                               or any(k in ("video", "folder") for k, _ in plan)))
 
 
-def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None) -> Summary:
+def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None,
+        watch: Callable[[Item, Result, StreamStats], None] | None = None) -> Summary:
     """Run every source through the model, calling ``emit`` per input in input order; returns the summary.
 
     Inputs are read, decoded and preprocessed on worker threads (:mod:`.workers`) while this thread
-    runs inference, postprocessing and ``emit``.
+    runs inference, postprocessing and ``emit``. ``watch`` (``serve``) also gets each item, with its image
+    when the runner keeps them, and the stream's counters so far.
     """
     plan = plan_sources(config.sources, config.camera)
     runner = runner or open_runner(config)
@@ -487,6 +499,8 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
                 post_total += res.postprocess_ms
                 if drawer is not None and res.ok:
                     drawer.add(item, res)
+                if watch is not None:
+                    watch(item, res, stats)
                 item.image = None
                 emit(res)
                 if item.captured_ns is not None:
