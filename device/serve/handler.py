@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import time
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +65,22 @@ class ServeHTTPServer(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        """A lingering close: stop sending, then read what the client still sends (for 2 s at most) before closing.
+
+        Closing a socket with unread bytes (a refused body) makes the kernel send a reset, which can reach the
+        client before it has read our 413/503 answer; it would see "connection reset" instead.
+        """
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.5)
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end and request.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.close_request(request)
 
     def process_request_thread(self, request, client_address) -> None:
         try:

@@ -123,13 +123,16 @@ class Service:
         self._live_thread: threading.Thread | None = None
 
     # ---- start and stop
+    def check(self) -> None:
+        """Refuse a live source that is not there (a missing file, an empty folder, no such camera) before binding."""
+        if self.config.live:
+            run_cfg = self.config.run_config
+            plan_sources(run_cfg.sources, run_cfg.camera)
+
     def load(self) -> None:
         """Open the model, run a warm-up, start the live source; ready (``/healthz``) after the warm-up."""
         cfg = self.config
-        run_cfg = cfg.run_config
-        if cfg.live:
-            plan_sources(run_cfg.sources, run_cfg.camera)   # a missing file or camera fails now, in one line
-        runner = open_runner(run_cfg)
+        runner = open_runner(cfg.run_config)
         if cfg.live:
             runner.keep_images()
             self.broadcaster = Broadcaster(runner.target.labels, cfg.jpeg_quality)
@@ -234,6 +237,7 @@ def serve(config: ServeConfig, log: Log = print, started: Callable[[str], None] 
     from .handler import make_server
 
     service = Service(config, log)
+    service.check()
     httpd = make_server(service)
     port = httpd.server_address[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
