@@ -61,7 +61,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.source is not None and self.camera is not None:
-            raise ConfigError("source", "and camera are both given", "serve one live source: a camera or a video/folder")
+            raise ConfigError("camera", "and a source are both given", "serve one live source: a camera or a video/folder")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError("port", f"is {self.port!r}", "give a TCP port from 1 to 65535 (0: any free port)")
         if not 1 <= self.jpeg_quality <= 100:
