@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from chromium import Chromium, chromium_path
+from sshd import lab  # noqa: F401  (the fixture)
 from serving import ServerProcess, call, decode_jpeg, digits_video, metric, stream_frames
 
 from keras_edge.cli import main
@@ -355,3 +356,59 @@ def test_a_non_loopback_address_needs_the_token(bundle, inputs, netns):
         assert any(line.startswith("warning: serving") and "no token" in line for line in s.lines)
     finally:
         s.stop()
+
+
+# ---------------------------------------------------------------- deploy --serve on an sshd board
+
+def _deploy(capsys, lab, bundle, *extra) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(["deploy", str(bundle), "board1", "-F", str(lab.config), *map(str, extra)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_deploy_serve_writes_the_unit_and_says_why_it_was_not_started(lab, bundle, capsys):
+    """The sshd board has the runner (this environment) but no systemd user manager: the unit is written and
+    the start is skipped with one line. Off loopback the board makes a private token file once."""
+    board = lab.start("board1", runner=Path(sys.prefix))
+    rc, out, err = _deploy(capsys, lab, bundle, "--serve", "--serve-camera", "0")
+    assert rc == 0, err
+    unit = board.home / ".config" / "systemd" / "user" / "keras-edge-serve-digits.service"
+    assert f"[board1] serve: unit written to {unit}; not started: no systemd user manager answers here " \
+           "(systemctl --user)" in err
+    assert unit.read_text() == (
+        "[Unit]\nDescription=keras-edge serve digits\nAfter=network-online.target\n\n"
+        "[Service]\nEnvironmentFile=-%h/keras-edge/serve/digits.env\n"
+        "ExecStart=%h/keras-edge/venv/bin/keras-edge serve %h/keras-edge/bundles/digits/current "
+        "--host 127.0.0.1 --port 8080 --camera 0\n"
+        "Restart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=default.target\n")
+    assert not (board.home / "keras-edge" / "serve" / "digits.env").exists()    # loopback: no token
+
+    rc, out, err = _deploy(capsys, lab, bundle, "--serve", "--serve-host", "0.0.0.0", "--serve-port", "8090", "--json")
+    assert rc == 0, err
+    [result] = json.loads(out)
+    assert result["outcome"] == "unchanged" and result["serve"].startswith("unit written to ")
+    assert "--host 0.0.0.0 --port 8090\n" in unit.read_text()
+    env = board.home / "keras-edge" / "serve" / "digits.env"
+    assert oct(env.stat().st_mode & 0o777) == "0o600"
+    token = env.read_text()
+    assert len(token.strip().split("=", 1)[1]) == 48 and token.startswith("KERAS_EDGE_TOKEN=")
+    assert _deploy(capsys, lab, bundle, "--serve", "--serve-host", "0.0.0.0")[0] == 0
+    assert env.read_text() == token            # made once, kept across deploys
+
+
+@pytest.mark.skipif(shutil.which("ansible-playbook", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}") is None,
+                    reason="needs ansible-core: pip install 'keras-edge[fleet]' (make setup installs it)")
+def test_fleet_deploy_serve_runs_the_same_board_script_through_ansible(lab, bundle, capsys):
+    board = lab.start("board1", runner=Path(sys.prefix))
+    inv = lab.root / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    board1: {}\n")
+    capsys.readouterr()
+    rc = main(["deploy", str(bundle), "-i", str(inv), "-F", str(lab.config), "--serve", "--serve-port", "8091", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    [host] = json.loads(out)["hosts"]
+    assert host["outcome"] == "deployed"
+    assert host["serve"] == "unit written; not started: no systemd user manager answers here (systemctl --user)"
+    unit = board.home / ".config" / "systemd" / "user" / "keras-edge-serve-digits.service"
+    assert "--host 127.0.0.1 --port 8091\n" in unit.read_text()
