@@ -58,6 +58,8 @@ class ServeConfig:
     loop: bool = True               # a source starts over when it ends
     limits: Limits = field(default_factory=Limits)
     jpeg_quality: int = 80
+    stream_width: int = 640         # the live stream's frames are scaled down to this width at most
+    stream_fps: float = 15.0        # and encoded this often at most, however fast inference goes
 
     def __post_init__(self) -> None:
         if self.source is not None and self.camera is not None:
@@ -67,6 +69,9 @@ class ServeConfig:
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError("jpeg_quality", f"is {self.jpeg_quality}", "give 1 to 100")
         positive_int("top_k", self.top_k, "1 or more classes")
+        positive_int("stream_width", self.stream_width, "a width in pixels such as 640", minimum=16)
+        if not 0 < self.stream_fps <= 120:
+            raise ConfigError("stream_fps", f"is {self.stream_fps:g}", "give frames per second above 0, at most 120")
         self._check_host()
         if self.token is not None:
             t = self.token
@@ -135,7 +140,7 @@ class Service:
         runner = open_runner(cfg.run_config)
         if cfg.live:
             runner.keep_images()
-            self.broadcaster = Broadcaster(runner.target.labels, cfg.jpeg_quality)
+            self.broadcaster = Broadcaster(runner.target.labels, cfg.jpeg_quality, cfg.stream_width, cfg.stream_fps)
         self.runner = runner
         variant = runner.target.variant
         self.stats.context = runner.context

@@ -1,14 +1,17 @@
 """The live picture: the latest frame with its result drawn on it, JPEG-encoded once for every viewer.
 
 The inference thread only *offers* a frame (one assignment under a lock) and goes on. One encoder thread
-draws and encodes the newest offered frame, and only while someone watches; frames offered while it was busy
-are skipped. Each viewer's connection thread sends the newest JPEG, then waits for a newer one: a slow viewer
-misses frames, never holds up the encoder, inference, or the other viewers.
+draws and encodes the newest offered frame, and only while someone watches, at most ``max_fps`` times a second
+and at most ``width`` pixels wide (a 1080p frame is drawn at full size, then scaled down: encoding it whole
+would cost a small board about what decoding it does); frames offered meanwhile are skipped. Each viewer's
+connection thread sends the newest JPEG, then waits for a newer one: a slow viewer misses frames, never holds
+up the encoder, inference, or the other viewers.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -23,8 +26,9 @@ BOUNDARY = "keras-edge-frame"
 class Broadcaster:
     """Latest frame in, one JPEG per new frame out, to any number of viewers."""
 
-    def __init__(self, labels: Sequence[str] | None = None, quality: int = 80):
-        self.labels, self.quality = labels, quality
+    def __init__(self, labels: Sequence[str] | None = None, quality: int = 80, width: int = 640, max_fps: float = 15.0):
+        self.labels, self.quality, self.width, self.period = labels, quality, width, 1.0 / max_fps
+        self._next_at = 0.0      # monotonic time before which the next frame is not encoded
         self._cv = threading.Condition()
         self._pending: tuple[np.ndarray, Result] | None = None
         self._jpeg: bytes | None = None
@@ -55,9 +59,17 @@ class Broadcaster:
                     self._cv.wait()
                 if self._closed:
                     return
+                early = self._next_at - time.monotonic()
+                if early > 0:
+                    self._cv.wait(early)     # a newer frame may replace the waiting one meanwhile
+                    continue
                 image, result = self._pending
                 self._pending = None
+                self._next_at = time.monotonic() + self.period
             img = annotate(image, result, self.labels)
+            if img.shape[1] > self.width:
+                h = max(1, round(img.shape[0] * self.width / img.shape[1]))
+                img = cv2.resize(img, (self.width, h), interpolation=cv2.INTER_AREA)
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:
                 continue

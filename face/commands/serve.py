@@ -32,9 +32,13 @@ from keras_edge.options import engine_options
               help="Largest POST /infer body.")
 @click.option("--max-megapixels", default=24.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Largest image POST /infer decodes (checked from its header first).")
+@click.option("--stream-width", default=640, show_default=True, type=int,
+              help="The live stream's frames are scaled down to this width (pixels) at most.")
+@click.option("--stream-fps", default=15.0, show_default=True, type=float,
+              help="The live stream is encoded this many times a second at most, however fast inference runs.")
 @engine_options()
 def serve(target, camera, source, host, port, token, insecure, variant, top_k, realtime, once, queue, max_body_mb,
-          max_megapixels, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
+          max_megapixels, stream_width, stream_fps, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Serve BUNDLE over HTTP: a live page (/), POST /infer, /healthz and /metrics."""
     from keras_edge.device.serve.limits import Limits
     from keras_edge.device.serve.server import ServeConfig
@@ -45,6 +49,6 @@ def serve(target, camera, source, host, port, token, insecure, variant, top_k, r
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_pixels=int(max_megapixels * 1e6), queue=queue)
     cfg = ServeConfig(target=target, source=source, camera=camera, host=host, port=port, token=token or None,
                       insecure=insecure, variant=variant, top_k=top_k, engine=eng, realtime=realtime, loop=not once,
-                      limits=limits)
+                      limits=limits, stream_width=stream_width, stream_fps=stream_fps)
     run_server(cfg, log=lambda line: click.echo(line, err=True))
     return 0

@@ -27,7 +27,7 @@ import pytest
 
 from chromium import Chromium, chromium_path
 from sshd import lab  # noqa: F401  (the fixture)
-from serving import ServerProcess, call, decode_jpeg, digits_video, metric, stream_frames
+from tests.serving import ServerProcess, call, decode_jpeg, digits_video, metric, stream_frames
 
 from keras_edge.cli import main
 

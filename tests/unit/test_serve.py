@@ -124,7 +124,7 @@ def _frame(value: int) -> np.ndarray:
 def test_broadcaster_encodes_only_for_viewers_and_once_per_frame():
     import cv2
 
-    b = Broadcaster(labels=("zero", "one"))
+    b = Broadcaster(labels=("zero", "one"), max_fps=100)
     result = Result("f", top=[Prediction(1, 0.9, "one")])
     try:
         for v in range(50):
@@ -159,5 +159,19 @@ def test_a_viewer_that_never_reads_does_not_hold_up_offers():
             assert done.wait(30)
             seq, jpeg = b.next(0, timeout=10)
             assert jpeg is not None and 1 <= b.encoded <= 300
+    finally:
+        b.close()
+
+
+def test_broadcaster_scales_wide_frames_down_and_keeps_the_label():
+    import cv2
+
+    b = Broadcaster(width=320)
+    try:
+        with b.watching():
+            b.offer(np.zeros((1080, 1920, 3), np.uint8), Result("f", top=[Prediction(7, 0.5, "seven")]))
+            _, jpeg = b.next(0, timeout=10)
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (180, 320, 3) and img[:20, :60].max() > 150
     finally:
         b.close()
