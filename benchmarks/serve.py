@@ -41,6 +41,7 @@ class ServeResult:
     serve_fps: dict[str, list[float]]            # phase → live frames/s per round
     api_per_s: list[float]                       # the /infer phase: api inferences/s per round
     busy_503: list[int]
+    other_answers: list[int]                     # /infer answers other than 200 and 503: the target is none
     median: dict[str, float]
     ratio_to_run: dict[str, float]               # serve phase (live [+ api]) frames/s ÷ run's
     rss_mb: dict[str, float]
@@ -106,8 +107,11 @@ def serve_phases(bundle: Path, video: Path, frame: bytes, seconds: float, log) -
 
         def poster(out: list[int]) -> None:
             while not stop.is_set():
-                r = call(url + "infer", frame)
-                out.append(r.status)
+                try:
+                    out.append(call(url + "infer", frame).status)
+                except OSError as e:          # counted: the benchmark fails on any answer but 200 and 503
+                    out.append(-1)
+                    log(f"  /infer: {e!r}")
 
         watchers = [threading.Thread(target=viewer) for _ in range(CLIENTS // 2)] + \
                    [threading.Thread(target=page) for _ in range(CLIENTS - CLIENTS // 2)]
@@ -129,13 +133,11 @@ def serve_phases(bundle: Path, video: Path, frame: bytes, seconds: float, log) -
         for t in posters:
             t.join()
         peak = _proc_mb(s.proc.pid, "VmHWM")
-        bad = sorted({c for c in statuses if c not in (200, 503)})
-        if bad:
-            raise RuntimeError(f"/infer answered {bad}")
+        other = sum(c not in (200, 503) for c in statuses)    # target: none (a failed connection counts as -1)
         log(f"  serve: alone {alone:.1f}/s, 20 watching {watched:.1f}/s, 20 posting {live:.1f} live + {api:.1f} api/s "
             f"({statuses.count(503)} x 503), peak RSS {peak:.0f} MB")
         return {"alone": alone, "watched": watched, "posting_live": live, "posting_api": api,
-                "busy_503": statuses.count(503), "peak_mb": peak}
+                "busy_503": statuses.count(503), "other": other, "peak_mb": peak}
     finally:
         s.stop()
 
@@ -202,7 +204,7 @@ def run(bundle: Path, rounds: int, seconds: float, log=print) -> ServeResult:
     log(f"  {layer}")
     run_fps: list[float] = []
     phases: dict[str, list[float]] = {"alone": [], "watched": [], "posting": []}
-    api, busy, peaks = [], [], []
+    api, busy, other, peaks = [], [], [], []
     for r in range(rounds):
         order = ["run", "serve"] if r % 2 == 0 else ["serve", "run"]
         for who in order:
@@ -218,13 +220,14 @@ def run(bundle: Path, rounds: int, seconds: float, log=print) -> ServeResult:
                 phases["posting"].append(ph["posting_live"] + ph["posting_api"])
                 api.append(ph["posting_api"])
                 busy.append(ph["busy_503"])
+                other.append(ph["other"])
                 peaks.append(ph["peak_mb"])
     idle = idle_rss(bundle)
     med = {"run": statistics.median(run_fps), **{f"serve_{k}": statistics.median(v) for k, v in phases.items()}}
     ratio = {k: round(v / med["run"], 3) for k, v in med.items() if k != "run"}
     rss = {"idle_mb": round(idle, 1), "busy_peak_mb": round(max(peaks), 1)}
     log(f"serve: run {med['run']:.1f}/s; serve/run {ratio}; RSS {rss}")
-    target = {"within_10_percent": {k: v >= 0.9 for k, v in ratio.items()}}
+    target = {"within_10_percent": {k: v >= 0.9 for k, v in ratio.items()}, "no_other_answers": not any(other)}
     notes = [f"the video: {video.name} (1920x1080 MJPEG, 200 frames, tiled from scikit-image photos), looped by serve",
              "run: a fresh process, one untimed pass, then frames/s of one timed pass",
              f"serve: --no-realtime (the video as fast as the model goes), frames/s from its /metrics counters over "
@@ -235,7 +238,7 @@ def run(bundle: Path, rounds: int, seconds: float, log=print) -> ServeResult:
              "http_layer: increments in fresh interpreters, in this order: http.server (+socketserver), then the runner's "
              "import, the runner loaded with one inference, then serve's own modules"]
     return ServeResult(env, str(bundle), str(video), rounds, seconds, [round(x, 2) for x in run_fps],
-                       {k: [round(x, 2) for x in v] for k, v in phases.items()}, [round(x, 2) for x in api], busy,
+                       {k: [round(x, 2) for x in v] for k, v in phases.items()}, [round(x, 2) for x in api], busy, other,
                        {k: round(v, 2) for k, v in med.items()}, ratio, rss, layer,
                        [round(x, 2) for x in os.getloadavg()], target, notes)
 

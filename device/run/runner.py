@@ -19,7 +19,8 @@ from ..contract.bundle import Task, TensorSpec
 from ..engine.core import Engine, EngineOptions, load
 from ..contract.checks import positive_int
 from ..contract.errors import ConfigError, DataError
-from ..inputs.pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
+from ..inputs.pipeline import (DecodePolicy, InputPlan, image_dims, jpeg_size, plan_input, prepare, prepare_array,
+                               reduce_factor, tolerance)
 from ..outputs.postprocess import Postprocessor, TaskResult, file_outputs, infer_postprocess
 from ..inputs.pipeline import max_abs_diff
 from ..inputs.preprocess import dequantize, quantize
@@ -145,6 +146,7 @@ class Runner:
         self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
         self._keep = bool(config.draw)        # decoded images stay on their items, to draw results on
+        self._keep_width: int | None = None   # ... decoded reduced down to this width at most (None: full size)
         self._infer_lock = threading.Lock()   # one invocation at a time: serve infers from request threads too
 
     @property
@@ -249,7 +251,13 @@ class Runner:
             with self._probe_lock:
                 if self._reduce_ok is None:
                     return self._probe_reduce(data, name, plan, f)
-        p = prepare(data, name, plan, f if self._reduce_ok else 1, keep=self._keep)
+        keep = self._keep
+        f = f if self._reduce_ok else 1
+        if keep and f > 1:   # an image kept for drawing is decoded at least keep_width wide (without one: full size)
+            w = (jpeg_size(data) or (0, 0))[1]
+            while f > 1 and (self._keep_width is None or w // f < self._keep_width):
+                f //= 2
+        p = prepare(data, name, plan, f, keep=keep)
         return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms, image_hw=p.image_hw,
                     image=p.image)
 
@@ -331,9 +339,10 @@ class Runner:
         with self._probe_lock:
             return self._probe_reduce(data, name, plan, f) if self._reduce_ok is None else None
 
-    def keep_images(self) -> None:
-        """Keep each decoded image, at full size, on its item (``serve`` draws results on the live frames)."""
-        self._keep, self._reduce_ok = True, False
+    def keep_images(self, on: bool = True, width: int | None = None) -> None:
+        """Keep each decoded image on its item from now on (``serve`` draws results on the live frames while
+        someone watches), at full size or, where reduced JPEG decoding is in use, at least ``width`` wide."""
+        self._keep, self._keep_width = on, width
 
     def feed(self) -> Feed:
         return Feed(self.from_bytes, self.from_frame, self.from_arrays,

@@ -74,11 +74,12 @@ class ServeHTTPServer(ThreadingHTTPServer):
         """
         try:
             request.shutdown(socket.SHUT_WR)
-            request.settimeout(0.5)
             end = time.monotonic() + 2.0
-            while time.monotonic() < end and request.recv(65536):
-                pass
-        except OSError:
+            while (left := end - time.monotonic()) > 0:
+                request.settimeout(left)
+                if not request.recv(65536):
+                    break
+        except OSError:     # a timeout included: the client did not stop sending in time
             pass
         self.close_request(request)
 
@@ -217,6 +218,16 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         service.stats.viewers = b.viewers
 
+    def _discard(self, length: int) -> None:
+        buf = bytearray(65536)
+        view = memoryview(buf)
+        while length > 0:
+            n = self.rfile.readinto(view[:min(length, len(buf))])
+            if not n:
+                self.close_connection = True
+                return
+            length -= n
+
     # ---- POST /infer
     def _infer(self, query: dict[str, list[str]]) -> None:
         service = self.server.service
@@ -240,8 +251,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self._error(503, "the model is still loading", {"Retry-After": "1"}, "loading")
         with service.slot() as ok:
-            if not ok:
-                self.close_connection = True
+            if not ok:   # the body is read and dropped, so that the connection stays usable for the retry
+                self._discard(length)
                 return self._error(503, f"busy: {limits.queue} requests are already waiting; retry shortly",
                                    {"Retry-After": "1"}, "busy")
             data = self.rfile.read(length)

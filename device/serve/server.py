@@ -17,6 +17,7 @@ import ipaddress
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,10 @@ class Service:
         self.broadcaster: Broadcaster | None = None
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(config.limits.queue)
-        # decoding requests at once costs memory (a 24-megapixel image is ~70 MB decoded): two at a time
-        self._decoders = threading.BoundedSemaphore(max(1, min(2, default_threads() // 2)))
+        # requests are decoded and run on a fixed pool, not on their connection's thread: a decoded image costs up
+        # to ~70 MB (24 megapixels), and glibc keeps freed memory per thread arena, so a frame decoded on each of
+        # 20 connection threads would stay resident 20 times over
+        self._pool = ThreadPoolExecutor(max(1, min(2, default_threads() // 2)), thread_name_prefix="keras-edge-infer")
         self._live_thread: threading.Thread | None = None
 
     # ---- start and stop
@@ -138,9 +141,9 @@ class Service:
         """Open the model, run a warm-up, start the live source; ready (``/healthz``) after the warm-up."""
         cfg = self.config
         runner = open_runner(cfg.run_config)
-        if cfg.live:
-            runner.keep_images()
-            self.broadcaster = Broadcaster(runner.target.labels, cfg.jpeg_quality, cfg.stream_width, cfg.stream_fps)
+        if cfg.live:   # frames are kept (and decoded at least stream_width wide) only while someone watches
+            self.broadcaster = Broadcaster(runner.target.labels, cfg.jpeg_quality, cfg.stream_width, cfg.stream_fps,
+                                           on_watch=lambda on: runner.keep_images(on, cfg.stream_width))
         self.runner = runner
         variant = runner.target.variant
         self.stats.context = runner.context
@@ -170,6 +173,7 @@ class Service:
 
     def close(self) -> None:
         self.stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self.broadcaster is not None:
             self.broadcaster.close()
         if self._live_thread is not None:
@@ -205,7 +209,7 @@ class Service:
         latency = (time.perf_counter_ns() - item.captured_ns) / 1e6 if item.captured_ns is not None else None
         self.stats.result("live", res.ok, res.infer_ms, latency, stream.frames, stream.dropped, res)
         if item.image is not None and res.ok:
-            self.broadcaster.offer(item.image, res)
+            self.broadcaster.offer(item.image, res, item.image_hw)
 
     # ---- POST /infer
     @contextmanager
@@ -220,15 +224,17 @@ class Service:
 
     def infer(self, data: bytes, name: str) -> list[dict[str, Any]]:
         """Run a request body (an image file's bytes, or an .npy/.npz) and give what ``run --json`` prints for it."""
+        return self._pool.submit(self._infer, data, name).result()
+
+    def _infer(self, data: bytes, name: str) -> list[dict[str, Any]]:
         runner, limits = self.runner, self.config.limits
-        with self._decoders:
-            if is_arrays(data):
-                items = runner.from_arrays(name, load_arrays(data, limits))
-            else:
-                check_image(data, limits)
-                item = runner.from_bytes(data, name)
-                item.image = None                       # kept for the live frames' drawing; not needed here
-                items = [item]
+        if is_arrays(data):
+            items = runner.from_arrays(name, load_arrays(data, limits))
+        else:
+            check_image(data, limits)
+            item = runner.from_bytes(data, name)
+            item.image = None                       # kept for the live frames' drawing; not needed here
+            items = [item]
         out = []
         for it in items:
             res = runner.infer(it)

@@ -175,3 +175,22 @@ def test_broadcaster_scales_wide_frames_down_and_keeps_the_label():
         assert img.shape == (180, 320, 3) and img[:20, :60].max() > 150
     finally:
         b.close()
+
+
+def test_annotate_maps_boxes_and_masks_onto_a_reduced_image():
+    from keras_edge.device.contract.tasks import Task
+    from keras_edge.device.outputs.postprocess import Detection, TaskResult
+    from keras_edge.device.run.draw import annotate
+
+    det = Result("f", task=TaskResult(Task.DETECTION, detections=[Detection((400.0, 200.0, 800.0, 600.0), 0.9, 2)]))
+    full = annotate(np.zeros((1000, 1000, 3), np.uint8), det)
+    half = annotate(np.zeros((500, 500, 3), np.uint8), det, hw=(1000, 1000))
+    _, xs = np.nonzero(full.max(axis=2))
+    assert abs(xs.min() - 400) <= 3 and abs(xs.max() - 800) <= 3
+    _, xs = np.nonzero(half.max(axis=2))
+    assert abs(xs.min() - 200) <= 2 and abs(xs.max() - 400) <= 2          # x 400..800 drawn at half size
+    cm = np.full((1000, 1000), 255, np.uint8)
+    cm[:, 500:] = 1
+    seg = Result("f", task=TaskResult(Task.SEGMENTATION, class_map=cm))
+    out = annotate(np.full((500, 500, 3), 100, np.uint8), seg, hw=(1000, 1000))
+    assert (out[:, :250] == 100).all() and (out[:, 250:] != 100).any(axis=2).all()
