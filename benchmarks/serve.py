@@ -108,10 +108,14 @@ def serve_phases(bundle: Path, video: Path, frame: bytes, seconds: float, log) -
         def poster(out: list[int]) -> None:
             while not stop.is_set():
                 try:
-                    out.append(call(url + "infer", frame).status)
-                except OSError as e:          # counted: the benchmark fails on any answer but 200 and 503
+                    r = call(url + "infer", frame)
+                except OSError as e:          # counted: the target is no answer but 200 and 503
                     out.append(-1)
                     log(f"  /infer: {e!r}")
+                    continue
+                out.append(r.status)
+                if r.status == 503:           # as a client should: come back after Retry-After
+                    stop.wait(float(r.headers.get("retry-after", 1)))
 
         watchers = [threading.Thread(target=viewer) for _ in range(CLIENTS // 2)] + \
                    [threading.Thread(target=page) for _ in range(CLIENTS - CLIENTS // 2)]
@@ -233,7 +237,7 @@ def run(bundle: Path, rounds: int, seconds: float, log=print) -> ServeResult:
              f"serve: --no-realtime (the video as fast as the model goes), frames/s from its /metrics counters over "
              f"{seconds:g} s windows after 3 s of warm-up; 'watched': {CLIENTS // 2} MJPEG viewers (one connection each "
              f"through the window) and {CLIENTS - CLIENTS // 2} pages polling /stats.json every 0.5 s; 'posting': {CLIENTS} clients "
-             "posting a 1080p JPEG to /infer in a loop, live + api inferences/s (503s are the bounded queue answering)",
+             "posting a 1080p JPEG to /infer in a loop (after a 503, waiting its Retry-After), live + api inferences/s",
              "busy_peak_mb: the server's VmHWM after the busy phases; idle_mb: a server without a live source, warmed",
              "http_layer: increments in fresh interpreters, in this order: http.server (+socketserver), then the runner's "
              "import, the runner loaded with one inference, then serve's own modules"]

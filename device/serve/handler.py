@@ -44,6 +44,7 @@ class ServeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128     # socketserver's 5 overflows when many clients connect at once: resets
 
     def __init__(self, address: tuple[str, int], handler: type, service: Any):
         import threading

@@ -40,9 +40,9 @@ from keras_edge.options import engine_options
 def serve(target, camera, source, host, port, token, insecure, variant, top_k, realtime, once, queue, max_body_mb,
           max_megapixels, stream_width, stream_fps, threads, accelerator, no_fallback, gpu_delegate, gpu_timeout) -> int:
     """Serve BUNDLE over HTTP: a live page (/), POST /infer, /healthz and /metrics."""
+    from keras_edge.api import serve as run_server
     from keras_edge.device.serve.limits import Limits
     from keras_edge.device.serve.server import ServeConfig
-    from keras_edge.device.serve.server import serve as run_server
 
     eng = EngineOptions(threads=threads, accelerator=accelerator, fallback=not no_fallback, gpu_delegate=gpu_delegate,
                         gpu_timeout=gpu_timeout)
