@@ -72,12 +72,15 @@ deploy: setup
 
 test: test-host test-device test-device-legacy test-gpu test-arm-if-able
 
-# The deploy tests start a real sshd on 127.0.0.1 and copy with rsync (CI runs as root on Debian).
+# The deploy tests start a real sshd on 127.0.0.1 and copy with rsync (CI runs as root on Debian); the serve
+# tests load the page in a headless Chromium and make a network namespace with iproute2 (`ip netns`).
 test-tools:
-	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null || ! command -v rsync >/dev/null; then \
+	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null || ! command -v rsync >/dev/null \
+	    || ! command -v chromium >/dev/null || ! command -v ip >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client rsync; \
-	  else echo "the deploy tests need openssh-server, openssh-client and rsync: sudo apt-get install openssh-server openssh-client rsync" >&2; exit 2; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      openssh-server openssh-client rsync chromium iproute2; \
+	  else echo "the deploy and serve tests need openssh-server, openssh-client, rsync, chromium and iproute2: sudo apt-get install openssh-server openssh-client rsync chromium iproute2" >&2; exit 2; fi; \
 	fi
 
 test-host: setup test-tools

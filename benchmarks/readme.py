@@ -27,7 +27,8 @@ default; LiteRT `num_threads` = usable cores).
 Files: `run.py` (entry point), `inference.py`, `preprocessing.py`, `coldstart.py` (+ `child.py`,
 `keras_once.py`), `claims.py`, `models.py` (build + convert), `common.py`, `readme.py`;
 `runner_overhead.py` (runner vs bare interpreter, the runner's own targets); `throughput.py` (the pipelined
-runner against a serial loop and the machine's limit) and `soak.py` (50,000 inferences, drift). The detailed pruning
+runner against a serial loop and the machine's limit) and `soak.py` (50,000 inferences, drift); `serve.py`
+(`keras-edge serve` against `run` on the same video, with 20 clients; the HTTP layer's cost). The detailed pruning
 study (distillation, 80% sparsity, channel multiples) is `bench_pruning.py` → `results/pruning.json`.
 """
 
@@ -225,6 +226,29 @@ def throughput_section(tp: dict[str, Any], soak: dict[str, Any] | None) -> str:
     return "\n\n".join(parts)
 
 
+def serve_section(sv: dict[str, Any]) -> str:
+    """`keras-edge serve` against `run` on the same video, its RSS, and the HTTP layer beside the runner."""
+    med, ratio, layer = sv["median"], sv["ratio_to_run"], sv["http_layer"]
+    rows = [["run", med["run"], "1.00", ""],
+            ["serve, no clients", med["serve_alone"], f"{ratio['serve_alone']:.2f}", "live frames"],
+            ["serve, 20 watching", med["serve_watched"], f"{ratio['serve_watched']:.2f}", "10 MJPEG viewers + 10 pages"],
+            ["serve, 20 posting /infer", med["serve_posting"], f"{ratio['serve_posting']:.2f}",
+             f"live + api; {sum(sv['busy_503'])} x 503 in all"]]
+    lrows = [[k.replace("_", " "), v["import_ms"], v["rss_mb"]] for k, v in layer.items() if isinstance(v, dict)]
+    return "
+
+".join([
+        "## Serving (`serve.py`, MobileNetV2, `--only serve`)",
+        f"The 1080p MJPEG video through `run` and through `serve --no-realtime` (frames/s, medians of {sv['rounds']} "
+        f"rounds, {sv['seconds']:g} s windows; target: within 10% of run). Load average {sv['environment']['load_average']}"
+        f" before, {sv['load_average_after']} after.",
+        table(["contender", "frames/s", "÷ run", "clients"], rows),
+        f"Server RSS: idle (no live source, warmed) {sv['rss_mb']['idle_mb']:.0f} MB, peak after the busy phases "
+        f"{sv['rss_mb']['busy_peak_mb']:.0f} MB.",
+        "The HTTP layer (the standard library's, measured in fresh interpreters, each row after the one above):",
+        table(["step", "import ms", "RSS + MB"], lrows)])
+
+
 def prune_budget_section(pb: dict[str, Any]) -> str:
     """The budgeted pruning search per model: the measured curve and the chosen point."""
     parts = [f"## Pruning to an accuracy budget (`bench_prune_budget.py`, `--only prune-budget`)\n\n"
@@ -326,7 +350,7 @@ def render(wall_s: float | None = None) -> str:
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
-    qf, det = load("quant_fidelity"), load("detection")
+    qf, det, sv = load("quant_fidelity"), load("detection"), load("serve")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -340,6 +364,8 @@ def render(wall_s: float | None = None) -> str:
             parts.append(section(data))
     if tp:
         parts.append(throughput_section(tp, soak))
+    if sv:
+        parts.append(serve_section(sv))
     if pb:
         parts.append(prune_budget_section(pb))
     notes = [n for r in (inf, pre, cold) if r for n in r.get("notes", [])]

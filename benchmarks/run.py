@@ -1,12 +1,13 @@
 """``make bench``: every benchmark family side by side in one run, results JSON, and benchmarks/README.md.
 
-    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner,throughput] [--reconvert]
+    python -m benchmarks.run [--only inference,preprocessing,coldstart,claims,runner,throughput,serve] [--reconvert]
 
 Families: inference (batch-1 latency), preprocessing (1080p frame → model input), coldstart (first
 result and peak RSS), claims (the article's claims; needs inference and preprocessing), runner
 (``runner_overhead.py``, the runner against a bare interpreter), throughput (``throughput.py``: the pipelined
 runner against a serial loop and the machine's limit, preprocessing, peak RSS; then ``soak.py``, 50,000
-inferences), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
+inferences), serve (``serve.py``: ``keras-edge serve`` against ``run`` on the same video with 20 clients, the
+server's RSS, the HTTP layer's import time and RSS), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
 against each keras-edge quantization step), detection (``detection.py``: a detector trained on synthetic shapes,
 mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
 postprocessing latency). Opt-in: pruning, prune-budget. Run from the repository root.
@@ -26,7 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant", "detection")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "serve", "quant",
+            "detection")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         log("models: building and converting (reused when the converter is unchanged)")
         mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
         models = [mobilenet]
-        if fams - {"runner", "throughput", "quant", "detection", *OPT_IN}:   # runner and throughput need MobileNetV2 only
+        if fams - {"runner", "throughput", "serve", "quant", "detection", *OPT_IN}:   # these need MobileNetV2 only
             models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
         digits = models[-1]
         log(f"models ready after {time.perf_counter() - t0:.0f}s")
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         script_module("throughput", RESULTS / "throughput.json", "--rounds", str(max(3, args.rounds // 4)),
                       "--bundle", str(mobilenet.bundle))
         script_module("soak", RESULTS / "soak.json", "--bundle", str(mobilenet.bundle), timeout=3600)
+    if "serve" in fams:
+        log("serve: benchmarks/serve.py (serve against run on the same video, 20 clients, RSS)")
+        script_module("serve", RESULTS / "serve.json", "--bundle", str(mobilenet.bundle))
     if "quant" in fams:
         log("quantization fidelity: benchmarks/quant_fidelity.py")
         script("quant_fidelity.py", RESULTS / "quant_fidelity.json", timeout=2400)

@@ -20,8 +20,8 @@ __version__ = "0.2.0"
 
 # public name → module that defines it (all re-exported by keras_edge.api)
 _API = ("ConvertConfig", "ConvertResult", "PreprocessOptions", "PruneConfig", "PruneSpec", "PruneResult",
-        "DeployConfig", "SshOptions", "EngineOptions", "BenchConfig", "EdgeError", "ConfigError",
-        "convert", "open_bundle", "bench", "prune", "deploy", "rollback", "verify")
+        "DeployConfig", "SshOptions", "EngineOptions", "BenchConfig", "EdgeError", "ConfigError", "ServeConfig",
+        "convert", "open_bundle", "bench", "prune", "deploy", "rollback", "serve", "verify")
 
 __all__ = ["__version__", *_API]
 

@@ -14,6 +14,7 @@ Example::
         print(m.run("data/eval/3/0001.png").top[0])          # Prediction(index=3, score=0.99, label='3')
     report = ke.bench(ke.BenchConfig(target="bundles/digits", variants="all"))
     ke.deploy(ke.DeployConfig("bundles/digits"), ["pi@board1"])
+    ke.serve(ke.ServeConfig("bundles/digits", camera=0))      # http://127.0.0.1:8080/ until Ctrl-C
 """
 
 from __future__ import annotations
@@ -30,15 +31,17 @@ if TYPE_CHECKING:  # the workstation types, without importing TensorFlow at API 
     from keras_edge.host.convert import ConvertConfig, ConvertResult
     from keras_edge.host.deploy import DeployConfig, HostResult, SshOptions
     from keras_edge.host.prune import PruneConfig, PruneResult
+    from keras_edge.device.serve.server import ServeConfig
 
 Log = Callable[[str], None]
 _LAZY = {"ConvertConfig": "keras_edge.host.convert", "ConvertResult": "keras_edge.host.convert",
          "PreprocessOptions": "keras_edge.host.preprocessing", "PruneConfig": "keras_edge.host.prune",
          "PruneSpec": "keras_edge.host.prune", "PruneResult": "keras_edge.host.prune",
-         "DeployConfig": "keras_edge.host.deploy", "SshOptions": "keras_edge.host.deploy"}
+         "DeployConfig": "keras_edge.host.deploy", "SshOptions": "keras_edge.host.deploy",
+         "ServeConfig": "keras_edge.device.serve.server"}
 
 __all__ = ["BenchConfig", "ConfigError", "EdgeError", "EngineOptions", *_LAZY, "bench", "convert", "deploy",
-           "open_bundle", "prune", "rollback", "verify"]
+           "open_bundle", "prune", "rollback", "serve", "verify"]
 
 
 def __getattr__(name: str) -> Any:
@@ -76,6 +79,13 @@ def bench(config: BenchConfig, progress: Log = lambda s: None) -> BenchReport:
     from keras_edge.device.bench import bench as run
 
     return run(config, progress=progress)
+
+
+def serve(config: "ServeConfig", log: Log = print) -> None:
+    """Serve a bundle over HTTP (live page, ``POST /infer``, ``/healthz``, ``/metrics``) until SIGINT/SIGTERM."""
+    from keras_edge.device.serve.server import serve as run
+
+    run(config, log=log)
 
 
 def prune(model: Any, config: "PruneConfig", x: Any = None, y: Any = None, x_val: Any = None,

@@ -38,6 +38,8 @@ COMMANDS: dict[str, Command] = {
     "verify": Command("keras_edge.commands.board", "verify", "Check a bundle's checksums and reference outputs.", False),
     "bench": Command("keras_edge.commands.deploy", "bench",
                      "Benchmark a bundle's variants or a .tflite, here or on boards.", False),
+    "serve": Command("keras_edge.commands.serve", "serve",
+                     "Serve a bundle over HTTP: a live page, /infer and /metrics.", False),
     "doctor": Command("keras_edge.commands.board", "doctor", "Show runtimes, CPU features and accelerators found here.", False),
 }
 

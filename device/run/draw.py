@@ -49,8 +49,12 @@ def _text(img: np.ndarray, text: str, x: int, y: int, bg: tuple[int, int, int]) 
     cv2.putText(img, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
-def annotate(image: np.ndarray, result: Result, labels: Sequence[str] | None = None) -> np.ndarray:
-    """A copy of ``image`` (BGR or gray, uint8) with the result drawn on it."""
+def annotate(image: np.ndarray, result: Result, labels: Sequence[str] | None = None,
+             hw: tuple[int, int] | None = None) -> np.ndarray:
+    """A copy of ``image`` (BGR or gray, uint8) with the result drawn on it.
+
+    ``hw``: the (h, w) the result's boxes and mask refer to when ``image`` is smaller (decoded reduced).
+    """
     cv2 = _cv2()
     img = image
     if img.dtype != np.uint8:
@@ -62,11 +66,14 @@ def annotate(image: np.ndarray, result: Result, labels: Sequence[str] | None = N
     else:
         img = img.copy()
     t: TaskResult | None = result.task
+    sy, sx = (img.shape[0] / hw[0], img.shape[1] / hw[1]) if hw else (1.0, 1.0)
     if result.top:
         p = result.top[0]
         _text(img, f"{p.label if p.label is not None else f'class {p.index}'} {p.score:.2f}", 0, 0, (40, 40, 40))
     elif t is not None and t.task is Task.SEGMENTATION and t.class_map is not None:
         cm = t.class_map
+        if cm.shape[:2] != img.shape[:2]:
+            cm = cv2.resize(cm, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
         known = cm != UNKNOWN
         over = PALETTE[np.where(known, cm, 0) % len(PALETTE)]
         blend = cv2.addWeighted(img, 0.5, over, 0.5, 0)
@@ -74,7 +81,7 @@ def annotate(image: np.ndarray, result: Result, labels: Sequence[str] | None = N
     elif t is not None and t.detections is not None:
         thick = max(1, int(round(min(img.shape[:2]) / 300)))
         for d in t.detections:
-            x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+            x1, y1, x2, y2 = (int(round(v * k)) for v, k in zip(d.box, (sx, sy, sx, sy)))
             c = colour(d.class_id)
             cv2.rectangle(img, (x1, y1), (x2, y2), c, thick)
             _text(img, f"{d.label or _name(d.class_id, labels)} {d.score:.2f}", x1, y1, c)

@@ -19,7 +19,8 @@ from ..contract.bundle import Task, TensorSpec
 from ..engine.core import Engine, EngineOptions, load
 from ..contract.checks import positive_int
 from ..contract.errors import ConfigError, DataError
-from ..inputs.pipeline import DecodePolicy, InputPlan, image_dims, plan_input, prepare, prepare_array, reduce_factor, tolerance
+from ..inputs.pipeline import (DecodePolicy, InputPlan, image_dims, jpeg_size, plan_input, prepare, prepare_array,
+                               reduce_factor, tolerance)
 from ..outputs.postprocess import Postprocessor, file_outputs, infer_postprocess
 from ..inputs.pipeline import max_abs_diff
 from ..inputs.preprocess import dequantize, quantize
@@ -107,6 +108,9 @@ class Runner:
             self._reduce_ok = False   # annotate the image at its full size
         self._probe_lock = threading.Lock()   # workers decode at once: the first large JPEG is probed once
         self._saved = 0
+        self._keep = bool(config.draw)        # decoded images stay on their items, to draw results on
+        self._keep_width: int | None = None   # ... decoded reduced down to this width at most (None: full size)
+        self._infer_lock = threading.Lock()   # one invocation at a time: serve infers from request threads too
 
     @property
     def context(self) -> dict[str, Any]:
@@ -205,7 +209,13 @@ class Runner:
             with self._probe_lock:
                 if self._reduce_ok is None:
                     return self._probe_reduce(data, name, plan, f)
-        p = prepare(data, name, plan, f if self._reduce_ok else 1, keep=bool(self.config.draw))
+        keep = self._keep
+        f = f if self._reduce_ok else 1
+        if keep and f > 1:   # an image kept for drawing is decoded at least keep_width wide (without one: full size)
+            w = (jpeg_size(data) or (0, 0))[1]
+            while f > 1 and (self._keep_width is None or w // f < self._keep_width):
+                f //= 2
+        p = prepare(data, name, plan, f, keep=keep)
         return Item(name, [p.tensor], decode_ms=p.decode_ms, preprocess_ms=p.preprocess_ms, image_hw=p.image_hw,
                     image=p.image)
 
@@ -225,7 +235,7 @@ class Runner:
         t0 = time.perf_counter_ns()
         tensor = prepare_array(frame, self._need_plan())
         return Item(name, [tensor], preprocess_ms=(time.perf_counter_ns() - t0) / 1e6,
-                    image_hw=(int(frame.shape[0]), int(frame.shape[1])), image=frame if self.config.draw else None)
+                    image_hw=(int(frame.shape[0]), int(frame.shape[1])), image=frame if self._keep else None)
 
     def _array_keys(self, i: int, t) -> list[str]:
         """The keys that may hold the array of the file's input ``i``: in a bundle, the manifest input it
@@ -287,14 +297,23 @@ class Runner:
         with self._probe_lock:
             return self._probe_reduce(data, name, plan, f) if self._reduce_ok is None else None
 
+    def keep_images(self, on: bool = True, width: int | None = None) -> None:
+        """Keep each decoded image on its item from now on (``serve`` draws results on the live frames while
+        someone watches), at full size or, where reduced JPEG decoding is in use, at least ``width`` wide."""
+        self._keep, self._keep_width = on, width
+
     def feed(self) -> Feed:
         return Feed(self.from_bytes, self.from_frame, self.from_arrays,
                     undecided=lambda: self._reduce_ok is None and self.plan is not None, decide=self.decide)
 
-    # ---- tensors → result (called on the consumer's thread, in input order)
+    # ---- tensors → result (called on the consumer's thread, in input order; serve's request threads too)
     def infer(self, item: Item) -> Result:
         if item.error or item.tensors is None:
             return Result(item.name, error=item.error or "no input")
+        with self._infer_lock:      # an interpreter runs one invocation at a time
+            return self._infer(item)
+
+    def _infer(self, item: Item) -> Result:
         t0 = time.perf_counter_ns()
         outs = self.engine.run(item.tensors)
         ms = (time.perf_counter_ns() - t0) / 1e6
@@ -406,11 +425,13 @@ def _live(config: RunConfig, plan: list[Source] | None = None) -> bool:
     return config.realtime and (plan is None or any(s.stream or isinstance(s, Folder) for s in plan))
 
 
-def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None) -> Summary:
+def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None = None,
+        watch: Callable[[Item, Result, StreamStats], None] | None = None) -> Summary:
     """Run every source through the model, calling ``emit`` per input in input order; returns the summary.
 
     Inputs are read, decoded and preprocessed on worker threads (:mod:`.workers`) while this thread
-    runs inference, postprocessing and ``emit``.
+    runs inference, postprocessing and ``emit``. ``watch`` (``serve``) also gets each item, with its image
+    when the runner keeps them, and the stream's counters so far.
     """
     plan = plan_sources(config.sources, config.camera)
     runner = runner or open_runner(config)
@@ -446,6 +467,8 @@ def run(config: RunConfig, emit: Callable[[Result], None], runner: Runner | None
                 post_total += res.postprocess_ms
                 if drawer is not None and res.ok:
                     drawer.add(item, res)
+                if watch is not None:
+                    watch(item, res, stats)
                 item.image = None
                 emit(res)
                 if item.captured_ns is not None:

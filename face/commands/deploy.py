@@ -47,6 +47,19 @@ def _fleet_flags(ctx: click.Context, inventory: Path | None, hosts: Sequence[str
             raise click.UsageError(f"Missing argument '{what}' (or --inventory INVENTORY)")
 
 
+def _serve_spec(ctx: click.Context, serve: bool, host: str, port: int, camera: int | None):
+    """--serve's spec, or None; its --serve-* options mean nothing without it."""
+    from keras_edge.host.deploy.service import ServeSpec
+
+    if not serve:
+        given = [p for p in ("serve_host", "serve_port", "serve_camera")
+                 if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} only applies with --serve")
+        return None
+    return ServeSpec(host=host, port=port, camera=camera)
+
+
 @click.command()
 @click.argument("bundle_dir", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("hosts", metavar="HOST...", nargs=-1)
@@ -71,14 +84,20 @@ def _fleet_flags(ctx: click.Context, inventory: Path | None, hosts: Sequence[str
               help="With --inventory: a batch with more than P% failed boards is rolled back and stops the rollout.")
 @click.option("--latency-ceiling", type=float, metavar="FACTOR",
               help="With --inventory: the health gate also fails a board whose p50 exceeds FACTOR x the bundle's board benchmark.")
+@click.option("--serve", is_flag=True,
+              help="Also run `keras-edge serve` on the bundle as a systemd user unit on each board, (re)started now.")
+@click.option("--serve-host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="With --serve: the address the board's server listens on (off loopback the board makes a token).")
+@click.option("--serve-port", default=8080, show_default=True, type=int, help="With --serve: its TCP port.")
+@click.option("--serve-camera", type=int, default=None, metavar="N", help="With --serve: show camera N live.")
 @ssh_options
 @json_flag("one pretty-printed array, one object per board (with --inventory: one document with the batches)")
 @click.pass_context
 def deploy(ctx: click.Context, bundle_dir: Path, hosts: tuple[str, ...], keep: int, install_runner: bool,
            wheel: Path | None, transport: str, bwlimit: int | None, jobs: int, lock_wait_s: int,
            inventory: Path | None, limit: str | None, serial: str, forks: int, max_fail_percentage: int,
-           latency_ceiling: float | None, ssh_config: Path | None, ssh_option: tuple[str, ...],
-           connect_timeout: int, as_json: bool) -> None:
+           latency_ceiling: float | None, serve: bool, serve_host: str, serve_port: int, serve_camera: int | None,
+           ssh_config: Path | None, ssh_option: tuple[str, ...], connect_timeout: int, as_json: bool) -> None:
     """Copy BUNDLE to each HOST (user@host[:port] or an ssh alias), verify it there, switch `current`.
 
     Safe to interrupt and to run again: the switch happens only after the board has checked the
@@ -88,16 +107,18 @@ def deploy(ctx: click.Context, bundle_dir: Path, hosts: tuple[str, ...], keep: i
     """
     _fleet_flags(ctx, inventory, hosts)
     ssh = ssh_from_options(ssh_config, ssh_option, connect_timeout)
+    serving = _serve_spec(ctx, serve, serve_host, serve_port, serve_camera)
     if inventory is not None:
         from keras_edge.host.deploy.fleet import FleetConfig, Inventory, deploy_fleet
 
         config = FleetConfig(bundle_dir, Inventory(inventory, limit, forks, ssh), serial=serial,
                              max_fail_percentage=max_fail_percentage, keep=keep, latency_ceiling=latency_ceiling,
-                             lock_wait_s=lock_wait_s)
+                             lock_wait_s=lock_wait_s, serve=serving)
         _finish_fleet(deploy_fleet(config, on_line=_ansible_line), as_json)
         return
     config = DeployConfig(bundle_dir, keep=keep, transport=Transport(transport), bwlimit_kbps=bwlimit,
-                          install_runner=install_runner, wheel=wheel, jobs=jobs, lock_wait_s=lock_wait_s, ssh=ssh)
+                          install_runner=install_runner, wheel=wheel, jobs=jobs, lock_wait_s=lock_wait_s, ssh=ssh,
+                          serve=serving)
     from keras_edge.api import deploy as run_deploy
 
     _finish(run_deploy(config, hosts, on_event=_progress()), as_json, "deployed")

@@ -35,6 +35,7 @@ from keras_edge.device.contract import BundleError, ConfigError, EdgeError
 from keras_edge.host.errors import RemoteError
 
 from . import scripts
+from .service import ServeSpec, serve_on_board
 from .ssh import ScriptResult, SshOptions, Target, TransferStats, have_local_rsync, rsync_push, run_script, tar_push
 
 SUMS = "SHA256SUMS"
@@ -74,6 +75,7 @@ class DeployConfig:
     jobs: int = 8
     lock_wait_s: int = 120      # how long a deploy waits for another one on the same board
     lock_stale_s: int = 3600    # a lock older than this is taken over (its deploy was killed)
+    serve: ServeSpec | None = None   # also run `keras-edge serve` on the bundle as a systemd user unit
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bundle_dir", Path(self.bundle_dir))
@@ -110,6 +112,7 @@ class HostResult:
     seconds: float = 0.0
     error: str = ""
     batch: int = 0            # staged rollouts: 1 is the canary
+    serve: str = ""           # deploy --serve: what became of the board's server
 
     @property
     def ok(self) -> bool:
@@ -384,9 +387,14 @@ def _deploy_locked(plan: BundlePlan, config: DeployConfig, target: Target, prep:
     pruned = tuple(v for k, v in _pairs(act.stdout) if k == "pruned")
     say(f"{outcome}: current -> {act.get('current')} (verified: {verified_by})"
         + (f"; removed {', '.join(pruned)}" if pruned else ""))
+    served = ""
+    if config.serve is not None:
+        line = serve_on_board(target, ssh, plan.name, config.serve).describe()
+        say(line)
+        served = line.removeprefix("serve: ")
     return HostResult(target.spec, outcome, version=plan.version, previous=act.get("previous"),
                       files_sent=sent.files, bytes_sent=sent.bytes, verified_by=verified_by, board=board,
-                      runtime=runtime, pruned=pruned, seconds=time.perf_counter() - start)
+                      runtime=runtime, pruned=pruned, seconds=time.perf_counter() - start, serve=served)
 
 
 def _copy(plan: BundlePlan, config: DeployConfig, target: Target, prep: ScriptResult, partial: str,

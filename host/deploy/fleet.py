@@ -34,6 +34,7 @@ from keras_edge.device.contract.files import parse_json, read_json
 
 from ..report.contract import BoardRun, Report, bench_problem, read_report, write_report_json
 from .core import BundlePlan, HostResult, Outcome, board_fingerprint, check_name, lock_owner, plan_bundle, work_dir
+from .service import ServeSpec
 from .ssh import SshOptions
 
 PLAYBOOKS = Path(__file__).resolve().parent / "ansible"
@@ -79,6 +80,7 @@ class FleetConfig:
     latency_ceiling: float | None = None   # health gate: p50 <= this x the bundle's board benchmark
     lock_wait_s: int = 120
     lock_stale_s: int = 3600
+    serve: ServeSpec | None = None      # also run `keras-edge serve` on each board (a systemd user unit)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bundle_dir", Path(self.bundle_dir))
@@ -296,7 +298,8 @@ def deploy_fleet(config: FleetConfig, on_line: Lines | None = None) -> FleetRun:
                  "keras_edge_batches": config.batches, "keras_edge_max_fail_percentage": config.max_fail_percentage,
                  "keras_edge_keep": config.keep, "keras_edge_lock_owner": lock_owner(),
                  "keras_edge_lock_wait_s": config.lock_wait_s, "keras_edge_lock_stale_s": config.lock_stale_s,
-                 "keras_edge_latency_ceiling_ms": "" if ceiling is None else str(ceiling)}
+                 "keras_edge_latency_ceiling_ms": "" if ceiling is None else str(ceiling),
+                 "keras_edge_serve": config.serve.args if config.serve else []}
         rc = run_playbook("keras_edge_deploy.yml", config.fleet, extra, work, on_line)
         batches = _read_batches(results_dir)
         if not batches and rc != 0:
@@ -325,7 +328,7 @@ def _host_result(host: str, r: dict[str, Any], version: str, batch: int) -> Host
         version, previous = previous, version
     return HostResult(host, outcome, version=version, previous=previous,
                       verified_by=r.get("verified_by") or "", board=facts.get("model") or facts.get("cpu") or "",
-                      runtime=r.get("health") or "", error=r.get("why") or "", batch=batch)
+                      runtime=r.get("health") or "", error=r.get("why") or "", batch=batch, serve=r.get("serve") or "")
 
 
 # ---------------------------------------------------------------- rollback

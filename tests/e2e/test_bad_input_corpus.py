@@ -125,6 +125,16 @@ def folder(path: Path, **files: bytes | str) -> Path:
     return path
 
 
+def busy_port(e) -> int:
+    """A port of 127.0.0.1 that a socket of this test holds (kept open on ``e`` for the case's duration)."""
+    import socket
+
+    e.held = socket.socket()
+    e.held.bind(("127.0.0.1", 0))
+    e.held.listen()
+    return e.held.getsockname()[1]
+
+
 def copy_bundle(e, name: str = "bundle") -> Path:
     return shutil.copytree(e.w.bundle, e.tmp / name)
 
@@ -648,6 +658,19 @@ CASES = [
     Case("run-avi-frames-5000-deep", lambda e: ["run", e.w.tflite, avi_nested(e, 5000)], "no input could be run"),
     Case("report-board-median-fast", lambda e: ["report", report_edit(e, board_run_fast)],
          "results[0].median_ms is 'fast', not a measurement", out="bundle"),
+    # --- serve (every case fails before serving: most before binding, the rest while loading on a free port)
+    Case("serve-host-without-token", lambda e: ["serve", e.w.bundle, "--host", "0.0.0.0"],
+         "--host is 0.0.0.0, which other machines can reach, and no token is set"),
+    Case("serve-short-token", lambda e: ["serve", e.w.bundle, "--token", "abc"], "--token is 3 characters"),
+    Case("serve-host-name", lambda e: ["serve", e.w.bundle, "--host", "board.local"], "--host is 'board.local', not an IP"),
+    Case("serve-port-out-of-range", lambda e: ["serve", e.w.bundle, "--port", "70000"], "--port is 70000"),
+    Case("serve-port-in-use", lambda e: ["serve", e.w.bundle, "--port", busy_port(e)], "cannot be used"),
+    Case("serve-missing-source", lambda e: ["serve", e.w.bundle, "--source", e.tmp / "nope.mp4"], "no such file or folder"),
+    Case("serve-camera-99", lambda e: ["serve", e.w.bundle, "--camera", "99"], "camera 99 does not exist"),
+    Case("serve-source-and-camera", lambda e: ["serve", e.w.bundle, "--camera", "0", "--source", e.w.image],
+         "--camera and a source are both given"),
+    Case("serve-missing-target", lambda e: ["serve", e.tmp / "nope", "--port", "0"], "nope"),
+    Case("serve-unknown-variant", lambda e: ["serve", e.w.bundle, "--variant", "fp64", "--port", "0"], "fp64"),
 
     # --- doctor and the command itself
     Case("doctor-unknown-option", lambda e: ["doctor", "--fix"], "No such option '--fix'"),

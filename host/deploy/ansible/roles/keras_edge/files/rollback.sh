@@ -26,6 +26,10 @@ main() {
   switch current "$prev" || fail "cannot switch the current link"
   remember "$prev"
   [ -n "$undo" ] && echo "reverted=yes"
+  # a server `deploy --serve` started runs what `current` was when it started: restart it on the version now current
+  if [ -f "$HOME/.config/systemd/user/keras-edge-serve-$name.service" ] && systemctl --user show-environment >/dev/null 2>&1; then
+    systemctl --user try-restart "keras-edge-serve-$name.service" >/dev/null 2>&1 && echo "serve_restarted=yes"
+  fi
   echo "current=$prev"
   echo "previous=$cur"
 }
