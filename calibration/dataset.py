@@ -98,8 +98,12 @@ def _no_images(root: Path) -> DataError:
                      "point it at a folder of images (class subfolders give labels)")
 
 
-def scan_folder(root: str | os.PathLike) -> FolderIndex:
-    """Index images under ``root``. Labels exist when every image sits in a first-level subfolder."""
+def scan_folder(root: str | os.PathLike, labels: Sequence[str] | None = None) -> FolderIndex:
+    """Index images under ``root``. Labels exist when every image sits in a first-level subfolder.
+
+    A folder's label is its position in ``labels`` (the model's output order) when given, else in the
+    sorted folder names; a folder that ``labels`` does not name is an error, never a guess.
+    """
     root = Path(root)
     _check_folder(root)
     paths = list(images.iter_images(root))
@@ -107,8 +111,14 @@ def scan_folder(root: str | os.PathLike) -> FolderIndex:
         raise _no_images(root)
     rel_parts = [p.relative_to(root).parts for p in paths]
     if all(len(parts) >= 2 for parts in rel_parts):
-        class_names = tuple(sorted({parts[0] for parts in rel_parts}))
+        folders = sorted({parts[0] for parts in rel_parts})
+        class_names = tuple(labels) if labels is not None else tuple(folders)
         index = {name: i for i, name in enumerate(class_names)}
+        missing = [name for name in folders if name not in index]
+        if missing:
+            raise ConfigError("labels", f"has no line for the class folder {missing[0]!r} (in {root})"
+                              + (f" nor for {len(missing) - 1} other(s)" if len(missing) > 1 else ""),
+                              "add each class name on the line of its output position, or remove the folder")
         records = tuple(Record(p, index[parts[0]]) for p, parts in zip(paths, rel_parts))
         return FolderIndex(root, records, class_names)
     return FolderIndex(root, tuple(Record(p, None) for p in paths), None)
@@ -267,9 +277,10 @@ def input_sets(calib: str | os.PathLike, names: Sequence[str], shapes: Sequence[
 
 
 def load_labeled(root: str | os.PathLike, spec: PreprocessSpec, limit: int | None = None, seed: int = 0,
-                 progress: Progress | None = None) -> Dataset:
-    """A labeled image folder (class subfolders) as a Dataset; for fine-tuning and evaluation."""
-    index = scan_folder(root)
+                 progress: Progress | None = None, labels: Sequence[str] | None = None) -> Dataset:
+    """A labeled image folder (class subfolders) as a Dataset; for fine-tuning and evaluation.
+    ``labels``: class names in output order (default: the sorted folder names)."""
+    index = scan_folder(root, labels)
     if not index.labeled:
         raise DataError(f"{root} has no class subfolders, so its images have no labels",
                         "arrange images as ROOT/<class name>/<image>")
@@ -302,11 +313,12 @@ class DataSplit:
 
 def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval_dir: str | os.PathLike | None = None,
                      calib_samples: int = 200, eval_samples: int | None = None, seed: int = 0,
-                     progress: Progress | None = None) -> DataSplit:
+                     progress: Progress | None = None, labels: Sequence[str] | None = None) -> DataSplit:
     """Calibration and evaluation data: seeded, stratified, disjoint when they come from one folder.
 
     ``eval_samples`` caps the evaluation set; None evaluates on every image not used for calibration
-    (all of ``eval_dir``, or a fifth of ``calib`` held out).
+    (all of ``eval_dir``, or a fifth of ``calib`` held out). ``labels`` (class names in the model's output
+    order) maps class folders to outputs by name; without it they are taken in sorted order.
     """
     notes: list[str] = []
     if Path(calib).suffix.lower() in ARRAY_EXTENSIONS:
@@ -321,11 +333,12 @@ def calibration_sets(calib: str | os.PathLike, spec: PreprocessSpec | None, eval
     if spec is None:
         raise ConfigError("input_shape", "is needed: image calibration data needs the model's input size",
                           "give H,W,C such as 224,224,3")
-    index = scan_folder(calib)
+    index = scan_folder(calib, labels)
     if eval_dir:
-        eval_index = scan_folder(eval_dir)
+        eval_index = scan_folder(eval_dir, labels)
         cal_recs = sample(index.records, calib_samples, seed)
         ev_recs = sample(eval_index.records, eval_samples or len(eval_index.records), seed + 1)
+        # by name, with labels: an evaluation folder may hold a subset of the classes
         class_names = index.class_names if index.class_names == eval_index.class_names else None
         if index.labeled and eval_index.labeled and class_names is None:
             notes.append(f"class folders differ between {calib} and {eval_dir}; accuracy is not reported")

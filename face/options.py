@@ -149,8 +149,8 @@ verbose_option = click.option("-v", "--verbose", is_flag=True, help="Show Tensor
 model_loading = _stack(
     click.option("--unsafe", is_flag=True, help="Load models with Lambda layers/custom code (only files you trust)."),
     click.option("--import", "imports", multiple=True, metavar="MODULE",
-                 help="Import MODULE (dotted name or .py file) first, so custom/subclassed Keras classes it "
-                      "registers can load. Repeatable."),
+                 help="Import MODULE (dotted name or .py file) first: the Keras layer/model classes it defines "
+                      "(registered or not) and registers can load. Repeatable."),
 )
 
 

@@ -41,8 +41,14 @@ class LoadedModel:
 _UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([\w.]+)'")
 
 
-def import_user_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """Import the user's modules (dotted names or .py files) so their Keras classes are registered."""
+def import_user_modules(modules: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Import the user's modules (dotted names or .py files) and return the Keras classes each defines.
+
+    A library's classes are rarely registered with Keras (and the user cannot add the decorator to a
+    library), so every ``keras.layers.Layer`` subclass (models included) *defined* in a named module is
+    offered to the loader by its class name; classes a module only imports from elsewhere are not.
+    """
+    found: dict[str, Any] = {}
     for name in modules:
         try:
             if name.endswith(".py"):
@@ -54,12 +60,26 @@ def import_user_modules(modules: tuple[str, ...] | list[str]) -> None:
                 sys.modules[path.stem] = module
                 spec.loader.exec_module(module)
             else:
-                importlib.import_module(name)
+                module = importlib.import_module(name)
         except ModelError:
             raise
         except Exception as e:  # noqa: BLE001 - user code may raise anything while importing
             raise ModelError(f"importing {name} failed ({type(e).__name__}: {_first_line(e)})",
                              "check that the module imports on its own (python -c 'import ...')") from None
+        found.update(keras_classes(module))
+    return found
+
+
+def keras_classes(module: Any) -> dict[str, Any]:
+    """The Keras layer and model classes a module defines itself, by class name."""
+    import keras
+
+    out = {}
+    for attr, value in vars(module).items():
+        if (isinstance(value, type) and issubclass(value, keras.layers.Layer)
+                and getattr(value, "__module__", None) == module.__name__ and not attr.startswith("_")):
+            out[value.__name__] = value
+    return out
 
 
 def from_object(model: Any) -> LoadedModel:
@@ -113,7 +133,7 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
     tf = import_tf(verbose)
     if not isinstance(path, Path):
         return from_object(path)
-    import_user_modules(imports)
+    custom = import_user_modules(imports)
     import keras
 
     if path.is_dir():
@@ -144,13 +164,17 @@ def load_model(path: Any, safe_mode: bool = True, verbose: bool = False, imports
         kind = "h5" if path.suffix.lower() in (".h5", ".hdf5") else "keras"
         try:
             with captured_output(not verbose):
-                model = keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+                model = keras.models.load_model(path, compile=False, safe_mode=safe_mode, custom_objects=custom or None)
         except Exception as e:  # noqa: BLE001 - loaders raise anything from ValueError to OSError
             unknown = _UNKNOWN_CLASS.search(str(e))
+            if unknown and imports:
+                raise ConfigError("imports", f"({', '.join(imports)}) does not define the class {unknown.group(1)} that "
+                                  f"{path} uses", "name the module or .py file where that class is defined (a "
+                                  "module that only imports it from elsewhere does not count)") from None
             if unknown:
                 raise ConfigError("imports", f"MODULE is needed: {path} uses the custom class {unknown.group(1)}, which is "
-                                  "not registered in this process", "give a module or .py file that defines it with "
-                                  "@keras.saving.register_keras_serializable(), or give the model object to the Python API"
+                                  "not registered in this process", "give the module or .py file that defines it "
+                                  "(e.g. --import mtcnn.network.rnet), or give the model object to the Python API"
                                   ) from None
             if safe_mode and _unsafe_hint(e):
                 raise ModelError(f"{path} contains a Lambda layer (or other code) that safe mode refuses to load",
@@ -176,12 +200,31 @@ def functional(model: Any, input_shape: tuple[int | None, ...] | None = None) ->
     shape = input_shape
     if shape is None:
         build = (model.get_build_config() or {}) if hasattr(model, "get_build_config") else {}
-        shape = build.get("input_shape")
+        shape = build.get("input_shape") or _single_shape(build.get("shapes_dict")) or _build_default(model)
     if not shape or isinstance(shape, dict) or isinstance(shape[0], (list, tuple)):
         raise ModelError(f"model {model.name!r} is subclassed and its input shape is unknown",
                          "build it before saving (model(x) or model.build(shape)), or give the Python API a built model")
     inp = keras.Input(shape=tuple(shape[1:]), name="input")
     return keras.Model(inp, model(inp), name=model.name)
+
+
+def _single_shape(shapes: Any) -> Any:
+    """The one input shape of a build config's ``shapes_dict`` ({"input_shape": [...]}), else None."""
+    return next(iter(shapes.values())) if isinstance(shapes, dict) and len(shapes) == 1 else None
+
+
+def _build_default(model: Any) -> Any:
+    """The input shape a subclassed model's own ``build`` defaults to (``def build(self, input_shape=(None, 24,
+    24, 3))``): a model built with ``model.build()`` records no shape, yet its class says which one it took."""
+    import inspect
+
+    try:
+        param = inspect.signature(type(model).build).parameters.get("input_shape")
+    except (TypeError, ValueError):
+        return None
+    default = getattr(param, "default", None)
+    ok = isinstance(default, (tuple, list)) and len(default) >= 2 and all(d is None or isinstance(d, int) for d in default)
+    return tuple(default) if ok and getattr(model, "built", False) else None
 
 
 SERVING = "serving_default"

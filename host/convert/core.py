@@ -35,6 +35,7 @@ from ..tflite import evaluate as E
 from . import iomap
 from ..tflite.evaluate import summary
 from ..tflite.fidelity import pp
+from .classes import check_folder_order, read_labels
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
@@ -289,7 +290,9 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         data = input_sets(cfg.calib, [t.name for t in loaded.inputs], shapes, cfg.eval, cfg.calib_samples,
                           cfg.eval_samples, cfg.seed)
     else:
-        data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress)
+        names = read_labels(cfg.labels) if classification else None   # folders map to outputs by these names
+        data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress,
+                                labels=names)
     if classes:
         data = data.labels_fit(classes)
     truths = T.load_truths(post_spec, data.eval.sources if data.spec is not None else (), cfg.annotations)
@@ -300,6 +303,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
                         "give inputs of the model's shape")
     keras_out = _keras_predict(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)
     if classification:
+        check_folder_order(data.eval.y, E.top1(keras_out[0]), data.eval.class_names, cfg.labels is not None)
         data, keras_out = _reference_first(data, keras_out)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
     task_eval = T.task_eval(post_spec, loaded.outputs, data.spec, data.eval.sources, truths, keras_out,
@@ -442,7 +446,8 @@ def _pruned_variants(job: _Job, spec: PruneSpec, log: Log) -> tuple[list[B.Varia
     if data.spec is None:
         raise ConfigError("prune", "needs calibration images: pruning from arrays is not supported by convert",
                           "prune the model with `keras-edge prune` first")
-    train = load_labeled(cfg.calib, data.spec, seed=cfg.seed) if data.calib.y is not None else None
+    train = (load_labeled(cfg.calib, data.spec, seed=cfg.seed, labels=data.calib.class_names)
+             if data.calib.y is not None else None)
     if train is None or train.y is None:
         raise ConfigError("prune", f"({spec}) fine-tunes the pruned model and needs labeled "
                           "calibration images", "arrange the calibration folder as ROOT/<class>/<image>")

@@ -110,6 +110,10 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
             "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
             "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
     log(f"int8-selective: {len(res.trials)} candidate(s) in {res.seconds:.0f}s, stopped at {res.stopped}")
+    if res.model is None and not res.trials:
+        log(f"int8-selective: no candidate was evaluated before the time limit ({job.cfg.search_time:g}s); "
+            f"{baseline.name} stays the best integer variant (give the search more time to try one)")
+        return None, info
     if res.model is None:
         lines = [f"    {e.channel_nsr:10.4f}  {e.rmse_scale:8.3f}  {e.op:16s} {e.tensor[:70]}" for e in res.layers[:12]]
         log(f"int8-selective: no mix of int8 and float layers is better than {baseline.name}; per-layer quantization "

@@ -206,7 +206,9 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
     for k in [s for s in STEPS if s <= len(layers)]:
         elapsed = time.perf_counter() - t0
         if time_limit is not None and elapsed + last_s > time_limit:
-            stopped = f"the time limit of {time_limit:.0f}s (after {elapsed:.0f}s; one more conversion takes ~{last_s:.0f}s)"
+            stopped = (f"the time limit of {time_limit:g}s (after {elapsed:.0f}s; one more conversion takes ~{last_s:.0f}s)"
+                       if trials else f"the time limit of {time_limit:g}s (after {elapsed:.0f}s ranking the layers, "
+                       "before the first candidate)")
             break
         deny = list(kept)
         for e in layers[prev:k]:

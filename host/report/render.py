@@ -95,6 +95,16 @@ def ptq_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _selective_outcome(sel: dict[str, Any]) -> str:
+    """One line: what the int8-selective search found, including that it found nothing to evaluate."""
+    if sel.get("fits"):
+        return "fits the budget keeping these ops in float: " + ", ".join(f"`{o}`" for o in sel.get("float_ops", []))
+    if sel.get("best_loss") is None:
+        return (f"no candidate was evaluated: the search stopped at {sel.get('stopped') or 'its start'} "
+                f"(limit {sel.get('time_limit')}s); give it more time (--search-time) to search")
+    return f"nothing fits the budget (best loss {sel['best_loss']:.2%})"
+
+
 def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     """How many times faster than Keras ``predict`` on one sample (both measured on the workstation)."""
     base = report.get("keras", {}).get("predict_ms")
@@ -272,8 +282,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("selective"):
         sel = report["selective"]
         lines += ["", "## Selective int8", "",
-                  ("fits the budget keeping these ops in float: " + ", ".join(f"`{o}`" for o in sel.get("float_ops", [])))
-                  if sel.get("fits") else f"nothing fits the budget (best loss {sel.get('best_loss', 0):.2%})",
+                  _selective_outcome(sel),
                   "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
         lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
                   for e in sel.get("layers", [])]
