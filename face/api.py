@@ -13,6 +13,7 @@ Example::
     with ke.open_bundle("bundles/digits", variant="int8") as m:
         print(m.run("data/eval/3/0001.png").top[0])          # Prediction(index=3, score=0.99, label='3')
     report = ke.bench(ke.BenchConfig(target="bundles/digits", variants="all"))
+    slowest = ke.profile(ke.ProfileConfig(target="bundles/digits", variant="int8")).top(5)
     ke.deploy(ke.DeployConfig("bundles/digits"), ["pi@board1"])
 """
 
@@ -25,6 +26,7 @@ from keras_edge.device.engine.core import EngineOptions
 from keras_edge.device.contract.errors import ConfigError, EdgeError
 from keras_edge.device.run.runner import RunConfig, Runner, open_runner
 from keras_edge.device.health.verify import VerifyReport, verify_bundle
+from keras_edge.device.profile.core import Profile, ProfileConfig
 
 if TYPE_CHECKING:  # the workstation types, without importing TensorFlow at API import time
     from keras_edge.host.convert import ConvertConfig, ConvertResult
@@ -37,8 +39,8 @@ _LAZY = {"ConvertConfig": "keras_edge.host.convert", "ConvertResult": "keras_edg
          "PruneSpec": "keras_edge.host.prune", "PruneResult": "keras_edge.host.prune",
          "DeployConfig": "keras_edge.host.deploy", "SshOptions": "keras_edge.host.deploy"}
 
-__all__ = ["BenchConfig", "ConfigError", "EdgeError", "EngineOptions", *_LAZY, "bench", "convert", "deploy",
-           "open_bundle", "prune", "rollback", "verify"]
+__all__ = ["BenchConfig", "ConfigError", "EdgeError", "EngineOptions", "ProfileConfig", *_LAZY, "bench", "convert",
+           "deploy", "open_bundle", "profile", "prune", "rollback", "verify"]
 
 
 def __getattr__(name: str) -> Any:
@@ -74,6 +76,13 @@ def verify(bundle: str, engine: EngineOptions = EngineOptions(), variants: Seque
 def bench(config: BenchConfig, progress: Log = lambda s: None) -> BenchReport:
     """Benchmark variants, each in a fresh process: init, first run, p50/p90/p99, peak RSS."""
     from keras_edge.device.bench.measure import bench as run
+
+    return run(config, progress=progress)
+
+
+def profile(config: ProfileConfig, progress: Log = lambda s: None) -> Profile:
+    """A per-op profile: each op's type, shapes, time and share, and whether XNNPACK runs it (and why not)."""
+    from keras_edge.device.profile.core import profile as run
 
     return run(config, progress=progress)
 

@@ -29,6 +29,9 @@ XNNPACK_OPS = frozenset({
     "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQRT", "SQUARE", "SQUARED_DIFFERENCE", "STRIDED_SLICE", "SUB", "SUM",
     "TANH", "TRANSPOSE", "TRANSPOSE_CONV", "REDUCE_MAX", "SELECT_V2", "STABLEHLO_COMPOSITE",
 })
+# ops XNNPACK has float kernels for but no quantized ones
+XNNPACK_FLOAT_ONLY = frozenset({"SOFTMAX", "DIV", "EXP", "LOG", "GELU", "SQRT", "RSQRT", "SIN", "COS", "SQUARE",
+                                "CEIL", "FLOOR", "ROUND"})
 # ops whose cost is dominated by multiply-accumulates (the rest: by the bytes they move)
 DENSE_OPS = frozenset({"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D"})
 DEPTHWISE_OPS = frozenset({"DEPTHWISE_CONV_2D"})
@@ -205,6 +208,11 @@ def why_not(op: OpInfo) -> str:
         return "dynamic shape"
     if "other" in kinds:
         return "int32/bool/string tensors"
+    ins = {_kind(t.dtype) for t in op.activations}
+    if op.op == "QUANTIZE" and ins <= {"int8"}:
+        return "requantization between integer types (e.g. uint8 to int8) has no XNNPACK kernel"
+    if op.op in XNNPACK_FLOAT_ONLY and "int8" in kinds:
+        return f"XNNPACK runs {op.op} on float tensors only"
     if "float" in kinds and any(_kind(t.dtype) == "int8" for t in op.weights):
         return "dynamic-range (hybrid) weights this XNNPACK build does not take"
     if any(_kind(t.dtype) == "float" and np.dtype(t.dtype) == np.float16 for t in op.inputs):

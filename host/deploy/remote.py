@@ -1,4 +1,5 @@
-"""``keras-edge bench --on HOST``: run the board's own benchmark over ssh and keep it in the report."""
+"""``keras-edge bench --on HOST`` and ``profile --on HOST``: run the board's own benchmark or profile over ssh
+and keep it in the report."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Sequence
 from keras_edge.device.contract import bundle
 from keras_edge.device.contract.errors import RemoteError
 
-from ..report.contract import BoardRun, Report, read_report, write_report_json
+from ..report.contract import BoardRun, ProfileRun, Report, read_report, write_report_json
 from . import scripts
 from .core import board_fingerprint
 from .ssh import SshOptions, Target, run_script
@@ -25,25 +26,46 @@ def remote_bench(bundle_dir: str | os.PathLike, host: str, args: Sequence[str] =
     runs; the returned :class:`BoardRun` holds the board facts and the bench JSON for the caller.
     """
     src = Path(bundle_dir)
-    manifest = bundle.read_manifest(src)
-    version = bundle.content_hash(src)
-    target = Target.parse(host)
-    result = run_script(target, ssh or SshOptions(), scripts.BENCH, [manifest.name, version, *args])
-    if result.returncode != 0:
-        raise RemoteError(f"{host}: bench failed on the board: {result.failure()}")
-    _, marker, body = result.stdout.partition("json-follows\n")
-    try:
-        bench = json.loads(body) if marker else None
-    except json.JSONDecodeError:
-        bench = None
-    if not isinstance(bench, dict) or not isinstance(bench.get("results"), list):
-        raise RemoteError(f"{host}: the board's `keras-edge bench --json` printed no benchmark JSON",
-                          "update the runner on the board with `keras-edge deploy --install-runner`")
-    facts = {k: result.values.get(k, "") for k in ("model", "cpu", "arch", "os", "os_id", "kernel", "hostname", "cores")}
-    run = BoardRun(fingerprint=board_fingerprint(facts), host=host, board=facts, version=version,
-                   measured=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), bench=bench)
+    facts, bench = _run_json(src, host, scripts.BENCH, "bench", args, ssh, lambda d: isinstance(d.get("results"), list))
+    run = BoardRun(fingerprint=board_fingerprint(facts), host=host, board=facts, version=bundle.content_hash(src),
+                   measured=_now(), bench=bench)
     store_board_result(src, run)
     return run
+
+
+def remote_profile(bundle_dir: str | os.PathLike, host: str, args: Sequence[str] = (), *,
+                   ssh: SshOptions | None = None) -> ProfileRun:
+    """Run the board's ``keras-edge profile <current> --json`` and keep it in the report, per board kind and variant."""
+    src = Path(bundle_dir)
+    facts, data = _run_json(src, host, scripts.PROFILE, "profile", args, ssh, lambda d: isinstance(d.get("rows"), list))
+    run = ProfileRun(fingerprint=board_fingerprint(facts), host=host, version=bundle.content_hash(src),
+                     measured=_now(), variant=str(data.get("variant") or ""), board=facts, data=data)
+    report = read_report(src) or Report(name=bundle.read_manifest(src).name)
+    write_report_json(src, report.with_profile(run))
+    return run
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _run_json(src: Path, host: str, script: str, command: str, args: Sequence[str], ssh: SshOptions | None,
+              valid) -> tuple[dict[str, str], dict]:
+    """Run a board script that prints facts, ``json-follows``, then a command's JSON: (facts, JSON)."""
+    manifest = bundle.read_manifest(src)
+    result = run_script(Target.parse(host), ssh or SshOptions(), script, [manifest.name, bundle.content_hash(src), *args])
+    if result.returncode != 0:
+        raise RemoteError(f"{host}: {command} failed on the board: {result.failure()}")
+    _, marker, body = result.stdout.partition("json-follows\n")
+    try:
+        data = json.loads(body) if marker else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or not valid(data):
+        raise RemoteError(f"{host}: the board's `keras-edge {command} --json` printed no {command} JSON",
+                          "update the runner on the board with `keras-edge deploy --install-runner`")
+    facts = {k: result.values.get(k, "") for k in ("model", "cpu", "arch", "os", "os_id", "kernel", "hostname", "cores")}
+    return facts, data
 
 
 def store_board_result(bundle_dir: str | os.PathLike, run: BoardRun) -> Path:
