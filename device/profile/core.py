@@ -224,6 +224,14 @@ def profile(cfg: ProfileConfig, progress: Callable[[str], None] = lambda s: None
                    overhead_ms=first, passes=w.passes, pass_ratio=check, notes=tuple(notes), **base)
 
 
+def model_ops(model: str | Path | bytes, threads: int = 1) -> list[OpInfo]:
+    """A .tflite file's (or bytes') ops as :func:`profile` reads them (XNNPACK's claim included), nothing timed."""
+    options = EngineOptions(threads=threads)
+    if isinstance(model, (bytes, bytearray)):
+        return read_ops(build(select_runtime(), options, content=bytes(model)))
+    return read_ops(build(select_runtime(), options, path=check_tflite_file(model)))
+
+
 def build(rt: Runtime, options: EngineOptions, *, path: Path | None = None, content: bytes | None = None,
           xnnpack: bool = True, preserve: bool = False) -> Any:
     """An allocated interpreter for a file or bytes, with XNNPACK (the runtime's default) or builtin kernels only."""

@@ -35,9 +35,10 @@ from ..tflite.evaluate import summary
 from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
-from .choose import board_times, choose_default, loss_of, verdict_of
+from .choose import board_times, choose, loss_of, verdict_of
 from ..tflite.variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from ..tflite.variants import convert as convert_variant
+from .target import check_board, predict_variants
 
 Log = Callable[[str], None]
 REFERENCE_SAMPLES = 8
@@ -87,6 +88,7 @@ class ConvertConfig:
     score_threshold: float = 0.25
     iou_threshold: float = 0.45
     annotations: Path | None = None  # YOLO labels folder, COCO .json or masks folder for the evaluation images
+    board: str | None = None         # a board kind (device/profile/boards.json): predict each variant's latency there
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -114,6 +116,7 @@ class ConvertConfig:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         check_task_options(self)
+        check_board(self.board)
         if self.name is not None and not B.NAME.fullmatch(self.name):  # deploy makes it a directory on the board
             raise ConfigError("name", f"{self.name!r} cannot be a bundle name",
                               "use letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -341,11 +344,15 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         else:
             selective, ptq_info = improve_int8(job, variants, log)
         variants = _with_latencies(tmp, variants, data.eval.inputs, cfg, log)
+        predicted = None
+        if cfg.board:
+            variants, predicted = predict_variants(tmp, variants, cfg.board, previous, cfg.out, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
             first = variants[0]
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with verbose logs to see the converter's output")
-        default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
+        choice = choose(variants, keras_acc, cfg.max_accuracy_drop, board, predicted)
+        default, why = choice.name, choice.reason
         for v in variants:
             if v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop + 1e-12:
                 log(f"note: {v.name} misses the accuracy budget ({job.loss(v):.2%} > {cfg.max_accuracy_drop:.2%}): "
@@ -364,11 +371,14 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             source={"file": loaded.path.name if loaded.path else f"<{loaded.name}>",
                     "sha256": _source_sha(loaded.path) if loaded.path else None, "kind": loaded.kind},
             tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            postprocess=post_spec)
+            postprocess=post_spec, default_basis=str(choice.basis), target_board=cfg.board)
         B.write_manifest(tmp, manifest)
+        target = {"basis": str(choice.basis), "board": cfg.board,
+                  **({"measured_on": board.board, "measured": board.measured} if board else {}),
+                  **(predicted.to_dict() if predicted else {})}
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective, ptq=ptq_info, pruning=pruning).with_boards_of(previous)
+                        selective=selective, ptq=ptq_info, pruning=pruning, target=target).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 
@@ -464,7 +474,7 @@ def _searched_variants(job: _Job, x: np.ndarray, y: np.ndarray, log: Log) -> tup
     log(f"pruning: searching for the largest channel pruning within the budget ({len(tr)} training, "
         f"{n_val} validation images; the evaluation images stay unseen)")
     cfg = SearchConfig(max_accuracy_drop=job.cfg.max_accuracy_drop, epochs=max(job.cfg.prune_epochs, 1),
-                       threads=job.cfg.threads)
+                       threads=job.cfg.threads, board=job.cfg.board)
     with captured_output(not job.cfg.verbose):
         res = search(job.model, x[tr], y[tr], x[val], y[val], cfg)
     curve = res.to_dict()
