@@ -9,7 +9,8 @@ runner against a serial loop and the machine's limit, preprocessing, peak RSS; t
 inferences), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
 against each keras-edge quantization step), detection (``detection.py``: a detector trained on synthetic shapes,
 mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
-postprocessing latency). Opt-in: pruning, prune-budget. Run from the repository root.
+postprocessing latency), board (``board.py``: per-op profiles summed against the whole model, board predictions
+against held-out published figures, the default chosen for a Pi 4). Opt-in: pruning, prune-budget. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant", "detection")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant", "detection",
+            "board")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing")}
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from .models import digits_model, imagenet_model
 
     inf = pre = None
-    if fams - {"quant", "detection", *OPT_IN}:   # those build their own models
+    if fams - {"quant", "detection", "board", *OPT_IN}:   # those build their own models
         log("models: building and converting (reused when the converter is unchanged)")
         mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
         models = [mobilenet]
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if "detection" in fams:
         log("detection: benchmarks/detection.py (a detector trained on synthetic shapes)")
         script_module("detection", RESULTS / "detection.json", timeout=2400)
+    if "board" in fams:
+        log("board: per-op profiles against the whole model, predictions against published figures (benchmarks/board.py)")
+        script_module("board", RESULTS / "board.json", timeout=5400)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -38,16 +38,18 @@ def table(p: Profile, top: int | None = None) -> list[str]:
     lines = [f"profile of {what}: {p.runtime}, {p.threads} thread(s)"
              + (f", {p.passes} passes" if p.timed else ""), fmt(head), *map(fmt, body)]
     if top and top < len(p.rows):
-        lines.append(f"({len(p.rows) - top} faster ops not shown; --json has every op)")
+        lines.append(f"({len(p.rows) - top} {'faster' if p.timed else 'more'} ops not shown; --json has every op)")
     return lines + summary(p)
 
 
 def summary(p: Profile) -> list[str]:
     out = []
     if p.timed:
-        out.append(f"whole model {p.whole_ms:.4f} ms (IQR {p.whole_lo_ms:.4f}-{p.whole_hi_ms:.4f}); ops {p.ops_ms:.4f} "
-                   f"+ one invoke's overhead {p.overhead_ms:.4f} = {p.sum_ms:.4f} ms, {p.sum_ratio:.0%} of the whole"
-                   + (f" (pass by pass {p.pass_ratio:.0%})" if p.pass_ratio else ""))
+        check = (f"; pass by pass the ops plus one invoke's overhead take {p.pass_ratio:.0%} of the whole"
+                 + (f" (95% interval {p.pass_ratio_ci[0]:.0%}-{p.pass_ratio_ci[1]:.0%})" if p.pass_ratio_ci else "")
+                 if p.pass_ratio else "")
+        out.append(f"whole model {p.whole_ms:.4f} ms median (IQR {p.whole_lo_ms:.4f}-{p.whole_hi_ms:.4f}); ops' medians "
+                   f"{p.ops_ms:.4f} + overhead {p.overhead_ms:.4f} = {p.sum_ms:.4f} ms{check}")
     declined = Counter(f"{r.op.op}: {r.op.why_not}" for r in p.rows if not r.op.xnnpack)
     share = f" ({p.xnnpack_share:.0%} of the ops' time)" if p.xnnpack_share is not None else ""
     out.append(f"XNNPACK runs {p.xnnpack_ops} of {len(p.rows)} ops{share}"
@@ -78,7 +80,7 @@ def plot(p: Profile, path: str | Path, top: int = 20) -> Path:
     ax.set_yticks(range(len(rows)), [f"#{r.op.index} {r.op.op} {tensors(r.op.outputs)}" for r in rows], fontsize=8)
     for i, r in enumerate(rows):
         ax.text(r.ms, i, f" {r.share:.1%}", va="center", fontsize=7)
-    ax.set_xlabel("ms per inference (bars: trimmed mean over passes; whiskers: interquartile range)")
+    ax.set_xlabel("ms per inference (bars: median over passes; whiskers: interquartile range)")
     ax.set_title(f"{p.model}: slowest {len(rows)} of {len(p.rows)} ops, {p.threads} thread(s); "
                  f"whole model {p.whole_ms:.3f} ms", fontsize=9)
     from matplotlib.patches import Patch

@@ -7,13 +7,12 @@ large layer is not timed with its weights hot in cache (timing an op many times 
 repeat until both ``passes`` and ``min_seconds`` are reached, and a shared machine's drifting load falls on
 the whole model and its ops alike.
 
-Each contender's time is the mean of its passes with the slowest and fastest tenth left out (a trimmed
-mean; quartiles for spread), not the median: on a busy machine a 20 ms inference is preempted in most
-passes while a 0.1 ms op almost never is, so medians would drop the ops' share of the waiting and their sum
-would undercount the whole. Means add up (the expected time of the whole is the sum of its parts'); the
-trimming keeps one stall of a shared machine from deciding an op's time. The check of the sum against the whole
-(:meth:`Replay.pass_sums`) pairs them pass by pass: a pass's ops ran as long as one inference, so they
-meet as much of the machine's load as the whole did, and the median over passes drops the odd stall.
+Each contender's time is the median of its passes (quartiles for spread): what the op costs when nothing
+else interrupts it. The check of the sum against the whole pairs them pass by pass
+(:meth:`Replay.pass_sums`): a pass's ops ran as long as one inference, so they met as much of a busy machine's
+load as the whole did (a 20 ms inference is preempted in most passes, a 0.1 ms op almost never, so the sum of
+the ops' medians alone would undercount a loaded machine's whole), and the median over passes drops the odd
+stall.
 """
 
 from __future__ import annotations
@@ -25,12 +24,11 @@ from typing import Callable, Hashable
 import numpy as np
 
 MAX_PASSES = 20000
-TRIM = 0.1
 
 
 @dataclass(frozen=True)
 class Timed:
-    """Per-invoke time of one contender: the mean over passes and the interquartile range (ms)."""
+    """Per-invoke time of one contender: the median over passes and the interquartile range (ms)."""
 
     ms: float
     lo_ms: float
@@ -51,8 +49,8 @@ class Replay:
 
     def timed(self) -> dict[Hashable, Timed]:
         a = self.samples
-        mean, lo, hi = trimmed_mean(a), np.percentile(a, 25, axis=0), np.percentile(a, 75, axis=0)
-        return {k: Timed(float(mean[j]), float(lo[j]), float(hi[j]), len(a)) for j, k in enumerate(self.keys)}
+        med, lo, hi = np.median(a, axis=0), np.percentile(a, 25, axis=0), np.percentile(a, 75, axis=0)
+        return {k: Timed(float(med[j]), float(lo[j]), float(hi[j]), len(a)) for j, k in enumerate(self.keys)}
 
     def column(self, key: Hashable) -> np.ndarray:
         return self.samples[:, self.keys.index(key)]
@@ -61,13 +59,6 @@ class Replay:
         """Per pass: the sum over the keys of ``less`` of their time less the given overhead (ms)."""
         cols = [self.keys.index(k) for k in less]
         return np.maximum(self.samples[:, cols] - np.asarray(list(less.values())), 0.0).sum(axis=1)
-
-
-def trimmed_mean(a: np.ndarray, cut: float = TRIM) -> np.ndarray:
-    """Column means without the lowest and highest ``cut`` of each column's values."""
-    s = np.sort(a, axis=0)
-    k = int(len(s) * cut)
-    return s[k:len(s) - k].mean(axis=0) if len(s) > 2 * k else s.mean(axis=0)
 
 
 def replay(invokes: dict[Hashable, Callable[[], None]], passes: int, min_seconds: float, warmup: int = 2,

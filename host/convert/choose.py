@@ -35,9 +35,18 @@ class Choice:
     basis: Basis
 
 
-def board_times(report: Any) -> BoardTimes | None:
-    """The most recent board benchmark stored in ``report`` (a :class:`Report`, or None)."""
-    run = report.latest_board() if report is not None else None
+def board_times(report: Any, kind: str | None = None) -> BoardTimes | None:
+    """The most recent board benchmark stored in ``report`` (a :class:`Report`, or None); with a board ``kind``
+    (``convert --board``) only runs on boards of that kind count: another board's speed is not the target's."""
+    if report is None:
+        return None
+    runs = [b for b in report.boards.values() if b.latencies()]
+    if kind is not None:
+        from keras_edge.device.profile.boards import load
+
+        board = load().board(kind)
+        runs = [b for b in runs if board.matches(b.board)]
+    run = max(runs, key=lambda b: b.measured) if runs else None
     return BoardTimes(run.fingerprint, run.measured, run.latencies()) if run else None
 
 

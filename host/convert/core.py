@@ -314,9 +314,12 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
              **E.keras_latency(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)}
     if keras_acc is not None:
         log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} evaluation samples")
-    board = board_times(previous)  # a reconvert keeps choosing by the board it was benchmarked on
+    board = board_times(previous, cfg.board)  # a reconvert keeps choosing by the board it was benchmarked on
     if board:
         log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
+    elif cfg.board and board_times(previous):
+        log(f"note: the previous version was benchmarked on boards that are not of kind {cfg.board}; "
+            "their latencies do not decide the default")
     with B.staged_dir(cfg.out) as tmp:
         job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, task=task_eval,
                    keras_output_names=tuple(t.name for t in loaded.outputs))
