@@ -5,7 +5,7 @@ figures, and the default chosen for a Pi 4.
 
 1. ``keras-edge profile`` on MobileNetV2 and EfficientNetB0 (224, ``weights=None``: they serve speed only, their
    outputs mean nothing), the demo's digits CNN, the shapes detector of ``tests/synthetic.py`` (fp32 and int8
-   each) and MobileNetV2 as int16x8 (every op outside XNNPACK): the ops' times against the whole model measured
+   each) and the detector as int16x8 (every op outside XNNPACK): the ops' times against the whole model measured
    in the same passes (pass by pass, with the bootstrap 95% interval), at every core and at one thread.
 2. The board cost tables against the published figures they were not fitted on (``board_fit.py``), and the
    derivation method (another suite's cross-board ratio) against a board that has figures.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,26 +31,6 @@ CHECK = 0.15   # the ops' sum must come within this of the whole model
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def detector_files(log: Callable[[str], None]) -> dict[str, Path]:
-    """The shapes detector (trained here on synthetic shapes, briefly: speed only) as fp32 and int8 .tflite."""
-    out = {v: WORK / "board" / f"detector_{v}.tflite" for v in ("fp32", "int8")}
-    if all(p.is_file() for p in out.values()):
-        return out
-    from keras_edge.host.tflite.variants import ConvertInputs, IoType, convert
-    from tests import synthetic as S
-
-    with tempfile.TemporaryDirectory(prefix="ke-board-") as tmp:
-        train = S.write_set(Path(tmp) / "train", 96, seed=1)
-        log("detector: training on synthetic shapes (3 epochs, speed only)")
-        model = S.decoded(S.train_detector(train, epochs=3), "normalized")
-        calib = S.inputs_of(train, S.input_spec())[:32]
-        for v, path in out.items():
-            data, _ = convert(model, v, ConvertInputs(calib=[calib], io=IoType.UINT8))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    return out
 
 
 def profiled(target: Path, variant: str | None, threads: int | None, seconds: float) -> dict[str, Any]:
@@ -109,12 +88,11 @@ def run(seconds: float, reconvert: bool, log=log) -> dict[str, Any]:
     mobilenet = imagenet_model("mobilenetv2", reconvert, log)
     effnet = imagenet_model("efficientnetb0", reconvert, log)
     digits = digits_model(reconvert, log)
-    det = detector_files(log)
+    det = board_fit.detector_files(log)
     fit = board_fit.run(write=False, log=log)
-    int16 = board_fit.REF_DIR / "mobilenet_v2_int16x8.tflite"
     models = {"mobilenetv2": (mobilenet.bundle, ["fp32", "int8"]), "efficientnetb0": (effnet.bundle, ["fp32", "int8"]),
               "digits": (digits.bundle, ["fp32", "int8"]), "detector": (det["fp32"], [None]),
-              "detector-int8": (det["int8"], [None]), "mobilenetv2-int16x8": (int16, [None])}
+              "detector-int8": (det["int8"], [None]), "detector-int16x8": (det["int16x8"], [None])}
     prof = profiles(models, seconds, log)
     default = pi4_default(mobilenet, reconvert, log)
     log(f"MobileNetV2 --board pi4: default {default['default']} ({default['basis']}); the workstation alone would "

@@ -87,10 +87,11 @@ def reference_workloads(log: Callable[[str], None] = log) -> dict[str, dict[str,
 
 
 def family_factors(files: dict[str, Path], rounds: int = 15, log: Callable[[str], None] = log) -> dict[str, Any]:
-    """Slowdown of the other kernel families against XNNPACK f32/qs8, measured here side by side on MobileNet v2.
+    """Slowdown of the other kernel families against XNNPACK f32/qs8, measured here side by side.
 
-    builtin-f32: fp32 without XNNPACK / fp32 with it; builtin-int8: int8 without / with; builtin-int16: an int16x8
-    conversion / int8 with XNNPACK; xnnpack-qd8 and builtin-hybrid: the dynamic-range conversion / int8.
+    On MobileNet v2: builtin-f32 is fp32 without XNNPACK / fp32 with it; builtin-int8 int8 without / with;
+    xnnpack-qd8 (or builtin-hybrid, whichever runs it) the dynamic-range conversion / int8. builtin-int16 on
+    the shapes detector (trained: a random-weight MobileNet v2 overflows int16x8's accumulators): int16x8 / int8.
     """
     from benchmarks.common import side_by_side
 
@@ -99,21 +100,23 @@ def family_factors(files: dict[str, Path], rounds: int = 15, log: Callable[[str]
     from keras_edge.device.profile.core import build, _inputs, _fed, model_ops as read
 
     extra = _extra_variants(log)
+    det = detector_files(log)
     rt = select_runtime()
     one = EngineOptions(threads=1)
     runs = {"fp32-xnnpack": (files["mobilenet_v2/fp32"], True), "fp32-builtin": (files["mobilenet_v2/fp32"], False),
             "int8-xnnpack": (files["mobilenet_v2/int8"], True), "int8-builtin": (files["mobilenet_v2/int8"], False),
-            "int16x8": (extra["int16x8"], True), "dynamic": (extra["dynamic"], True)}
+            "dynamic": (extra["dynamic"], True), "detector-int8": (det["int8"], True),
+            "detector-int16x8": (det["int16x8"], True)}
     calls = {}
     for key, (path, xnn) in runs.items():
         it = build(rt, one, path=path, xnnpack=xnn)
-        calls[key] = _fed(it, _inputs(it))
+        calls[key] = _fed(it, _inputs(it))[1]
     med = {k: v.median_ms for k, v in side_by_side(calls, rounds, per_round=2).items()}
     dyn_ops = read(extra["dynamic"], 1)
     dyn_family = max({str(o.family) for o in dyn_ops if o.macs}, key=lambda f: sum(o.macs for o in dyn_ops if str(o.family) == f))
     factors = {"builtin-f32": med["fp32-builtin"] / med["fp32-xnnpack"],
                "builtin-int8": med["int8-builtin"] / med["int8-xnnpack"],
-               "builtin-int16": med["int16x8"] / med["int8-xnnpack"],
+               "builtin-int16": med["detector-int16x8"] / med["detector-int8"],
                dyn_family: med["dynamic"] / med["int8-xnnpack"]}
     if dyn_family != "builtin-hybrid":
         factors["builtin-hybrid"] = factors["builtin-int8"] * factors[dyn_family]
@@ -126,26 +129,41 @@ def family_factors(files: dict[str, Path], rounds: int = 15, log: Callable[[str]
 
 
 def _extra_variants(log) -> dict[str, Path]:
-    """MobileNet v2 as int16x8 and dynamic range, for the family factors (calibrated on real photos)."""
-    out = {v: REF_DIR / f"mobilenet_v2_{v}.tflite" for v in ("int16x8", "dynamic")}
+    """MobileNet v2 with dynamic-range quantization, for the family factors."""
+    out = {"dynamic": REF_DIR / "mobilenet_v2_dynamic.tflite"}
     if all(p.is_file() for p in out.values()):
         return out
     import keras
 
-    from benchmarks.common import calibration_folder
-    from keras_edge.calibration.dataset import calibration_sets
-    from keras_edge.device.contract.preprocess import PreprocessSpec
     from keras_edge.host.tflite.variants import ConvertInputs, convert
 
-    # int16x8 needs activations of a real range: seeded noise overflows its accumulators on some layers
-    spec = PreprocessSpec.from_preset("tf", 224, 224, 3)
-    data = calibration_sets(calibration_folder(WORK / "calib"), spec, None, 16, 1, 0)
     keras.utils.set_random_seed(0)
     model = REFERENCE["mobilenet_v2"](keras)
-    for v, path in out.items():
-        log(f"reference model mobilenet_v2: converting {v}")
-        data_, _ = convert(model, v, ConvertInputs(calib=[data.calib.x]))
-        path.write_bytes(data_)
+    log("reference model mobilenet_v2: converting dynamic")
+    data, _ = convert(model, "dynamic", ConvertInputs(calib=[np.zeros((1, 224, 224, 3), np.float32)]))
+    out["dynamic"].write_bytes(data)
+    return out
+
+
+def detector_files(log: Callable[[str], None] = log) -> dict[str, Path]:
+    """The shapes detector of tests/synthetic.py, trained here briefly (speed only), as fp32, int8 and int16x8."""
+    out = {v: WORK / "board" / f"detector_{v}.tflite" for v in ("fp32", "int8", "int16x8")}
+    if all(p.is_file() for p in out.values()):
+        return out
+    import tempfile
+
+    from keras_edge.host.tflite.variants import ConvertInputs, IoType, convert
+    from tests import synthetic as S
+
+    with tempfile.TemporaryDirectory(prefix="ke-board-") as tmp:
+        train = S.write_set(Path(tmp) / "train", 96, seed=1)
+        log("detector: training on synthetic shapes (3 epochs, speed only)")
+        model = S.decoded(S.train_detector(train, epochs=3), "normalized")
+        calib = S.inputs_of(train, S.input_spec())[:32]
+        for v, path in out.items():
+            data, _ = convert(model, v, ConvertInputs(calib=[calib], io=IoType.UINT8))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
     return out
 
 

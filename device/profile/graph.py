@@ -31,7 +31,7 @@ XNNPACK_OPS = frozenset({
 })
 # ops XNNPACK has float kernels for but no quantized ones
 XNNPACK_FLOAT_ONLY = frozenset({"SOFTMAX", "DIV", "EXP", "LOG", "GELU", "SQRT", "RSQRT", "SIN", "COS", "SQUARE",
-                                "CEIL", "FLOOR", "ROUND"})
+                                "CEIL", "FLOOR", "ROUND", "HARD_SWISH"})
 # ops whose cost is dominated by multiply-accumulates (the rest: by the bytes they move)
 DENSE_OPS = frozenset({"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D"})
 DEPTHWISE_OPS = frozenset({"DEPTHWISE_CONV_2D"})
@@ -206,6 +206,8 @@ def why_not(op: OpInfo) -> str:
         return f"{op.op} has no XNNPACK kernel"
     if any(t.dynamic for t in (*op.inputs, *op.outputs)):
         return "dynamic shape"
+    if op.op == "RESHAPE" and len(op.inputs) > 1 and not op.inputs[1].const:
+        return "its new shape is computed at run time, not a constant"
     if "other" in kinds:
         return "int32/bool/string tensors"
     ins = {_kind(t.dtype) for t in op.activations}

@@ -3,7 +3,9 @@
 A pass runs the whole model once, then every op's own model once *in the model's order*, then the
 overhead probes, each call timed on its own. Running the ops in order, once each, keeps the caches as an
 inference leaves them: op k's weights were last touched a whole pass ago, as in the real model, so a
-large layer is not timed with its weights hot in cache (timing an op many times in a row would). Passes
+large layer is not timed with its weights hot in cache (timing an op many times in a row would). Before
+each timed call its inputs are written again, untimed, as the op before it (or the caller) would have just
+written them: hot in cache, as in the model. Passes
 repeat until both ``passes`` and ``min_seconds`` are reached, and a shared machine's drifting load falls on
 the whole model and its ops alike.
 
@@ -61,20 +63,25 @@ class Replay:
         return np.maximum(self.samples[:, cols] - np.asarray(list(less.values())), 0.0).sum(axis=1)
 
 
-def replay(invokes: dict[Hashable, Callable[[], None]], passes: int, min_seconds: float, warmup: int = 2,
+Contender = tuple[Callable[[], None], Callable[[], None]]   # (untimed preparation, the timed call)
+
+
+def replay(invokes: dict[Hashable, Contender], passes: int, min_seconds: float, warmup: int = 2,
            progress: Callable[[int], None] = lambda done: None) -> Replay:
-    """Time every callable once per pass, in the given order, until ``passes`` and ``min_seconds``; see above."""
+    """Time every (prepare, call) once per pass, in the given order, until ``passes`` and ``min_seconds``."""
     keys = list(invokes)
     calls = [invokes[k] for k in keys]
     for _ in range(warmup):
-        for call in calls:
+        for prepare, call in calls:
+            prepare()
             call()
     clock = time.perf_counter_ns
     samples = np.zeros((MAX_PASSES, len(keys)), dtype=np.int64)
     start, done = clock(), 0
     while done < MAX_PASSES and (done < passes or clock() - start < min_seconds * 1e9):
         row = samples[done]
-        for j, call in enumerate(calls):
+        for j, (prepare, call) in enumerate(calls):
+            prepare()
             t0 = clock()
             call()
             row[j] = clock() - t0
