@@ -35,8 +35,8 @@ COMMANDS: dict[str, Command] = {
     "verify": Command("keras_edge.commands.board", "verify", "Check a bundle's checksums and reference outputs.", False),
     "bench": Command("keras_edge.commands.deploy", "bench",
                      "Benchmark a bundle's variants or a .tflite, here or on boards.", False),
-    "profile": Command("keras_edge.commands.profile", "profile",
-                       "Per-op table of a bundle or .tflite: time, share, XNNPACK or not (here or on boards).", False),
+    "profile": Command("keras_edge.commands.profile", "profile", "Per-op times of a bundle or .tflite, and what XNNPACK runs.",
+                       False),
     "doctor": Command("keras_edge.commands.board", "doctor", "Show runtimes, CPU features and accelerators found here.", False),
 }
 
