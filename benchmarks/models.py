@@ -85,7 +85,7 @@ def _fresh(bundle: Path, key: str) -> bool:
 
 def convert_bundle(keras_path: Path, out: Path, calib: Path, preset: str | None, eval_dir: Path | None = None,
                    variants: tuple[str, ...] = VARIANTS, reconvert: bool = False, budget: bool = True,
-                   log=print) -> Path:
+                   log=print, board: str | None = None) -> Path:
     """Convert with ``keras_edge.host.convert`` unless an up-to-date bundle is already there.
 
     ``budget=False``: the loosest accuracy budget the converter accepts (99.9%: nearly every validated
@@ -94,13 +94,13 @@ def convert_bundle(keras_path: Path, out: Path, calib: Path, preset: str | None,
     from keras_edge.host.convert import ConvertConfig, convert
     from keras_edge.host.preprocessing import PreprocessOptions
 
-    key = f"{converter_hash()}:{keras_path.stat().st_mtime_ns}:{','.join(variants)}:{preset}:{budget}"
+    key = f"{converter_hash()}:{keras_path.stat().st_mtime_ns}:{','.join(variants)}:{preset}:{budget}:{board}"
     if not reconvert and _fresh(out, key):
         log(f"  reusing {out} (converter unchanged)")
         return out
     off = {} if budget else dict(max_accuracy_drop=0.999, selective=False)
     cfg = ConvertConfig(model=keras_path, out=out, calib=calib, eval=eval_dir, variants=variants, preprocess=PreprocessOptions(preset=preset),
-                        calib_samples=32, eval_samples=16, name=keras_path.stem, **off)
+                        calib_samples=32, eval_samples=16, name=keras_path.stem, board=board, **off)
     result = convert(cfg, log=lambda s: log(f"  {s}"))
     _stamp(out).write_text(json.dumps({"key": key}))   # written last: a bundle without it is reconverted
     return result.bundle

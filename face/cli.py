@@ -40,6 +40,8 @@ COMMANDS: dict[str, Command] = {
                      "Benchmark a bundle's variants or a .tflite, here or on boards.", False),
     "serve": Command("keras_edge.commands.serve", "serve",
                      "Serve a bundle over HTTP: a live page, /infer and /metrics.", False),
+    "profile": Command("keras_edge.commands.profile", "profile", "Per-op times of a bundle or .tflite, and what XNNPACK runs.",
+                       False),
     "doctor": Command("keras_edge.commands.board", "doctor", "Show runtimes, CPU features and accelerators found here.", False),
 }
 

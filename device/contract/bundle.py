@@ -188,6 +188,10 @@ class Manifest:
     # spec of input 0 and the only one (see :meth:`preprocess_for`). When set, ``preprocess`` equals the spec
     # of the first input that has one, so readers that know only ``preprocess`` still find an image spec.
     input_preprocess: tuple[PreprocessSpec | None, ...] = ()
+    # what the default's speed comparison rests on: "board-measured", "board-predicted" or "workstation"
+    # ("" in manifests written before it), and the board kind convert was told to target (convert --board)
+    default_basis: str = ""
+    target_board: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
@@ -282,7 +286,8 @@ class Manifest:
                        tools=dict(d.get("tools", {})), created=str(d.get("created", "")), format=d["format"],
                        postprocess=PostprocessSpec.from_dict(d["postprocess"]) if d.get("postprocess") else None,
                        input_preprocess=tuple(PreprocessSpec.from_dict(p) if p else None
-                                              for p in d.get("input_preprocess", ())))
+                                              for p in d.get("input_preprocess", ())),
+                       default_basis=str(d.get("default_basis") or ""), target_board=d.get("target_board"))
         except DataError as e:  # an invalid preprocessing spec is a broken manifest here, not bad user data
             raise BundleError(f"manifest.json is malformed (preprocess: {e.what})",
                               "reconvert the bundle with `keras-edge convert`") from None

@@ -97,6 +97,10 @@ class _Progress:
               help="Ground truth of the evaluation images: YOLO labels folder, COCO .json, or masks folder "
                    "(segmentation); scores variants by mAP / mean IoU. The calibration folder may be unlabeled.")
 @click.option("--threads", callback=threads_one, metavar="N", help="Interpreter threads for validation latency (default: all cores).")
+@click.option("--board", metavar="KIND", default=None,
+              help="Decide for this board kind: predict each variant's latency there (pi4, pi5, pi3, pizero2, pi4-armv7, "
+                   "pi2, or one of yours in $KERAS_EDGE_BOARDS) and choose the default, the int8-selective and the "
+                   "pruning search by it unless the board was measured (bench --on).")
 @model_loading
 @json_flag("one pretty-printed document: the report (every variant's metrics, the default and why)")
 @verbose_option
@@ -116,5 +120,6 @@ def convert(**kw) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(table(result.report.to_dict()))
-        click.echo(f"\ndefault: {result.manifest.default} ({result.manifest.default_reason})")
+        click.echo(f"\ndefault: {result.manifest.default} ({result.manifest.default_reason}; "
+                   f"basis: {result.manifest.default_basis})")
         click.echo(f"bundle written to {cfg.out}; every column is explained in {Path(cfg.out) / 'report.md'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Sequence
 
 from keras_edge.device.contract import bundle as B
@@ -21,9 +22,33 @@ class BoardTimes:
     latency_ms: dict[str, float]
 
 
-def board_times(report: Any) -> BoardTimes | None:
-    """The most recent board benchmark stored in ``report`` (a :class:`Report`, or None)."""
-    run = report.latest_board() if report is not None else None
+class Basis(StrEnum):
+    """What the default's speed comparison rests on, best first."""
+
+    BOARD_MEASURED = "board-measured"      # bench --on on a board
+    BOARD_PREDICTED = "board-predicted"    # convert --board: the board kind's cost table
+    WORKSTATION = "workstation"            # this machine's own timing, the last resort
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    reason: str
+    basis: Basis
+
+
+def board_times(report: Any, kind: str | None = None) -> BoardTimes | None:
+    """The most recent board benchmark stored in ``report`` (a :class:`Report`, or None); with a board ``kind``
+    (``convert --board``) only runs on boards of that kind count: another board's speed is not the target's."""
+    if report is None:
+        return None
+    runs = [b for b in report.boards.values() if b.latencies()]
+    if kind is not None:
+        from keras_edge.device.profile.boards import load
+
+        board = load().board(kind)
+        runs = [b for b in runs if board.matches(b.board)]
+    run = max(runs, key=lambda b: b.measured) if runs else None
     return BoardTimes(run.fingerprint, run.measured, run.latencies()) if run else None
 
 
@@ -67,10 +92,19 @@ def verdict_of(metrics: dict[str, Any], keras_acc: float | None, budget: float):
 
 
 def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_drop: float,
-                   board: BoardTimes | None = None) -> tuple[str, str]:
+                   board: BoardTimes | None = None, predicted: Any = None) -> tuple[str, str]:
+    """The fastest validated variant whose accuracy drop (or disagreement) fits the budget: (name, why)."""
+    c = choose(variants, keras_acc, max_drop, board, predicted)
+    return c.name, c.reason
+
+
+def choose(variants: Sequence[B.Variant], keras_acc: float | None, max_drop: float,
+           board: BoardTimes | None = None, predicted: Any = None) -> Choice:
     """The fastest validated variant whose accuracy drop (or disagreement) fits the budget.
 
-    Speed comes from a board benchmark when one covers every fitting variant, else from the workstation.
+    Speed comes from a board benchmark when one covers every fitting variant, else from the named board
+    kind's prediction (``predicted``: :class:`.target.BoardPredictions`) when it covers them, else from
+    the workstation; the :class:`Choice` says which.
     """
     ok = [v for v in variants if v.status is B.VariantStatus.OK]
     loss = lambda v: loss_of(v.metrics, keras_acc)  # noqa: E731
@@ -86,16 +120,32 @@ def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_d
     unit = (lambda x, signed=False: f"{x:+.2%}" if signed else f"{x:.2%}") if raw and keras_acc is None and not task else pp
     if not fits:
         best = min(ok, key=loss)
-        return best.name, (f"no variant fits the {what} budget of {unit(max_drop)}; {best.name} has the smallest "
-                           f"({unit(loss(best))})")
-    on_board = board is not None and all(v.name in board.latency_ms for v in fits)
-    speed = (lambda v: board.latency_ms[v.name]) if on_board else (lambda v: v.metrics["latency_ms"])  # noqa: E731
-    where = f"on board {board.board} (bench --on, {board.measured})" if on_board else "side by side on the workstation"
+        return Choice(best.name, f"no variant fits the {what} budget of {unit(max_drop)}; {best.name} has the smallest "
+                                 f"({unit(loss(best))})", _basis(fits, board, predicted))
+    basis = _basis(fits, board, predicted)
+    if basis is Basis.BOARD_MEASURED:
+        speed = lambda v: board.latency_ms[v.name]  # noqa: E731
+        where = f"measured on board {board.board} (bench --on, {board.measured})"
+    elif basis is Basis.BOARD_PREDICTED:
+        speed = lambda v: predicted.latency_ms[v.name]  # noqa: E731
+        where = (f"predicted for board {predicted.kind} (its cost table, {predicted.basis}, ±{predicted.band:.0%}; "
+                 "not measured there)")
+    else:
+        speed = lambda v: v.metrics["latency_ms"]  # noqa: E731
+        where = "measured side by side on the workstation"
     fastest = min(speed(v) for v in fits)
     # within 5% of the fastest is within measurement noise: prefer less loss, then the smaller file
     close = [v for v in fits if speed(v) <= fastest * (1 + NOISE)]
     best = min(close, key=lambda v: (round(loss(v), 6), v.bytes))
     tie = (f"; {', '.join(v.name for v in close if v is not best)} within {NOISE:.0%}, this one has less loss or a smaller file"
            if len(close) > 1 else "")
-    return best.name, (f"fastest measured {where} ({speed(best):.3f} ms p50) among "
-                       f"variants within the {what} budget of {unit(max_drop)} (its {what}: {unit(loss(best), True)}){tie}")
+    return Choice(best.name, f"fastest {where} ({speed(best):.3f} ms p50) among variants within the {what} budget of "
+                             f"{unit(max_drop)} (its {what}: {unit(loss(best), True)}){tie}", basis)
+
+
+def _basis(fits: Sequence[B.Variant], board: BoardTimes | None, predicted: Any) -> Basis:
+    if board is not None and fits and all(v.name in board.latency_ms for v in fits):
+        return Basis.BOARD_MEASURED
+    if predicted is not None and fits and all(v.name in predicted.latency_ms for v in fits):
+        return Basis.BOARD_PREDICTED
+    return Basis.WORKSTATION

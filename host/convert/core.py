@@ -40,9 +40,10 @@ from .improve import improve_int8
 from . import tasks as T
 from .tasks import check_options as check_task_options
 from keras_edge.device.outputs import TaskOptions
-from .choose import board_times, choose_default, loss_of, verdict_of
+from .choose import board_times, choose, loss_of, verdict_of
 from ..tflite.variants import DEFAULT_VARIANTS, VARIANTS, ConvertInputs, IoType, VariantFailed
 from ..tflite.variants import convert as convert_variant
+from .target import check_board, predict_variants
 
 Log = Callable[[str], None]
 REFERENCE_SAMPLES = 8
@@ -82,6 +83,7 @@ class ConvertConfig:
     # what the outputs mean, how they are postprocessed and scored (host/convert/tasks.py)
     task_options: TaskOptions = field(default_factory=TaskOptions)
     annotations: Path | None = None  # YOLO labels folder, COCO .json or masks folder for the evaluation images
+    board: str | None = None         # a board kind (device/profile/boards.json): predict each variant's latency there
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -108,6 +110,7 @@ class ConvertConfig:
         if self.annotations is not None:
             object.__setattr__(self, "annotations", Path(self.annotations))
         check_task_options(self)
+        check_board(self.board)
         if self.name is not None and not B.NAME.fullmatch(self.name):  # deploy makes it a directory on the board
             raise ConfigError("name", f"{self.name!r} cannot be a bundle name",
                               "use letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -313,9 +316,12 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
              **E.keras_latency(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)}
     if keras_acc is not None:
         log(f"keras: accuracy {keras_acc:.4f} on {len(data.eval)} evaluation samples")
-    board = board_times(previous)  # a reconvert keeps choosing by the board it was benchmarked on
+    board = board_times(previous, cfg.board)  # a reconvert keeps choosing by the board it was benchmarked on
     if board:
         log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
+    elif cfg.board and board_times(previous):
+        log(f"note: the previous version was benchmarked on boards that are not of kind {cfg.board}; "
+            "their latencies do not decide the default")
     with B.staged_dir(cfg.out) as tmp:
         job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, task=task_eval,
                    keras_output_names=tuple(t.name for t in loaded.outputs))
@@ -343,11 +349,15 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         else:
             selective, ptq_info = improve_int8(job, variants, log)
         variants = _with_latencies(tmp, variants, data.eval.inputs, cfg, log)
+        predicted = None
+        if cfg.board:
+            variants, predicted = predict_variants(tmp, variants, cfg.board, previous, cfg.out, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
             first = variants[0]
             raise ConversionError(f"no variant converted and validated (first: {first.name}: {first.reason})",
                                   "run with verbose logs to see the converter's output")
-        default, why = choose_default(variants, keras_acc, cfg.max_accuracy_drop, board)
+        choice = choose(variants, keras_acc, cfg.max_accuracy_drop, board, predicted)
+        default, why = choice.name, choice.reason
         variants, misses = _budget_marks(variants, job.loss, cfg.max_accuracy_drop)
         for note in misses:
             log(f"note: {note}")
@@ -365,12 +375,15 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             source={"file": loaded.path.name if loaded.path else f"<{loaded.name}>",
                     "sha256": _source_sha(loaded.path) if loaded.path else None, "kind": loaded.kind},
             tools=_tools(), created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            postprocess=post_spec)
+            postprocess=post_spec, default_basis=str(choice.basis), target_board=cfg.board)
         B.write_manifest(tmp, manifest)
+        target = {"basis": str(choice.basis), "board": cfg.board,
+                  **({"measured_on": board.board, "measured": board.measured} if board else {}),
+                  **(predicted.to_dict() if predicted else {})}
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=(*data.notes, *misses),
                         budget=cfg.max_accuracy_drop,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective, ptq=ptq_info, pruning=pruning).with_boards_of(previous)
+                        selective=selective, ptq=ptq_info, pruning=pruning, target=target).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 
@@ -482,7 +495,7 @@ def _searched_variants(job: _Job, x: np.ndarray, y: np.ndarray, log: Log) -> tup
     log(f"pruning: searching for the largest channel pruning within the budget ({len(tr)} training, "
         f"{n_val} validation images; the evaluation images stay unseen)")
     cfg = SearchConfig(max_accuracy_drop=job.cfg.max_accuracy_drop, epochs=max(job.cfg.prune_epochs, 1),
-                       threads=job.cfg.threads)
+                       threads=job.cfg.threads, board=job.cfg.board)
     with captured_output(not job.cfg.verbose):
         res = search(job.model, x[tr], y[tr], x[val], y[val], cfg)
     curve = res.to_dict()

@@ -82,7 +82,11 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
         m = E.compare(outs, job.keras_out, job.data.eval.y, job.classification)
         if getattr(job, "task", None) is not None:   # detection/segmentation: the task metric decides
             m.update(job.task.metrics(outs))
-        if latency:
+        if latency and job.cfg.board:   # judged where it will run: the named board kind's per-op costs
+            from .target import predicted_ms
+
+            m["latency_ms"] = round(predicted_ms(probe, job.cfg.board), 4)
+        elif latency:
             m["latency_ms"] = round(E.side_by_side({"c": tfl}, [job.data.eval.x], rounds=3, per_round=5)["c"][0], 4)
     finally:
         probe.unlink(missing_ok=True)
@@ -108,6 +112,7 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
             "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
                        f"{baseline.metrics['task_metric']} fidelity" if baseline.metrics.get("task_metric") else "nsr"),
             "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
+            "latency_on": f"board {job.cfg.board} (predicted)" if job.cfg.board else "workstation",
             "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
     log(f"int8-selective: {len(res.trials)} candidate(s) in {res.seconds:.0f}s, stopped at {res.stopped}")
     if res.model is None and not res.trials:

@@ -51,6 +51,7 @@ class SearchConfig:
     sensitivity: bool = True
     distill: bool | None = None     # None: try both at the first level and keep the better
     threads: int | None = None      # interpreter threads for the int8 latency
+    board: str | None = None        # a board kind: judge speed by its predicted latency, not this machine's
     calib_samples: int = 200
     verbose: int | str = 0
 
@@ -186,10 +187,12 @@ def allocate(level: float, sensitivity: tuple[Sensitivity, ...]) -> dict[str, fl
 # ---------------------------------------------------------------- the search
 
 class _Int8:
-    """Converts models to int8 and times them side by side against the unpruned one."""
+    """Converts models to int8 and times them side by side against the unpruned one (or predicts their time on
+    a board kind: a layer cheap on the board and dear here is judged where it will run)."""
 
-    def __init__(self, calib: np.ndarray, threads: int | None):
-        self.calib, self.threads = calib, threads
+    def __init__(self, calib: np.ndarray, threads: int | None, board: str | None = None):
+        self.calib, self.threads, self.board = calib, threads, board
+        self._blobs: dict[int, bytes] = {}
 
     def convert(self, model: Any) -> bytes:
         from ..tflite.variants import ConvertInputs, IoType, convert
@@ -209,9 +212,11 @@ class _Int8:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
         try:
-            return load_tflite(path, self.threads)
+            engine = load_tflite(path, self.threads)
         finally:
             os.unlink(path)
+        self._blobs[id(engine)] = blob
+        return engine
 
     def accuracy(self, engine: Any, x: np.ndarray, y: np.ndarray) -> float:
         from ..tflite.evaluate import predict, top1
@@ -221,6 +226,10 @@ class _Int8:
     def times(self, engines: dict[str, Any], x: np.ndarray) -> dict[str, float]:
         from ..tflite.evaluate import side_by_side
 
+        if self.board:
+            from keras_edge.device.profile.boards import predicted_ms
+
+            return {k: predicted_ms(self._blobs[id(v)], self.board) for k, v in engines.items()}
         return {k: v[0] for k, v in side_by_side(engines, [x]).items()}
 
 
@@ -236,7 +245,9 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
     order = rng.permutation(len(x))
     n_stop = max(1, len(x) // 10)          # early stopping watches this, never the validation data
     stop_x, stop_y, fit_x, fit_y = x[order[:n_stop]], y[order[:n_stop]], x[order[n_stop:]], y[order[n_stop:]]
-    q = _Int8(x[order[:cfg.calib_samples]], cfg.threads)
+    q = _Int8(x[order[:cfg.calib_samples]], cfg.threads, cfg.board)
+    if cfg.board:
+        log(f"speed: int8 latency predicted for board {cfg.board} (its per-op cost table), not timed here")
     base_acc = g.accuracy(model, x_val, y_val)
     base_blob = q.convert(model)
     base_engine = q.engine(base_blob)

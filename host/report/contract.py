@@ -123,6 +123,51 @@ def bench_problem(bench: Any) -> str | None:
     return None
 
 
+PROFILE_FORMAT = "keras-edge-profile/1"   # device.profile.core.FORMAT: the profile JSON this report reads
+
+
+@dataclass(frozen=True)
+class ProfileRun:
+    """One ``keras-edge profile --on HOST`` result: the board's facts and its per-op profile JSON.
+
+    The report keeps one per board kind and variant (:attr:`key`): a newer profile of the same kind replaces
+    the older. A profile in a format this version does not read is kept as it is (a rewrite loses nothing)
+    and :meth:`profile` refuses it with one line.
+    """
+
+    fingerprint: str
+    host: str
+    version: str          # the bundle's content hash the board ran
+    measured: str         # ISO 8601, UTC
+    variant: str = ""
+    board: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)   # device.profile.Profile.to_dict()
+
+    @property
+    def key(self) -> str:
+        return f"{self.fingerprint}/{self.variant}" if self.variant else self.fingerprint
+
+    def profile(self):
+        """The :class:`keras_edge.device.profile.Profile` this run holds."""
+        from keras_edge.device.profile.core import Profile
+
+        fmt = self.data.get("format")
+        if fmt != PROFILE_FORMAT:
+            raise BundleError(f"the {self.key} profile in {REPORT_JSON} has format {fmt!r}; this keras-edge reads "
+                              f"{PROFILE_FORMAT!r}", "profile the board again with this keras-edge")
+        return Profile.from_dict(self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "host": self.host, "version": self.version, "measured": self.measured,
+                "variant": self.variant, "board": dict(self.board), "profile": self.data}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ProfileRun":
+        return cls(str(d.get("fingerprint", "board")), str(d.get("host", "")), str(d.get("version", "")),
+                   str(d.get("measured", "")), str(d.get("variant") or ""), dict(d.get("board") or {}),
+                   dict(d.get("profile") or {}))
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything ``report.json`` holds."""
@@ -138,16 +183,22 @@ class Report:
     boards: dict[str, BoardRun] = field(default_factory=dict)
     pruning: dict[str, Any] | None = None   # the budgeted pruning search's measured curve
     budget: float | None = None             # --max-accuracy-drop: the largest drop a default may have (a fraction)
+    profiles: dict[str, ProfileRun] = field(default_factory=dict)   # per board kind and variant (ProfileRun.key)
+    target: dict[str, Any] | None = None    # convert --board: the board kind, its predictions and the default's basis
     format: str = REPORT_FORMAT
 
     def with_board(self, run: BoardRun) -> "Report":
         return replace(self, boards={**self.boards, run.key: run})
 
+    def with_profile(self, run: ProfileRun) -> "Report":
+        return replace(self, profiles={**self.profiles, run.key: run})
+
     def with_boards_of(self, previous: "Report | None") -> "Report":
-        """This report carrying the board runs of ``previous`` (a reconvert keeps what boards measured)."""
-        if previous is None or not previous.boards:
+        """This report carrying the board runs and profiles of ``previous`` (a reconvert keeps what boards measured)."""
+        if previous is None or not (previous.boards or previous.profiles):
             return self
-        return replace(self, boards={**previous.boards, **self.boards})
+        return replace(self, boards={**previous.boards, **self.boards},
+                       profiles={**previous.profiles, **self.profiles})
 
     def latest_board(self) -> BoardRun | None:
         runs = [b for b in self.boards.values() if b.latencies()]
@@ -181,6 +232,8 @@ class Report:
                 "pruning": jsonable(self.pruning),
                 "ptq": jsonable(self.ptq),
                 "boards": {k: b.to_dict() for k, b in sorted(self.boards.items())},
+                "profiles": {k: p.to_dict() for k, p in sorted(self.profiles.items())},
+                "target": jsonable(self.target),
                 "fleet": self.fleet()}   # derived from boards; not read back
 
     @classmethod
@@ -198,7 +251,9 @@ class Report:
                        variants=tuple(VariantRecord.from_dict(v) for v in d.get("variants") or ()),
                        selective=d.get("selective"), pruning=d.get("pruning"), ptq=d.get("ptq"),
                        budget=float(d["budget"]) if d.get("budget") is not None else None,
-                       boards={k: BoardRun.from_dict(b) for k, b in (d.get("boards") or {}).items()})
+                       boards={k: BoardRun.from_dict(b) for k, b in (d.get("boards") or {}).items()},
+                       profiles={k: ProfileRun.from_dict(p) for k, p in (d.get("profiles") or {}).items()},
+                       target=d.get("target"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"{where} is not a keras-edge report ({type(e).__name__}: {e})",
                               "regenerate it by converting the bundle again") from None

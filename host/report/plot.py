@@ -117,12 +117,19 @@ def figure(report: dict[str, Any]) -> tuple[Any, list[Any]]:
     front = set(pareto(pts))
     steps = [st for st in ((report.get("ptq") or {}).get("steps") or []) if st.get("kl") is not None]
     curve = report.get("pruning")
-    ncols = 2 + bool(steps) + bool(curve)
+    from .board import latencies
+
+    on_board = any(r["predicted_ms"] is not None or r["measured_ms"] is not None for r in latencies(report))
+    ncols = 2 + bool(steps) + bool(curve) + on_board
     fig, axes = plt.subplots(1, ncols, figsize=(11 + 4 * (ncols - 2), 4.2),
-                             gridspec_kw={"width_ratios": [3, 2, 2, 2][:ncols]})
+                             gridspec_kw={"width_ratios": [3, 2, 2, 2, 2][:ncols]})
     ax, bx = axes[0], axes[1]
     if curve:
-        _pruning_panel(axes[-1], curve)
+        _pruning_panel(axes[-1 - on_board], curve)
+    if on_board:
+        from .board import panel
+
+        panel(axes[-1], report)
     if steps:   # what each post-training step bought: KL(Keras‖int8) and agreement, cumulative
         cx = axes[2]
         names = [st["step"] for st in steps]

@@ -279,6 +279,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append("Latency: median of `invoke` on the workstation CPU (LiteRT, XNNPACK), batch 1, all cores "
                  "(`p50 ms`) and one thread (`1T`); `vs keras` is Keras `predict` latency divided by `p50 ms`." + k_lat)
     lines += board_rows(report)
+    from .board import markdown_lines, profile_lines
+
+    lines += markdown_lines(report) + profile_lines(report)
     if report.get("selective"):
         sel = report["selective"]
         lines += ["", "## Selective int8", "",

@@ -1,0 +1,68 @@
+"""Deciding for a named board kind (`convert --board`), and `profile` on the workstation.
+
+The digits CNN trained in this session is converted once with ``--board pi4``: every variant carries its
+predicted Pi 4 latency, and the manifest and the report say what the default rests on. Predictions are
+the cost table's arithmetic, not timings; no test here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keras_edge.cli import main
+from keras_edge.device.contract import bundle as B
+from keras_edge.device.profile.boards import load
+
+
+@pytest.fixture(scope="module")
+def pi4_bundle(digits_demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("board") / "digits"
+    code = main(["convert", str(digits_demo.model), "-o", str(out), "--calib", str(digits_demo.train),
+                 "--eval", str(digits_demo.eval), "--variants", "fp32,int8,int16x8", "--calib-samples", "60",
+                 "--eval-samples", "60", "--board", "pi4", "--json"])
+    assert code == 0
+    return out
+
+
+def test_convert_board_records_predictions_and_the_basis_of_the_default(pi4_bundle, capsys):
+    capsys.readouterr()
+    m = B.read_manifest(pi4_bundle)
+    assert m.target_board == "pi4" and m.default_basis == "board-predicted"
+    assert "predicted for board pi4" in m.default_reason and "not measured there" in m.default_reason
+    table = load()
+    for v in m.variants:
+        pred = v.metrics["board"]
+        assert pred["board"] == "pi4" and pred["threads"] == table.board("pi4").cores
+        assert pred["low_ms"] < pred["ms"] < pred["high_ms"]
+        assert pred["basis"] == table.board("pi4").basis
+    by = {v.name: v.metrics["board"] for v in m.variants}
+    # int8 runs on XNNPACK's qs8 kernels, int16x8 on builtin int16 ones: the table prices them apart
+    assert set(by["int8"]["by_family"]) <= {"xnnpack-qs8", "builtin-int8"}
+    assert "builtin-int16" in by["int16x8"]["by_family"]
+    report = json.loads((pi4_bundle / B.REPORT_JSON).read_text())
+    assert report["target"]["basis"] == "board-predicted" and report["target"]["board"] == "pi4"
+    assert set(report["target"]["predicted_ms"]) == {v.name for v in m.variants}
+    md = (pi4_bundle / B.REPORT_MD).read_text()
+    assert "## Latency on the target" in md and "predicted pi4 p50 ms (band)" in md
+    assert "The default was chosen on: **board-predicted**" in md
+
+
+def test_an_unknown_board_kind_is_one_error_line_before_any_work(digits_demo, tmp_path, capsys):
+    code = main(["convert", str(digits_demo.model), "-o", str(tmp_path / "b"), "--calib", str(digits_demo.train),
+                 "--board", "pi9"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: --board 'pi9' is not a known board kind; choose one of: ")
+    assert "pi4" in err[-1] and not (tmp_path / "b").exists()
+
+
+def test_profile_on_the_workstation_with_a_plot(pi4_bundle, tmp_path, capsys):
+    png = tmp_path / "ops.png"
+    code = main(["profile", str(pi4_bundle), "--variant", "int16x8", "--threads", "1", "--passes", "3",
+                 "--min-seconds", "0", "--plot", str(png), "--top", "4"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {png}" in out.err
+    assert "no: int16 activations (XNNPACK has no int16x8 kernels)" in out.out
+    assert "XNNPACK runs 0 of" in out.out
