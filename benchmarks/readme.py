@@ -235,9 +235,7 @@ def serve_section(sv: dict[str, Any]) -> str:
             ["serve, 20 posting /infer", med["serve_posting"], f"{ratio['serve_posting']:.2f}",
              f"live + api; {sum(sv['busy_503'])} x 503 in all"]]
     lrows = [[k.replace("_", " "), v["import_ms"], v["rss_mb"]] for k, v in layer.items() if isinstance(v, dict)]
-    return "
-
-".join([
+    return "\n\n".join([
         "## Serving (`serve.py`, MobileNetV2, `--only serve`)",
         f"The 1080p MJPEG video through `run` and through `serve --no-realtime` (frames/s, medians of {sv['rounds']} "
         f"rounds, {sv['seconds']:g} s windows; target: within 10% of run). Load average {sv['environment']['load_average']}"
