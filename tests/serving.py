@@ -96,11 +96,13 @@ def call(url: str, data: bytes | None = None, headers: dict[str, str] | None = N
         return Reply(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
 
 
-def metric(text: str, name: str) -> float:
+def metric(text: str, name: str, default: float | None = None) -> float:
     """The value of one sample (``name`` with its labels, exactly as written) in Prometheus text."""
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
+    if default is not None:
+        return default
     raise KeyError(name)
 
 
