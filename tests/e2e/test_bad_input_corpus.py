@@ -675,8 +675,8 @@ CASES = [
     # --- doctor and the command itself
     Case("doctor-unknown-option", lambda e: ["doctor", "--fix"], "No such option '--fix'"),
     Case("doctor-extra-argument", lambda e: ["doctor", "now"], "unexpected extra argument"),
-    Case("unknown-command", lambda e: ["frobnicate"], "No such command 'frobnicate'"),
-    Case("unknown-command-fresh-process", lambda e: ["conver", e.w.rgb], "No such command 'conver'", fresh_process=True),
+    Case("unknown-command", lambda e: ["frobnicate"], "no such command 'frobnicate'"),
+    Case("unknown-command-fresh-process", lambda e: ["conver", e.w.rgb], "no such command 'conver'; did you mean convert?", fresh_process=True),
 ]
 
 
