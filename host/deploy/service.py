@@ -62,7 +62,7 @@ class ServeOutcome:
 
 def serve_on_board(target: Target, ssh: SshOptions, name: str, spec: ServeSpec) -> ServeOutcome:
     """Write (or update) the board's unit for bundle ``name`` and (re)start it where a user systemd runs."""
-    from keras_edge.device.contract.errors import RemoteError
+    from keras_edge.host.errors import RemoteError
 
     result = run_script(target, ssh, scripts.SERVE, [name, *spec.args])
     if result.returncode != 0:
