@@ -39,6 +39,8 @@ def test_search_measures_a_curve_and_keeps_the_fastest_point_within_budget(searc
         assert 0 < p["params"] < result["base"]["params"] and p["int8_ms"] > 0 and p["speedup"] > 0
         assert p["within"] == (p["drop"] <= 0.02 + 1e-9)
         assert 1 <= p["epochs"] <= 3
+        # the speed-up is the ratio of the two times shown beside it (the unpruned model timed in the same rounds)
+        assert p["speedup"] == pytest.approx(p["base_ms"] / p["int8_ms"], rel=1e-3)
     removed = [p["achieved"] for p in points]
     assert removed == sorted(removed) and removed[0] > 0.2
     fits = [p for p in points if p["within"] and p["speedup"] >= 1.05]
@@ -71,3 +73,10 @@ def test_an_unreachable_budget_is_an_honest_no(digits_demo, tmp_path):
     assert code == 1 and not out.exists()
     assert "no pruning level within the 0.00 pp budget is faster" in stdout and "no model written" in stdout
     assert "level 90%" in stderr and any(row.startswith("90%") and " over " in row for row in stdout.splitlines())
+    table = stdout.split("distillation:")[0].splitlines()
+    head, *rows = [ln.replace(" *", "").split() for ln in table]
+    assert len(rows) == 2   # the unpruned model and the 90% level
+    assert head[4:7] == ["int8", "ms", "unpruned"]   # "int8 ms", "unpruned ms", "speed-up" side by side
+    for row in rows:   # unpruned ms / int8 ms is the speed-up shown, up to the 3 decimals printed
+        int8_ms, base_ms, speedup = float(row[4]), float(row[5]), float(row[6].rstrip("x"))
+        assert speedup == pytest.approx(base_ms / int8_ms, abs=0.01 + 0.0015 / int8_ms * speedup)
