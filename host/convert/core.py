@@ -35,6 +35,7 @@ from ..tflite import evaluate as E
 from . import iomap
 from ..tflite.evaluate import summary
 from .improve import improve_int8
+from .integer import integer_route
 from . import tasks as T
 from .tasks import check_options as check_task_options
 from keras_edge.device.outputs import TaskOptions
@@ -325,12 +326,14 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             for v in pruned:
                 variants.append(v)
                 log(f"{v.name}: {summary(v)}")
+        route = None
         if len(shapes) > 1:
             selective, ptq_info = None, None
             if any(v.name == "int8" and v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop
                    for v in variants):
                 log("note: int8 misses the budget; the int8 improvements (ptq, selective, qat) take single-input models")
         else:
+            job, route = integer_route(job, variants, log)   # int8 with ops left in float: rewrite, else int8-mixed
             selective, ptq_info = improve_int8(job, variants, log)
         variants = _with_latencies(tmp, variants, data.eval.inputs, cfg, log)
         if not any(v.status is B.VariantStatus.OK for v in variants):
@@ -360,7 +363,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         B.write_manifest(tmp, manifest)
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=data.notes,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective, ptq=ptq_info, pruning=pruning).with_boards_of(previous)
+                        selective=selective, ptq=ptq_info, pruning=pruning, integer=route).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 

@@ -95,6 +95,7 @@ class Report:
     ptq: dict[str, Any] | None = None       # int8-ptq: what each post-training step bought
     boards: dict[str, BoardRun] = field(default_factory=dict)
     pruning: dict[str, Any] | None = None   # the budgeted pruning search's measured curve
+    integer: dict[str, Any] | None = None   # the integer route when int8 left ops in float (convert/integer.py)
     format: str = REPORT_FORMAT
 
     def with_board(self, run: BoardRun) -> "Report":
@@ -136,7 +137,7 @@ class Report:
                 "default_reason": self.default_reason, "keras": jsonable(self.keras), "notes": list(self.notes),
                 "variants": [v.to_dict() for v in self.variants], "selective": jsonable(self.selective),
                 "pruning": jsonable(self.pruning),
-                "ptq": jsonable(self.ptq),
+                "ptq": jsonable(self.ptq), "integer": jsonable(self.integer),
                 "boards": {k: b.to_dict() for k, b in sorted(self.boards.items())},
                 "fleet": self.fleet()}   # derived from boards; not read back
 
@@ -154,6 +155,7 @@ class Report:
                        notes=tuple(d.get("notes") or ()),
                        variants=tuple(VariantRecord.from_dict(v) for v in d.get("variants") or ()),
                        selective=d.get("selective"), pruning=d.get("pruning"), ptq=d.get("ptq"),
+                       integer=d.get("integer"),
                        boards={k: BoardRun.from_dict(b) for k, b in (d.get("boards") or {}).items()})
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"{where} is not a keras-edge report ({type(e).__name__}: {e})",

@@ -95,6 +95,29 @@ def ptq_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def integer_lines(report: dict[str, Any]) -> list[str]:
+    """What the integer route did when the converter left int8 ops in float (convert/integer.py)."""
+    route = report.get("integer")
+    if not route:
+        return []
+    lines = ["", "## Integer route", "", f"TensorFlow's converter left {', '.join(f'`{o}`' for o in route.get('float_ops', []))} "
+             "in float under full int8."]
+    for t in route.get("tried", []):
+        if t["route"] == "rewrite":
+            what = ", ".join(f"{n} {k}" for k, n in (t.get("rewrites") or {}).items())
+            lines.append(f"- rewrite ({what or 'none'}): {t['status']}" + (f" ({t['reason']})" if t.get("reason") else ""))
+        else:
+            floats = t.get("float_ops")
+            lines.append(f"- {t['route']}: {t['status']}" + (f", in float: {', '.join(f'`{o}`' for o in floats)}"
+                                                              if floats else f" ({t.get('reason', '')})" if t.get("reason") else ""))
+    if route.get("kept"):
+        lines.append(f"\nKept: `{route['kept']}`" + (" (integer-only)" if route["kept"] == "int8" else
+                                                     " (the ops above stay in float; compare its p50 with fp32 in the table)"))
+    if route.get("next_step"):
+        lines.append(f"\nNext step: {route['next_step']}")
+    return lines
+
+
 def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     """How many times faster than Keras ``predict`` on one sample (both measured on the workstation)."""
     base = report.get("keras", {}).get("predict_ms")
@@ -227,6 +250,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
         lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
                   for e in sel.get("layers", [])]
+    lines += integer_lines(report)
     lines += ptq_lines(report)
     lines += pruning_rows(report.get("pruning"))
     lines += ["", "![latency against accuracy](report.png)"]
