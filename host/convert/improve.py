@@ -105,7 +105,7 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
                          time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
     start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
     info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
-            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
+            "ranked_on": res.ranked_on, "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
                        f"{baseline.metrics['task_metric']} fidelity" if baseline.metrics.get("task_metric") else "nsr"),
             "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
             "pareto": [t.to_dict() for t in res.pareto(start)], "layers": [e.to_dict() for e in res.layers[:12]]}
