@@ -52,7 +52,16 @@ def functional(model) -> bool:
     if isinstance(model, keras.Sequential):
         model = model._functional  # noqa: SLF001
     return model is not None and hasattr(model, "_nodes_by_depth") and not any(
-        isinstance(layer, keras.Model) for layer in model.layers)
+        isinstance(layer, (keras.Model, keras.layers.TFSMLayer)) for layer in model.layers)
+
+
+def _not_adjustable(model) -> StepResult:
+    import keras
+
+    if any(isinstance(layer, keras.layers.TFSMLayer) for layer in getattr(model, "layers", [])):
+        return StepResult(model, False, {"why": "a SavedModel's graph is one opaque layer here, with no Keras layers "
+                                                "to adjust; save the model as .keras to use these steps"})
+    return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
 
 
 def clone(model):
@@ -257,7 +266,7 @@ def equalize(model, x: np.ndarray) -> StepResult:
     from keras import layers as L
 
     if not functional(model):
-        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+        return _not_adjustable(model)
     eq = clone(model)
     found = pairs(eq)
     seps = [layer for layer in eq.layers if isinstance(layer, L.SeparableConv2D)]
@@ -329,7 +338,7 @@ def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> St
     from ..tflite.fidelity import kl_per_sample
 
     if not functional(model):
-        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+        return _not_adjustable(model)
     cl = clone(model)
     relus = [layer for layer in cl.layers if isinstance(layer, L.ReLU) and not layer.negative_slope
              and not layer.threshold and len(getattr(layer, "_inbound_nodes", [])) == 1]
@@ -427,7 +436,7 @@ def bias_correct(model, x: np.ndarray) -> StepResult:
     from ..tflite.fidelity import kl_per_sample
 
     if not functional(model):
-        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+        return _not_adjustable(model)
     bc = clone(model)
     g = _graph(bc)
     targets = [layer for layer in bc.layers if _kind(layer) in ("conv", "depthwise", "separable", "dense")]
