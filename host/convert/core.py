@@ -34,6 +34,7 @@ from ..report.render import write_report
 from ..tflite import evaluate as E
 from . import iomap
 from ..tflite.evaluate import summary
+from ..tflite.fidelity import constant_outputs
 from .improve import improve_int8
 from .integer import integer_route
 from . import tasks as T
@@ -149,6 +150,7 @@ class _Job:
     cfg: ConvertConfig
     keras_output_names: tuple[str, ...] = ()   # the Keras outputs' names, in Keras order
     task: T.TaskEval | None = None   # detection/segmentation: the task metric, through the board's postprocessing
+    constant: bool = False           # the Keras outputs do not vary across inputs: no int8 search (said once)
 
     @property
     def inputs(self) -> ConvertInputs:
@@ -294,6 +296,10 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         raise DataError(f"calibration inputs have shape {data.calib.x.shape[1:]} but the model takes {shape}",
                         "give inputs of the model's shape")
     keras_out = _keras_predict(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)
+    constant = constant_outputs(keras_out)
+    if constant:
+        log(f"note: {constant}")
+        data = replace(data, notes=(*data.notes, constant))
     if classification:
         data, keras_out = _reference_first(data, keras_out)
     keras_acc = float(np.mean(E.top1(keras_out[0]) == data.eval.y)) if classification and data.eval.y is not None else None
@@ -309,7 +315,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         log(f"note: choosing the default with the latencies measured on board {board.board} ({board.measured})")
     with B.staged_dir(cfg.out) as tmp:
         job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, task=task_eval,
-                   keras_output_names=tuple(t.name for t in loaded.outputs))
+                   keras_output_names=tuple(t.name for t in loaded.outputs), constant=bool(constant))
         if cfg.task_options.anchors is not None:
             shutil.copyfile(cfg.task_options.anchors, tmp / T.ANCHORS_FILE)
         if cfg.task_options.references is not None:

@@ -45,7 +45,7 @@ def improve_int8(job, variants: list[B.Variant], log: Log) -> tuple[dict | None,
     misses. Appends the variants kept; returns the search's and the steps' records."""
     cfg = job.cfg
     int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
-    if int8 is None:
+    if int8 is None or getattr(job, "constant", False):   # constant outputs: the note said so once, nothing to search
         return None, None
     misses = job.loss(int8) > cfg.max_accuracy_drop
     base, best, steps, selective = job.model, int8, None, None

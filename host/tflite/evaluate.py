@@ -130,6 +130,10 @@ def summary(v: B.Variant) -> str:
         parts.append(f"mIoU {m['miou']:.4f}")
     if m.get("task_fidelity") is not None:
         parts.append(f"fidelity {m['task_fidelity']:.4f}")
+    if m.get("rel_err") is not None and m.get("agreement") is None and m.get("task_metric") is None:
+        parts.append(f"rel err {m['rel_err']:.2%}" + (f", SNR {m['snr_db']:.1f} dB" if m.get("snr_db") is not None else ""))
+    if m.get("map_f1") is not None:
+        parts.append(f"map F1 {m['map_f1']:.3f}, IoU {m['map_iou']:.3f}")
     if "latency_ms" in m:
         parts.append(f"{m['latency_ms']:.3f} ms")
     parts.append(f"converted in {m.get('convert_s', 0):.1f}s")
