@@ -75,6 +75,7 @@ class ConvertConfig:
     selective: bool = True   # produce int8-selective when full int8 exceeds the budget
     ptq: bool = True         # equalization + bias correction (int8-ptq) when full int8 exceeds the budget
     search_time: float = 120.0   # seconds the int8-selective search may take
+    eval_time: float = 600.0     # seconds one variant's evaluation may take (estimated from one timed inference)
     qat: bool = False        # also fine-tune with simulated int8 (int8-qat); costs training time
     qat_epochs: int = 3
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
@@ -100,6 +101,7 @@ class ConvertConfig:
             positive_int("threads", self.threads, "a thread count such as 4")
         positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
         positive_float("search_time", self.search_time, "a number of seconds such as 120")
+        positive_float("eval_time", self.eval_time, "a number of seconds such as 600")
         positive_int("qat_epochs", self.qat_epochs, "at least 1 epoch (the default is 3)")
         object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
         if len({p.method for p in self.prune}) != len(self.prune):
@@ -204,6 +206,11 @@ class _Job:
         timing = {"convert_s": round(convert_s, 2)}
         try:
             tfl = E.load_tflite(path, self.cfg.threads)
+            over = self.over_eval_time(tfl)
+            if over:
+                return B.Variant(name=name, mode=mode, status=B.VariantStatus.VALIDATION_FAILED, file=path.name,
+                                 sha256=B.sha256_file(path), bytes=path.stat().st_size,
+                                 reason="; ".join(filter(None, [reason, over])), metrics={**timing, "not_evaluated": over})
             input_order, output_order, outs = self.io_order(path, tfl)
             cmp = E.compare(outs, self.keras_out, self.data.eval.y, self.classification)
             ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
@@ -235,6 +242,23 @@ class _Job:
                          file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,
                          inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics,
                          input_order=input_order, output_order=output_order)
+
+    def over_eval_time(self, tfl) -> str:
+        """Why the variant is not evaluated when one timed inference says its evaluation (and timing) would
+        overrun ``cfg.eval_time``; '' when it fits."""
+        xs = self.data.eval.inputs
+        if len(xs) > 1:   # several inputs: the file may order them otherwise (io_order matches them later)
+            return ""
+        E.run_one(tfl, [x[:1] for x in xs])   # warm-up: the first call allocates and packs weights
+        t0 = time.perf_counter()
+        E.run_one(tfl, [x[:1] for x in xs])
+        one = time.perf_counter() - t0
+        runs = len(xs[0]) + 2 * E.TIMING_INVOKES   # evaluation, then timing at all cores and at one thread
+        if one * runs <= self.cfg.eval_time:
+            return ""
+        return (f"not evaluated: one inference takes {one:.2f}s here, so {len(xs[0])} evaluation inputs and the timing "
+                f"runs would take ~{one * runs / 60:.0f} min, over the {self.cfg.eval_time:.0f}s bound (--eval-time); "
+                "measure it on the board with `keras-edge bench`")
 
     def loss(self, v: B.Variant) -> float:
         return loss_of(v.metrics, self.keras_acc)

@@ -44,6 +44,9 @@ def predict(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.stack(o) for o in outs]
 
 
+TIMING_INVOKES = 3 + 12 * 5   # what side_by_side runs by default per model and thread count (warm-up included)
+
+
 def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
                  warmup: int = 3) -> dict[str, tuple[float, float]]:
     """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""

@@ -110,3 +110,16 @@ def test_constant_outputs_are_said_once_and_not_searched(digits_demo, tmp_path):
     assert res.report.ptq is None and res.report.selective is None
     assert [v.name for v in res.variants] == ["fp32", "int8"]
     assert not any("int8-selective" in ln or "int8-ptq" in ln or "exceeds" in ln for ln in lines if ln not in said)
+
+
+def test_a_variant_whose_evaluation_would_overrun_its_bound_says_so(digits_demo, tmp_path):
+    from keras_edge.host.convert import ConvertConfig, convert
+    from keras_edge.host.errors import ConversionError
+
+    with pytest.raises(ConversionError, match=r"fp32: not evaluated: one inference takes [0-9.]+s here, so 30 "
+                                              r"evaluation inputs and the timing runs would take ~\d+ min, over the 0s "
+                                              r"bound \(--eval-time\)"):
+        convert(ConvertConfig(model=digits_demo.model, out=tmp_path / "b", calib=digits_demo.train,
+                              eval=digits_demo.eval, variants=("fp32",), calib_samples=16, eval_samples=30,
+                              eval_time=1e-6))
+    assert not (tmp_path / "b").exists()   # nothing half-written
