@@ -9,7 +9,10 @@ runner against a serial loop and the machine's limit, preprocessing, peak RSS; t
 inferences), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
 against each keras-edge quantization step), detection (``detection.py``: a detector trained on synthetic shapes,
 mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
-postprocessing latency). Opt-in: pruning, prune-budget. Run from the repository root.
+postprocessing latency), sweep (``sweep.py``: ten architectures built with weights=None through ``convert
+--variants fp32,fp16,int8`` beside TensorFlow's converter called directly: int8 route, latency against fp32, ops
+left in float, peak RSS). Opt-in: pruning, prune-budget, sweep-memory (DeepLabV3-ResNet50-like at 224 with
+convert's defaults: its peak RSS). Run from the repository root.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ banner i
 from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
-FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant", "detection")
-# long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
-OPT_IN = ("pruning", "prune-budget")
+FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "quant", "detection",
+            "sweep")
+# long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`; the 26M-parameter
+# DeepLabV3 conversion with convert's defaults and its peak RSS: `--only sweep-memory`
+OPT_IN = ("pruning", "prune-budget", "sweep-memory")
 NEEDS = {"claims": ("inference", "preprocessing")}
 
 
@@ -80,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import digits_model, imagenet_model
 
     inf = pre = None
-    if fams - {"quant", "detection", *OPT_IN}:   # those build their own models
+    if fams - {"quant", "detection", "sweep", *OPT_IN}:   # those build their own models
         log("models: building and converting (reused when the converter is unchanged)")
         mobilenet = imagenet_model("mobilenetv2", args.reconvert, log)
         models = [mobilenet]
-        if fams - {"runner", "throughput", "quant", "detection", *OPT_IN}:   # runner and throughput need MobileNetV2 only
+        if fams - {"runner", "throughput", "quant", "detection", "sweep", *OPT_IN}:   # runner and throughput need MobileNetV2 only
             models += [imagenet_model("efficientnetb0", args.reconvert, log), digits_model(args.reconvert, log)]
         digits = models[-1]
         log(f"models ready after {time.perf_counter() - t0:.0f}s")
@@ -118,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     if "detection" in fams:
         log("detection: benchmarks/detection.py (a detector trained on synthetic shapes)")
         script_module("detection", RESULTS / "detection.json", timeout=2400)
+    if "sweep" in fams:
+        log("architecture sweep: benchmarks/sweep.py (convert beside TensorFlow's converter; about 20 min)")
+        script_module("sweep", RESULTS / "sweep.json", "--minutes", "20", timeout=3600)
+    if "sweep-memory" in fams:
+        log("memory check: benchmarks/sweep.py --memory-only (DeepLabV3-ResNet50-like, convert's defaults)")
+        script_module("sweep", RESULTS / "sweep.json", "--memory-only", timeout=4 * 3600)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

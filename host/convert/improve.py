@@ -173,6 +173,7 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
                              ("range setting", ptq.clip_ranges, "int8-ptq-clip"),
                              ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
         t0 = time.perf_counter()
+        log(f"  int8-ptq: {label} on {len(x)} calibration images …")   # a large model takes minutes here
         with captured_output(not job.cfg.verbose):
             step = fn(model, x)
         entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
