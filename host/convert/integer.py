@@ -62,18 +62,21 @@ def integer_route(job, variants: list[B.Variant], log: Log) -> tuple[Any, dict[s
     else:
         info["tried"].append({"route": "rewrite", "status": "not applied", "reason": rewritten.why})
         log(f"  rewrite: not applied ({rewritten.why})")
-    if "int8-mixed" not in {v.name for v in variants}:
-        v = job.convert("int8-mixed", "int8-mixed", model)
-        if v.status is B.VariantStatus.OK and v.file:
-            floats = float_ops((job.tmp / v.file).read_bytes())
-            v = replace(v, metrics={**v.metrics, "float_ops": floats})
-            info["tried"].append({"route": "int8-mixed", "status": str(v.status), "float_ops": floats})
+    asked = next((i for i, v in enumerate(variants) if v.name == "int8-mixed"), None)   # --variants named it
+    v = job.convert("int8-mixed", "int8-mixed", model) if asked is None or model is not job.model else variants[asked]
+    if v.status is B.VariantStatus.OK and v.file:
+        floats = float_ops((job.tmp / v.file).read_bytes())
+        v = replace(v, metrics={**v.metrics, "float_ops": floats})
+        info["tried"].append({"route": "int8-mixed", "status": str(v.status), "float_ops": floats})
+        if asked is None:
             variants.append(v)
-            info["kept"] = "int8-mixed"
-            log(f"  int8-mixed (int8, with {', '.join(floats) or 'nothing'} in float): {summary(v)}")
-            return job, info
-        info["tried"].append({"route": "int8-mixed", "status": str(v.status), "reason": v.reason})
-        log(f"  int8-mixed: {summary(v)}")
+        else:
+            variants[asked] = v
+        info["kept"] = "int8-mixed"
+        log(f"  int8-mixed (int8, with {', '.join(floats) or 'nothing'} in float): {summary(v)}")
+        return job, info
+    info["tried"].append({"route": "int8-mixed", "status": str(v.status), "reason": v.reason})
+    log(f"  int8-mixed: {summary(v)}")
     info["next_step"] = next_step(left)
     log(f"  no integer variant: {info['next_step']}")
     return job, info
