@@ -87,7 +87,8 @@ def constant_outputs(keras_out: list[np.ndarray]) -> str | None:
         scale = float(np.abs(y).max())
         if spread > CONSTANT_SPREAD * scale:
             return None
-        parts.append(f"output {i} by at most {spread:.1e}" + (f" ({spread / scale:.1e} of its magnitude)" if scale else ""))
+        parts.append(f"output {i} is the same for every input" if spread == 0 else
+                     f"output {i} by at most {spread:.1e}" + (f" ({spread / scale:.1e} of its magnitude)" if scale else ""))
     return (f"the Keras model's outputs hardly vary across the {n} evaluation inputs ({'; '.join(parts)}): random or "
             "untrained weights? Agreement and fidelity against Keras mean little on them, so no int8 search "
             "(int8-ptq, int8-selective, int8-qat) runs")
