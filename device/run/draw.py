@@ -88,7 +88,36 @@ def annotate(image: np.ndarray, result: Result, labels: Sequence[str] | None = N
     elif t is not None and t.matches:
         n, s = t.matches[0]
         _text(img, f"{n} {s:.2f}", 0, 0, (40, 40, 40))
+    elif result.raw is not None:
+        m = next((o for o in result.raw if map_of(o) is not None), None)
+        if m is not None:
+            img = overlay_map(img, map_of(m))
     return img
+
+
+def map_of(output: np.ndarray) -> np.ndarray | None:
+    """The (H, W) map of a (1, H, W, 1) or (1, H, W) output; None for any other shape."""
+    a = np.asarray(output)
+    if a.ndim == 4 and a.shape[0] == 1 and a.shape[-1] == 1:
+        a = a[0, ..., 0]
+    elif a.ndim == 3 and a.shape[0] == 1 and min(a.shape[1:]) > 1:
+        a = a[0]
+    else:
+        return None
+    return a if min(a.shape) >= 2 else None
+
+
+def overlay_map(img: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The map stretched to the image, min–max normalised, colour-mapped (TURBO) and blended half over it."""
+    cv2 = _cv2()
+    m = m.astype(np.float32)
+    lo, hi = float(m.min()), float(m.max())
+    u8 = np.zeros(m.shape, np.uint8) if hi - lo < 1e-12 else ((m - lo) / (hi - lo) * 255).astype(np.uint8)
+    colour_map = cv2.applyColorMap(cv2.resize(u8, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR),
+                                   cv2.COLORMAP_TURBO)
+    out = cv2.addWeighted(img, 0.5, colour_map, 0.5, 0)
+    _text(out, f"map {lo:.3g}..{hi:.3g}", 0, 0, (40, 40, 40))
+    return out
 
 
 def _atomic_image(path: Path, img: np.ndarray) -> None:
@@ -125,6 +154,7 @@ class Drawer:
         self.used: set[str] = set()
         self.written: list[Path] = []
         self.notes: list[str] = []
+        self._raw_noted = False
 
     def _unique(self, stem: str, ext: str, source: str) -> Path:
         """DIR/<stem><ext>, numbered when two inputs share a stem; never the input file itself."""
@@ -161,6 +191,11 @@ class Drawer:
     def add(self, item: Item, result: Result) -> None:
         if item.image is None:     # arrays: no picture to draw on
             return
+        if result.raw is not None and not any(map_of(o) is not None for o in result.raw) and not self._raw_noted:
+            self._raw_noted = True
+            shapes = ", ".join(str(tuple(np.shape(o))) for o in result.raw)
+            self.notes.append(f"--draw: the outputs {shapes} are neither a class, a task result nor a map (1,H,W,1) or "
+                              "(1,H,W); the images are written without annotation")
         img = annotate(item.image, result, self.labels)
         if item.fps is not None:                      # a video or camera frame, named "<stream>#<index>"
             self._frame(item.name.rpartition("#")[0] or item.name, img, item.fps)

@@ -335,6 +335,8 @@ class Runner:
                 res.outputs = self._describe_outputs(item.name, outs)
         else:
             res.outputs = self._describe_outputs(item.name, outs)
+            if self.config.draw:   # a map output is drawn as a colour-mapped overlay (draw.py)
+                res.raw = [dequantize(o, s.scale, s.zero_point) for o, s in zip(outs, self.engine.outputs)]
         return res
 
     def run(self, source: "str | os.PathLike | np.ndarray") -> Result:

@@ -82,6 +82,8 @@ class Result:
     task: TaskResult | None = None           # what the outputs mean (detection, segmentation, ...); not classifiers
     postprocess_ms: float = 0.0
     labels: tuple[str, ...] | None = field(default=None, repr=False)
+    # raw outputs (dequantized), kept only when they are drawn (run --draw); never serialised
+    raw: list[Any] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

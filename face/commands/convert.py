@@ -86,7 +86,11 @@ class _Progress:
                    "fine-tunes on the labeled --calib images.")
 @click.option("--prune-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs after pruning.")
 @click.option("--search-time", type=float, default=120.0, show_default=True, metavar="SECONDS",
-              help="Time limit of the int8-selective search (layers kept in float) when int8 misses the budget.")
+              help="Time limit of the whole int8-selective search (calibration, layer ranking, candidates) when "
+                   "int8 misses the budget.")
+@click.option("--eval-time", type=float, default=600.0, show_default=True, metavar="SECONDS",
+              help="Most time one variant's evaluation may take, estimated from one timed inference; a variant over it "
+                   "is not evaluated (said, and recorded in the report).")
 @click.option("--no-ptq", "ptq", flag_value=False, default=True,
               help="Skip equalization and bias correction (the int8-ptq variant) when int8 misses the budget.")
 @click.option("--qat", is_flag=True,

@@ -86,9 +86,11 @@ def loss_interval(metrics: dict[str, Any], keras_acc: float | None) -> tuple[flo
 
 def verdict_of(metrics: dict[str, Any], keras_acc: float | None, budget: float):
     """Whether the variant's loss fits ``budget``, misses it, or the evaluation set cannot tell."""
-    from ..tflite.fidelity import verdict
+    from ..tflite.fidelity import RAW_MEASURE, verdict
 
-    return verdict(loss_of(metrics, keras_acc), loss_interval(metrics, keras_acc), int(metrics.get("n") or 0), budget)
+    raw = keras_acc is None and metrics.get("agreement") is None and metrics.get("metric_drop") is None
+    return verdict(loss_of(metrics, keras_acc), loss_interval(metrics, keras_acc), int(metrics.get("n") or 0), budget,
+                   RAW_MEASURE if raw else "")
 
 
 def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_drop: float,

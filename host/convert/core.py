@@ -36,7 +36,9 @@ from . import iomap
 from ..tflite.evaluate import summary
 from ..tflite.fidelity import pp
 from .classes import check_folder_order, read_labels
+from ..tflite.fidelity import constant_outputs
 from .improve import improve_int8
+from .integer import integer_route
 from . import tasks as T
 from .tasks import check_options as check_task_options
 from keras_edge.device.outputs import TaskOptions
@@ -76,6 +78,7 @@ class ConvertConfig:
     selective: bool = True   # produce int8-selective when full int8 exceeds the budget
     ptq: bool = True         # equalization + bias correction (int8-ptq) when full int8 exceeds the budget
     search_time: float = 120.0   # seconds the int8-selective search may take
+    eval_time: float = 600.0     # seconds one variant's evaluation may take (estimated from one timed inference)
     qat: bool = False        # also fine-tune with simulated int8 (int8-qat); costs training time
     qat_epochs: int = 3
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
@@ -102,6 +105,7 @@ class ConvertConfig:
             positive_int("threads", self.threads, "a thread count such as 4")
         positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
         positive_float("search_time", self.search_time, "a number of seconds such as 120")
+        positive_float("eval_time", self.eval_time, "a number of seconds such as 600")
         positive_int("qat_epochs", self.qat_epochs, "at least 1 epoch (the default is 3)")
         object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
         if len({p.method for p in self.prune}) != len(self.prune):
@@ -153,6 +157,7 @@ class _Job:
     cfg: ConvertConfig
     keras_output_names: tuple[str, ...] = ()   # the Keras outputs' names, in Keras order
     task: T.TaskEval | None = None   # detection/segmentation: the task metric, through the board's postprocessing
+    constant: bool = False           # the Keras outputs do not vary across inputs: no int8 search (said once)
 
     @property
     def inputs(self) -> ConvertInputs:
@@ -206,6 +211,11 @@ class _Job:
         timing = {"convert_s": round(convert_s, 2)}
         try:
             tfl = E.load_tflite(path, self.cfg.threads)
+            over = self.over_eval_time(tfl)
+            if over:
+                return B.Variant(name=name, mode=mode, status=B.VariantStatus.VALIDATION_FAILED, file=path.name,
+                                 sha256=B.sha256_file(path), bytes=path.stat().st_size,
+                                 reason="; ".join(filter(None, [reason, over])), metrics={**timing, "not_evaluated": over})
             input_order, output_order, outs = self.io_order(path, tfl)
             cmp = E.compare(outs, self.keras_out, self.data.eval.y, self.classification)
             ref = E.compare([o[:REFERENCE_SAMPLES] for o in outs], [k[:REFERENCE_SAMPLES] for k in self.keras_out],
@@ -237,6 +247,23 @@ class _Job:
                          file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,
                          inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics,
                          input_order=input_order, output_order=output_order)
+
+    def over_eval_time(self, tfl) -> str:
+        """Why the variant is not evaluated when one timed inference says its evaluation (and timing) would
+        overrun ``cfg.eval_time``; '' when it fits."""
+        xs = self.data.eval.inputs
+        if len(xs) > 1:   # several inputs: the file may order them otherwise (io_order matches them later)
+            return ""
+        E.run_one(tfl, [x[:1] for x in xs])   # warm-up: the first call allocates and packs weights
+        t0 = time.perf_counter()
+        E.run_one(tfl, [x[:1] for x in xs])
+        one = time.perf_counter() - t0
+        runs = len(xs[0]) + 2 * E.TIMING_INVOKES   # evaluation, then timing at all cores and at one thread
+        if one * runs <= self.cfg.eval_time:
+            return ""
+        return (f"not evaluated: one inference takes {one:.2f}s here, so {len(xs[0])} evaluation inputs and the timing "
+                f"runs would take ~{one * runs / 60:.0f} min, over the {self.cfg.eval_time:.0f}s bound (--eval-time); "
+                "measure it on the board with `keras-edge bench`")
 
     def loss(self, v: B.Variant) -> float:
         return loss_of(v.metrics, self.keras_acc)
@@ -305,6 +332,10 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         raise DataError(f"calibration inputs have shape {data.calib.x.shape[1:]} but the model takes {shape}",
                         "give inputs of the model's shape")
     keras_out = _keras_predict(model, data.eval.inputs if len(shapes) > 1 else data.eval.x)
+    constant = constant_outputs(keras_out)
+    if constant:
+        log(f"note: {constant}")
+        data = replace(data, notes=(*data.notes, constant))
     if classification:
         check_folder_order(data.eval.y, E.top1(keras_out[0]), data.eval.class_names, cfg.labels is not None)
         data, keras_out = _reference_first(data, keras_out)
@@ -324,7 +355,7 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             "their latencies do not decide the default")
     with B.staged_dir(cfg.out) as tmp:
         job = _Job(model, data, keras_out, classification, keras_acc, tmp, cfg, task=task_eval,
-                   keras_output_names=tuple(t.name for t in loaded.outputs))
+                   keras_output_names=tuple(t.name for t in loaded.outputs), constant=bool(constant))
         if cfg.task_options.anchors is not None:
             shutil.copyfile(cfg.task_options.anchors, tmp / T.ANCHORS_FILE)
         if cfg.task_options.references is not None:
@@ -341,12 +372,14 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
             for v in pruned:
                 variants.append(v)
                 log(f"{v.name}: {summary(v)}")
+        route = None
         if len(shapes) > 1:
             selective, ptq_info = None, None
             if any(v.name == "int8" and v.status is B.VariantStatus.OK and job.loss(v) > cfg.max_accuracy_drop
                    for v in variants):
                 log("note: int8 misses the budget; the int8 improvements (ptq, selective, qat) take single-input models")
         else:
+            job, route = integer_route(job, variants, log)   # int8 with ops left in float: rewrite, else int8-mixed
             selective, ptq_info = improve_int8(job, variants, log)
         variants = _with_latencies(tmp, variants, data.eval.inputs, cfg, log)
         predicted = None
@@ -383,7 +416,8 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         report = Report(name=name, default=default, default_reason=why, keras=keras, notes=(*data.notes, *misses),
                         budget=cfg.max_accuracy_drop,
                         variants=tuple(VariantRecord.of(v) for v in variants),
-                        selective=selective, ptq=ptq_info, pruning=pruning, target=target).with_boards_of(previous)
+                        selective=selective, ptq=ptq_info, pruning=pruning, target=target,
+                        integer=route).with_boards_of(previous)
         write_report(tmp, report)
     return ConvertResult(Path(cfg.out), manifest, report)
 

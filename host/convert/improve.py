@@ -45,7 +45,7 @@ def improve_int8(job, variants: list[B.Variant], log: Log) -> tuple[dict | None,
     misses. Appends the variants kept; returns the search's and the steps' records."""
     cfg = job.cfg
     int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
-    if int8 is None:
+    if int8 is None or getattr(job, "constant", False):   # constant outputs: the note said so once, nothing to search
         return None, None
     misses = job.loss(int8) > cfg.max_accuracy_drop
     base, best, steps, selective = job.model, int8, None, None
@@ -109,7 +109,7 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
                          time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
     start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
     info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
-            "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
+            "ranked_on": res.ranked_on, "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
                        f"{baseline.metrics['task_metric']} fidelity" if baseline.metrics.get("task_metric") else "nsr"),
             "baseline": baseline.name, "trials": [t.to_dict() for t in res.trials],
             "latency_on": f"board {job.cfg.board} (predicted)" if job.cfg.board else "workstation",
@@ -182,6 +182,7 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
                              ("range setting", ptq.clip_ranges, "int8-ptq-clip"),
                              ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
         t0 = time.perf_counter()
+        log(f"  int8-ptq: {label} on {len(x)} calibration images …")   # a large model takes minutes here
         with captured_output(not job.cfg.verbose):
             step = fn(model, x)
         entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}

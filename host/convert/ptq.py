@@ -52,7 +52,16 @@ def functional(model) -> bool:
     if isinstance(model, keras.Sequential):
         model = model._functional  # noqa: SLF001
     return model is not None and hasattr(model, "_nodes_by_depth") and not any(
-        isinstance(layer, keras.Model) for layer in model.layers)
+        isinstance(layer, (keras.Model, keras.layers.TFSMLayer)) for layer in model.layers)
+
+
+def _not_adjustable(model) -> StepResult:
+    import keras
+
+    if any(isinstance(layer, keras.layers.TFSMLayer) for layer in getattr(model, "layers", [])):
+        return StepResult(model, False, {"why": "a SavedModel's graph is one opaque layer here, with no Keras layers "
+                                                "to adjust; save the model as .keras to use these steps"})
+    return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
 
 
 def clone(model):
@@ -154,17 +163,32 @@ def pairs(model) -> list[Pair]:
     return found
 
 
-def _channel_max(model, tensors: list[Any], x: np.ndarray) -> list[np.ndarray]:
-    """Per-channel max |value| of each tensor over the calibration inputs."""
+ACT_BUDGET = 256 << 20   # bytes of activations one probe batch may hold: calibration statistics stream in batches
+
+
+def _batch_for(tensors: list[Any]) -> int:
+    """Samples per probe batch so that the tensors of one batch fit ACT_BUDGET (at most BATCH)."""
+    per = sum(4 * int(np.prod([d or 1 for d in t.shape[1:]])) for t in tensors)
+    return int(max(1, min(BATCH, ACT_BUDGET // max(per, 1))))
+
+
+def _probe_batches(model, tensors: list[Any], x: np.ndarray):
+    """The values of ``tensors`` batch by batch over ``x``: one batch in memory at a time, never all of x."""
     import keras
 
     probe = keras.Model(model.inputs, tensors)
+    step = _batch_for(tensors)
+    for i in range(0, len(x), step):
+        ys = probe([x[i:i + step]], training=False)
+        yield [np.asarray(y) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
+
+
+def _channel_max(model, tensors: list[Any], x: np.ndarray) -> list[np.ndarray]:
+    """Per-channel max |value| of each tensor over the calibration inputs."""
     out = [None] * len(tensors)
-    for i in range(0, len(x), BATCH):
-        ys = probe([x[i:i + BATCH]], training=False)
-        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+    for ys in _probe_batches(model, tensors, x):
         for j, y in enumerate(ys):
-            m = np.abs(np.asarray(y)).reshape(-1, y.shape[-1]).max(axis=0)
+            m = np.abs(y).reshape(-1, y.shape[-1]).max(axis=0)
             out[j] = m if out[j] is None else np.maximum(out[j], m)
     return out
 
@@ -227,30 +251,14 @@ def _separable_intermediate_max(model, layers: list[Any], x: np.ndarray) -> list
     """Per-channel max |depthwise output| inside each SeparableConv2D (the tensor TFLite quantizes between them)."""
     import keras
 
-    ins = _channel_inputs(model, layers, x)
-    out = []
-    for layer, xs in zip(layers, ins):
-        m = None
-        for i in range(0, len(xs), BATCH):
-            y = np.asarray(keras.ops.depthwise_conv(xs[i:i + BATCH], layer.depthwise_kernel, strides=layer.strides,
+    out: list[np.ndarray | None] = [None] * len(layers)
+    for ins in _probe_batches(model, [layer.input for layer in layers], x):
+        for j, (layer, xs) in enumerate(zip(layers, ins)):
+            y = np.asarray(keras.ops.depthwise_conv(xs, layer.depthwise_kernel, strides=layer.strides,
                                                     padding=layer.padding, dilation_rate=layer.dilation_rate))
             b = np.abs(y).reshape(-1, y.shape[-1]).max(axis=0)
-            m = b if m is None else np.maximum(m, b)
-        out.append(m)
+            out[j] = b if out[j] is None else np.maximum(out[j], b)
     return out
-
-
-def _channel_inputs(model, layers: list[Any], x: np.ndarray) -> list[np.ndarray]:
-    import keras
-
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    parts: list[list[np.ndarray]] = [[] for _ in layers]
-    for i in range(0, len(x), BATCH):
-        ys = probe([x[i:i + BATCH]], training=False)
-        ys = ys if isinstance(ys, (list, tuple)) else [ys]
-        for j, y in enumerate(ys):
-            parts[j].append(np.asarray(y))
-    return [np.concatenate(p) for p in parts]
 
 
 def equalize(model, x: np.ndarray) -> StepResult:
@@ -258,7 +266,7 @@ def equalize(model, x: np.ndarray) -> StepResult:
     from keras import layers as L
 
     if not functional(model):
-        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+        return _not_adjustable(model)
     eq = clone(model)
     found = pairs(eq)
     seps = [layer for layer in eq.layers if isinstance(layer, L.SeparableConv2D)]
@@ -299,13 +307,21 @@ def _spread(a: np.ndarray) -> float:
     return float(live.max() / np.median(live)) if live.size else 1.0
 
 
-def _predict(model, x: np.ndarray) -> np.ndarray:
-    ys = [np.asarray(model([x[i:i + BATCH]], training=False)) for i in range(0, len(x), BATCH)]
-    return np.concatenate(ys)
+def _paired_outputs(models: list[Any], x: np.ndarray):
+    """Each model's (first) output on the same batch of ``x``, batch by batch (outputs never held for all of x)."""
+    outs = [m.outputs[0] if hasattr(m, "outputs") else None for m in models]
+    per = max((4 * int(np.prod([d or 1 for d in t.shape[1:]])) for t in outs if t is not None), default=4)
+    step = int(max(1, min(BATCH, ACT_BUDGET // max(per * len(models), 1))))
+    for i in range(0, len(x), step):
+        yield [np.asarray(_first(m([x[i:i + step]], training=False))) for m in models]
+
+
+def _first(y):
+    return y[0] if isinstance(y, (list, tuple)) else y
 
 
 def _float_change(a, b, x: np.ndarray) -> float:
-    return float(np.max(np.abs(_predict(a, x) - _predict(b, x))))
+    return max(float(np.max(np.abs(ya - yb))) for ya, yb in _paired_outputs([a, b], x))
 
 
 # ---------------------------------------------------------------- range setting
@@ -322,7 +338,7 @@ def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> St
     from ..tflite.fidelity import kl_per_sample
 
     if not functional(model):
-        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+        return _not_adjustable(model)
     cl = clone(model)
     relus = [layer for layer in cl.layers if isinstance(layer, L.ReLU) and not layer.negative_slope
              and not layer.threshold and len(getattr(layer, "_inbound_nodes", [])) == 1]
@@ -341,9 +357,11 @@ def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> St
         shrink.append(top / cap)
     if not caps:
         return StepResult(model, False, {"why": f"no ReLU range is set by outliers beyond the {percentile} percentile"})
-    ref, out = _predict(model, x), _predict(cl, x)
-    kl = float(np.mean(kl_per_sample(ref, out))) if ref.ndim == 2 else float(np.mean((ref - out) ** 2))
-    agree = float(np.mean(ref.argmax(-1) == out.argmax(-1)))
+    kls, agrees = [], []
+    for ref, out in _paired_outputs([model, cl], x):
+        kls.append(kl_per_sample(ref, out) if ref.ndim == 2 else np.mean((ref - out) ** 2, axis=tuple(range(1, ref.ndim))))
+        agrees.append((ref.argmax(-1) == out.argmax(-1)).reshape(len(ref), -1).mean(axis=1))
+    kl, agree = float(np.mean(np.concatenate(kls))), float(np.mean(np.concatenate(agrees)))
     detail = {"capped": len(caps), "percentile": percentile, "median_range_shrink": round(float(np.median(shrink)), 3),
               "float_kl": kl, "float_agreement": agree}
     if kl > CLIP_MAX_KL or agree < CLIP_MIN_AGREEMENT:
@@ -353,17 +371,12 @@ def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> St
 
 def _collect(model, tensors: list[Any], x: np.ndarray, per_tensor: int = 200_000) -> list[np.ndarray]:
     """Values of each tensor over the calibration inputs (subsampled to ``per_tensor`` values)."""
-    import keras
-
-    probe = keras.Model(model.inputs, tensors)
     parts: list[list[np.ndarray]] = [[] for _ in tensors]
     rng = np.random.default_rng(0)
-    for i in range(0, len(x), BATCH):
-        ys = probe([x[i:i + BATCH]], training=False)
-        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+    for ys in _probe_batches(model, tensors, x):
         for j, y in enumerate(ys):
-            flat = np.asarray(y).ravel()
-            keep = max(1, per_tensor * len(x[i:i + BATCH]) // len(x))
+            flat = y.ravel()
+            keep = max(1, per_tensor * len(y) // len(x))
             parts[j].append(flat if flat.size <= keep else rng.choice(flat, keep, replace=False))
     return [np.concatenate(p) for p in parts]
 
@@ -415,33 +428,44 @@ def _quantized_model(model):
 
 def bias_correct(model, x: np.ndarray) -> StepResult:
     """Remove the mean output shift that int8 weights cause, layer by layer; verified on ``x`` with the
-    weight-quantized model (it must come closer to float than without the correction)."""
+    weight-quantized model (it must come closer to float than without the correction).
+
+    The statistics stream: one batch of every layer's input at a time (batches sized to ACT_BUDGET), each
+    layer's shift accumulated as a per-channel sum, so memory does not grow with the calibration set.
+    """
     from ..tflite.fidelity import kl_per_sample
 
     if not functional(model):
-        return StepResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
+        return _not_adjustable(model)
     bc = clone(model)
     g = _graph(bc)
     targets = [layer for layer in bc.layers if _kind(layer) in ("conv", "depthwise", "separable", "dense")]
+    if not targets:
+        return StepResult(model, False, {"why": "no conv or dense layers whose weights int8 rounds"})
     quant = _quantized_model(bc)
-    ins = _channel_inputs(quant, [quant.get_layer(t.name) for t in targets], x)   # inputs as the int8 model sees them
-    corrected, shifts = [], []
-    for layer, xs in zip(targets, ins):
-        w, wq = layer.get_weights(), _quantized_weights(layer)
-        total, count = 0.0, 0
-        for i in range(0, len(xs), BATCH):
-            d = _linear_out(layer, xs[i:i + BATCH], w) - _linear_out(layer, xs[i:i + BATCH], wq)
+    weights = [(layer.get_weights(), _quantized_weights(layer)) for layer in targets]
+    totals: list[np.ndarray | float] = [0.0] * len(targets)
+    counts = [0] * len(targets)
+    # the inputs as the int8 model sees them
+    for ins in _probe_batches(quant, [quant.get_layer(t.name).input for t in targets], x):
+        for j, (layer, xs) in enumerate(zip(targets, ins)):
+            w, wq = weights[j]
+            d = _linear_out(layer, xs, w) - _linear_out(layer, xs, wq)
             d = d.reshape(-1, d.shape[-1]).astype(np.float64)
-            total, count = total + d.sum(axis=0), count + len(d)
-        delta = total / max(count, 1)
+            totals[j], counts[j] = totals[j] + d.sum(axis=0), counts[j] + len(d)
+    corrected, shifts = [], []
+    for layer, total, count in zip(targets, totals, counts):
+        delta = np.asarray(total) / max(count, 1)
         if _apply_shift(layer, g, delta.astype(np.float32)):
             corrected.append(layer.name)
             shifts.append(float(np.abs(delta).max()))
     if not corrected:
         return StepResult(model, False, {"why": "no layer has a bias or BN to take the correction"})
-    ref = _predict(model, x)
-    before = float(np.mean(kl_per_sample(ref, _predict(_quantized_model(model), x))))
-    after = float(np.mean(kl_per_sample(ref, _predict(_quantized_model(bc), x))))
+    before_kl, after_kl = [], []
+    for ref, q_before, q_after in _paired_outputs([model, _quantized_model(model), _quantized_model(bc)], x):
+        before_kl.append(kl_per_sample(ref, q_before))
+        after_kl.append(kl_per_sample(ref, q_after))
+    before, after = float(np.mean(np.concatenate(before_kl))), float(np.mean(np.concatenate(after_kl)))
     detail = {"layers": len(corrected), "max_shift": round(max(shifts), 6),
               "weight_quant_kl_before": before, "weight_quant_kl_after": after}
     if not after < before:

@@ -61,6 +61,7 @@ class SelectiveResult:
     trials: tuple[Trial, ...] = ()
     stopped: str = ""             # why the search ended
     seconds: float = 0.0
+    ranked_on: int = 0            # calibration samples the layer ranking ran on (fewer when time ran short)
 
     @property
     def tried(self) -> tuple[tuple[int, float], ...]:
@@ -110,24 +111,71 @@ def _converter(tf, model, inputs: ConvertInputs):
     return c
 
 
-def layer_errors(model, inputs: ConvertInputs, verbose: bool = False) -> list[LayerError]:
-    """Quantization error of every quantized tensor, worst first (TFLite's QuantizationDebugger)."""
-    tf = import_tf(verbose)
+PROGRESS_S = 5.0      # a step that takes longer than this says how far it is
+MIN_RANK_SAMPLES = 4  # the ranking's least number of samples, whatever the clock says
+RANK_SHARE = 0.5      # the share of the time limit the layer ranking may use
+
+
+def _debugger(tf, model, inputs: ConvertInputs, dataset, verbose: bool):
+    """TFLite's QuantizationDebugger over ``model``: one calibration serves the ranking and every candidate."""
     with captured_output(not verbose):
         opts = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"channel_nsr": _channel_nsr})
-        dbg = tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs),
-                                                        debug_dataset=representative_dataset(inputs), debug_options=opts)
-        dbg.run()
-        buf = io.StringIO()
-        dbg.layer_statistics_dump(buf)
+        return tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs), debug_dataset=dataset,
+                                                         debug_options=opts)
+
+
+def _timed_samples(inputs: ConvertInputs, deadline: float | None, log: Callable[[str], None], seen: list[int]):
+    """The calibration samples as a debug dataset that stops at ``deadline`` (after MIN_RANK_SAMPLES) and says
+    how far it is every PROGRESS_S seconds; ``seen`` receives how many samples were given."""
+    import time
+
+    def gen():
+        n = len(inputs.calib[0])
+        t0 = last = time.perf_counter()
+        for i, sample in enumerate(representative_dataset(inputs)()):
+            now = time.perf_counter()
+            if deadline is not None and i >= MIN_RANK_SAMPLES and now > deadline:
+                log(f"  int8-selective: ranking layers on {i} of {n} samples (its share of the time limit is used)")
+                break
+            if now - last > PROGRESS_S:
+                log(f"  int8-selective: ranking layers, sample {i}/{n} ({now - t0:.0f}s)")
+                last = now
+            seen[0] = i + 1
+            yield sample
+    return gen
+
+
+def _ranked(dbg) -> list[LayerError]:
     import csv
 
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
     out = []
     for r in csv.DictReader(io.StringIO(buf.getvalue())):
         scale = float(r["scale"]) or 1.0
         out.append(LayerError(r["tensor_name"], r["op_name"], float(r.get("channel_nsr") or 0.0),
                               float(np.sqrt(float(r["mean_squared_error"])) / scale)))
     return sorted(out, key=lambda e: (-e.channel_nsr, -e.rmse_scale))
+
+
+def layer_errors(model, inputs: ConvertInputs, verbose: bool = False) -> list[LayerError]:
+    """Quantization error of every quantized tensor, worst first (TFLite's QuantizationDebugger)."""
+    tf = import_tf(verbose)
+    dbg = _debugger(tf, model, inputs, representative_dataset(inputs), verbose)
+    dbg.run()
+    return _ranked(dbg)
+
+
+def _candidate(dbg, tf, deny: list[str]) -> bytes:
+    """The calibrated model quantized with ``deny`` kept in float: no new calibration."""
+    # the public ``options`` setter would also build an instrumented model and its interpreter, unused here;
+    # the ranking's options (its per-channel metric) are put back after
+    saved = dbg._debug_options  # noqa: SLF001
+    dbg._debug_options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)  # noqa: SLF001
+    try:
+        return dbg.get_nondebug_quantized_model()
+    finally:
+        dbg._debug_options = saved  # noqa: SLF001
 
 
 @dataclass(frozen=True)
@@ -189,26 +237,42 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
     Layers are offered in ranked chunks (``STEPS``); a chunk is kept only when it lowers the fidelity
     metric, so the best candidate improves monotonically and never ends worse than ``baseline``
     (the all-int8 model's (loss, fidelity)). Stops when the loss fits ``budget``, when the ranking is
-    used up, or before a conversion would overrun ``time_limit`` seconds.
+    used up, or before a candidate would overrun ``time_limit`` seconds. The limit covers the whole
+    search: one calibration, the layer ranking (stopped at half the limit, on fewer samples) and the
+    candidates, each estimated from the one before (the first from the calibration's time).
     """
     import time
 
     t0 = time.perf_counter()
     tf = import_tf(verbose)
+    deadline = None if time_limit is None else t0 + time_limit
+    n = len(inputs.calib[0])
+    log(f"  int8-selective: calibrating on {n} samples")
+    seen = [0]
+    rank_deadline = None if time_limit is None else t0 + RANK_SHARE * time_limit
+    dbg = _debugger(tf, model, inputs, _timed_samples(inputs, rank_deadline, log, seen), verbose)
+    calib_s = time.perf_counter() - t0
     with captured_output(not verbose):
-        graph = op_graph(_converter(tf, model, inputs).convert())
-    layers = rank_by_local_error(layer_errors(model, inputs, verbose), graph)
+        graph = op_graph(_candidate(dbg, tf, []))
+    if deadline is not None and time.perf_counter() > deadline:
+        return SelectiveResult(None, (), None, False, (), (), f"the time limit of {time_limit:.0f}s (calibrating took "
+                               f"{calib_s:.0f}s; no time left to rank layers)", time.perf_counter() - t0)
+    t1 = time.perf_counter()
+    dbg.run()   # outside captured_output: the dataset logs its progress
+    layers = rank_by_local_error(_ranked(dbg), graph)
+    rank_s = time.perf_counter() - t1
+    log(f"  int8-selective: {len(layers)} tensors ranked on {seen[0]} of {n} samples in {rank_s:.0f}s"
+        f" (calibration {calib_s:.0f}s)")
     trials: list[Trial] = []
     best_fid = baseline[1] if baseline else float("inf")
     best: tuple[float, bytes, tuple[str, ...]] | None = None
     kept: list[str] = []
-    prev, last_s, stopped = 0, 0.0, "every ranked layer was offered"
+    prev, last_s, stopped = 0, calib_s, "every ranked layer was offered"
     for k in [s for s in STEPS if s <= len(layers)]:
         elapsed = time.perf_counter() - t0
         if time_limit is not None and elapsed + last_s > time_limit:
-            stopped = (f"the time limit of {time_limit:g}s (after {elapsed:.0f}s; one more conversion takes ~{last_s:.0f}s)"
-                       if trials else f"the time limit of {time_limit:g}s (after {elapsed:.0f}s ranking the layers, "
-                       "before the first candidate)")
+            stopped = (f"the time limit of {time_limit:.0f}s (after {elapsed:.0f}s; one more candidate takes "
+                       f"~{last_s:.0f}s{'' if trials else ', estimated from the calibration'})")
             break
         deny = list(kept)
         for e in layers[prev:k]:
@@ -219,10 +283,7 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
         t1 = time.perf_counter()
         try:
             with captured_output(not verbose):
-                opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
-                dbg = tf.lite.experimental.QuantizationDebugger(converter=_converter(tf, model, inputs),
-                                                                debug_dataset=representative_dataset(inputs), debug_options=opts)
-                blob = dbg.get_nondebug_quantized_model()
+                blob = _candidate(dbg, tf, deny)
         except Exception as err:  # noqa: BLE001 - converter failures for one denylist are not fatal
             log(f"  int8-selective: keeping {k} layer(s) in float failed to convert ({str(err).splitlines()[0][:120]})")
             continue
@@ -231,16 +292,16 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
         accepted = fid < best_fid
         trials.append(Trial(k, len(deny), loss, fid, len(blob), lat, accepted))
         log(f"  int8-selective: {k} worst layer(s) offered ({len(deny)} ops) → fidelity loss {fid:.4g} (lower is closer to Keras), loss {pp(loss)}"
-            f" ({'kept' if accepted else 'not better: dropped'}; budget {pp(budget)})")
+            f" ({'kept' if accepted else 'not better: dropped'}; budget {pp(budget)}; {time.perf_counter() - t0:.0f}s)")
         if accepted:
             kept, best_fid, best = deny, fid, (loss, blob, tuple(deny))
             if loss <= budget + 1e-12:
                 return SelectiveResult(blob, tuple(deny), loss, True, tuple(layers), tuple(trials),
-                                       "the budget is met", time.perf_counter() - t0)
+                                       "the budget is met", time.perf_counter() - t0, seen[0])
     if not trials and best is None and stopped.startswith("every"):
         raise VariantFailed("no selective int8 model could be converted")
     secs = time.perf_counter() - t0
     if best is None:
         return SelectiveResult(None, (), min((t.loss for t in trials), default=None), False, tuple(layers),
-                               tuple(trials), stopped, secs)
-    return SelectiveResult(best[1], best[2], best[0], False, tuple(layers), tuple(trials), stopped, secs)
+                               tuple(trials), stopped, secs, seen[0])
+    return SelectiveResult(best[1], best[2], best[0], False, tuple(layers), tuple(trials), stopped, secs, seen[0])

@@ -185,6 +185,7 @@ class Report:
     budget: float | None = None             # --max-accuracy-drop: the largest drop a default may have (a fraction)
     profiles: dict[str, ProfileRun] = field(default_factory=dict)   # per board kind and variant (ProfileRun.key)
     target: dict[str, Any] | None = None    # convert --board: the board kind, its predictions and the default's basis
+    integer: dict[str, Any] | None = None   # the integer route when int8 left ops in float (convert/integer.py)
     format: str = REPORT_FORMAT
 
     def with_board(self, run: BoardRun) -> "Report":
@@ -230,7 +231,7 @@ class Report:
                 "default_reason": self.default_reason, "budget": self.budget, "keras": jsonable(self.keras), "notes": list(self.notes),
                 "variants": [v.to_dict() for v in self.variants], "selective": jsonable(self.selective),
                 "pruning": jsonable(self.pruning),
-                "ptq": jsonable(self.ptq),
+                "ptq": jsonable(self.ptq), "integer": jsonable(self.integer),
                 "boards": {k: b.to_dict() for k, b in sorted(self.boards.items())},
                 "profiles": {k: p.to_dict() for k, p in sorted(self.profiles.items())},
                 "target": jsonable(self.target),
@@ -251,6 +252,7 @@ class Report:
                        variants=tuple(VariantRecord.from_dict(v) for v in d.get("variants") or ()),
                        selective=d.get("selective"), pruning=d.get("pruning"), ptq=d.get("ptq"),
                        budget=float(d["budget"]) if d.get("budget") is not None else None,
+                       integer=d.get("integer"),
                        boards={k: BoardRun.from_dict(b) for k, b in (d.get("boards") or {}).items()},
                        profiles={k: ProfileRun.from_dict(p) for k, p in (d.get("profiles") or {}).items()},
                        target=d.get("target"))

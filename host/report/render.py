@@ -24,6 +24,18 @@ TASK_COLUMNS = {
 }
 
 
+# raw outputs (no classes, no task metric): fidelity to Keras in the outputs' own terms
+RAW_COLUMNS = ("variant", "status", "size", "gzip", "rel err", "SNR dB", "map F1", "map IoU", "max err", "p50 ms",
+               "p50 ms 1T", "vs keras", "convert s")
+
+
+def raw(report: dict[str, Any]) -> bool:
+    """Outputs reported raw: no accuracy, no agreement and no task metric in any variant."""
+    ms = [r.get("metrics", {}) for r in report.get("variants", []) if r.get("status") == "ok"]
+    return (bool(ms) and report.get("keras", {}).get("accuracy") is None and not task_metric(report)
+            and all(m.get("agreement") is None for m in ms))
+
+
 def task_metric(report: dict[str, Any]) -> str | None:
     """The report's task metric (``map50_95`` or ``miou``), None for classifiers and raw outputs."""
     return report.get("keras", {}).get("task_metric") or next(
@@ -31,7 +43,7 @@ def task_metric(report: dict[str, Any]) -> str | None:
 
 
 def columns(report: dict[str, Any]) -> tuple[str, ...]:
-    return TASK_COLUMNS.get(task_metric(report) or "", COLUMNS)
+    return RAW_COLUMNS if raw(report) else TASK_COLUMNS.get(task_metric(report) or "", COLUMNS)
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -45,6 +57,8 @@ def _fmt(v: Any, kind: str) -> str:
         return f"{v / 1024:.1f} KiB" if v < 1 << 20 else f"{v / (1 << 20):.2f} MiB"
     if kind == "f3":
         return f"{v:.3f}"
+    if kind == "f1":
+        return f"{v:.1f}"
     if kind == "e":
         return f"{v:.2e}"
     return str(v)
@@ -105,6 +119,42 @@ def _selective_outcome(sel: dict[str, Any]) -> str:
     return f"nothing fits the budget (best loss {sel['best_loss']:.2%})"
 
 
+def raw_legend(report: dict[str, Any]) -> list[str]:
+    """What the raw-output columns mean, with the map threshold used."""
+    k = report.get("keras", {})
+    m = next((r["metrics"] for r in report["variants"] if r.get("metrics", {}).get("map_f1") is not None), None)
+    lines = [f"The outputs are reported raw ({k.get('eval_samples', '?')} evaluation inputs): `rel err` is the relative "
+             "RMS error of the variant's outputs against Keras's (the worst output; 1% is SNR 40 dB), `SNR dB` the "
+             "signal-to-noise ratio with Keras's outputs as the signal."]
+    if m:
+        lines[0] += (f" `map F1` / `map IoU` compare the pixels above {m['map_threshold']:.4g} "
+                     f"({m['map_threshold_kind']}) in the variant's map with those in Keras's, over all pixels.")
+    return lines + [""]
+
+
+def integer_lines(report: dict[str, Any]) -> list[str]:
+    """What the integer route did when the converter left int8 ops in float (convert/integer.py)."""
+    route = report.get("integer")
+    if not route:
+        return []
+    lines = ["", "## Integer route", "", f"TensorFlow's converter left {', '.join(f'`{o}`' for o in route.get('float_ops', []))} "
+             "in float under full int8."]
+    for t in route.get("tried", []):
+        if t["route"] == "rewrite":
+            what = ", ".join(f"{n} {k}" for k, n in (t.get("rewrites") or {}).items())
+            lines.append(f"- rewrite ({what or 'none'}): {t['status']}" + (f" ({t['reason']})" if t.get("reason") else ""))
+        else:
+            floats = t.get("float_ops")
+            lines.append(f"- {t['route']}: {t['status']}" + (f", in float: {', '.join(f'`{o}`' for o in floats)}"
+                                                              if floats else f" ({t.get('reason', '')})" if t.get("reason") else ""))
+    if route.get("kept"):
+        lines.append(f"\nKept: `{route['kept']}`" + (" (integer-only)" if route["kept"] == "int8" else
+                                                     " (the ops above stay in float; compare its p50 with fp32 in the table)"))
+    if route.get("next_step"):
+        lines.append(f"\nNext step: {route['next_step']}")
+    return lines
+
+
 def speedup(report: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     """How many times faster than Keras ``predict`` on one sample (both measured on the workstation)."""
     base = report.get("keras", {}).get("predict_ms")
@@ -126,10 +176,18 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     """One row of text cells per variant, in :func:`columns` order."""
     out = []
     task = task_metric(report)
+    is_raw = raw(report)
     for r in report["variants"]:
         m = r.get("metrics", {})
         status = status_of(r) + (" (default)" if r["name"] == report.get("default") else "")
         sp = speedup(report, m)
+        if is_raw:
+            out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
+                        _fmt(m.get("rel_err"), "pct"), _fmt(m.get("snr_db"), "f1"), _fmt(m.get("map_f1"), "f3"),
+                        _fmt(m.get("map_iou"), "f3"), _fmt(m.get("max_abs_err"), "e"), _fmt(m.get("latency_ms"), "f3"),
+                        _fmt(m.get("latency_by_threads", {}).get("1"), "f3"), f"{sp:.1f}x" if sp else "—",
+                        _fmt(r.get("convert_s"), "f3")])
+            continue
         if task:
             first, second = ("map50", "map50_95") if task == "map50_95" else ("miou", "pixel_accuracy")
             out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
@@ -254,6 +312,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["`drop` is the task metric's drop against Keras (without annotations: 1 − fidelity); `fidelity` is the "
                   "task metric of the variant scored against Keras's own postprocessed results; `post ms` is the "
                   "median postprocessing time per image (decode, NMS, mapping to the image).", ""]
+    if raw(report):
+        lines += raw_legend(report)
     cols = columns(report)
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
@@ -289,6 +349,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
         lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
                   for e in sel.get("layers", [])]
+    lines += integer_lines(report)
     lines += ptq_lines(report)
     lines += pruning_rows(report.get("pruning"))
     lines += ["", "![latency against accuracy](report.png)"]

@@ -44,6 +44,9 @@ def predict(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.stack(o) for o in outs]
 
 
+TIMING_INVOKES = 3 + 12 * 5   # what side_by_side runs by default per model and thread count (warm-up included)
+
+
 def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
                  warmup: int = 3) -> dict[str, tuple[float, float]]:
     """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""
@@ -130,6 +133,10 @@ def summary(v: B.Variant) -> str:
         parts.append(f"mIoU {m['miou']:.4f}")
     if m.get("task_fidelity") is not None:
         parts.append(f"fidelity {m['task_fidelity']:.4f}")
+    if m.get("rel_err") is not None and m.get("agreement") is None and m.get("task_metric") is None:
+        parts.append(f"rel err {m['rel_err']:.2%}" + (f", SNR {m['snr_db']:.1f} dB" if m.get("snr_db") is not None else ""))
+    if m.get("map_f1") is not None:
+        parts.append(f"map F1 {m['map_f1']:.3f}, IoU {m['map_iou']:.3f}")
     if "latency_ms" in m:
         parts.append(f"{m['latency_ms']:.3f} ms")
     parts.append(f"converted in {m.get('convert_s', 0):.1f}s")

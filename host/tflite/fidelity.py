@@ -71,8 +71,51 @@ def cosine_snr(keras_out: np.ndarray, variant_out: np.ndarray) -> tuple[float, f
     return float(np.mean(cos)), snr
 
 
+CONSTANT_SPREAD = 1e-3   # outputs varying by less than this share of their magnitude across inputs are constant
+
+
+def constant_outputs(keras_out: list[np.ndarray]) -> str | None:
+    """A note when every output of the Keras model is (nearly) the same for every input, as with random or
+    untrained weights; None when they vary. Comparing variants on such outputs measures noise."""
+    n = len(keras_out[0]) if keras_out else 0
+    if n < 2:
+        return None
+    parts = []
+    for i, y in enumerate(keras_out):
+        y = np.asarray(y, np.float64).reshape(n, -1)
+        spread = float((y.max(axis=0) - y.min(axis=0)).max())
+        scale = float(np.abs(y).max())
+        if spread > CONSTANT_SPREAD * scale:
+            return None
+        parts.append(f"output {i} is the same for every input" if spread == 0 else
+                     f"output {i} by at most {spread:.1e}" + (f" ({spread / scale:.1e} of its magnitude)" if scale else ""))
+    return (f"the Keras model's outputs hardly vary across the {n} evaluation inputs ({'; '.join(parts)}): random or "
+            "untrained weights? Agreement and fidelity against Keras mean little on them, so no int8 search "
+            "(int8-ptq, int8-selective, int8-qat) runs")
+
+
+def is_map(y: np.ndarray) -> bool:
+    """A per-pixel output (N, H, W) or (N, H, W, 1): an edge, depth or saliency map."""
+    return (y.ndim == 3 or (y.ndim == 4 and y.shape[-1] == 1)) and min(y.shape[1], y.shape[2]) >= 4
+
+
+def map_fidelity(keras_out: np.ndarray, variant_out: np.ndarray) -> dict:
+    """Pixels above a threshold in the variant's map against those in Keras's: F-score and IoU over all
+    pixels of all images. The threshold is 0.5 for a map of probabilities in [0, 1], else Keras's mean."""
+    k = keras_out.astype(np.float64)
+    prob = float(k.min()) >= -1e-6 and float(k.max()) <= 1 + 1e-6
+    t = 0.5 if prob else float(k.mean())
+    a, b = k > t, variant_out.astype(np.float64) > t
+    tp, fp, fn = int(np.sum(a & b)), int(np.sum(~a & b)), int(np.sum(a & ~b))
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    return {"map_f1": round(f1, 6), "map_iou": round(iou, 6), "map_threshold": round(t, 6),
+            "map_threshold_kind": "0.5 (probabilities)" if prob else "Keras's mean"}
+
+
 def output_fidelity(variant_out: list[np.ndarray], keras_out: list[np.ndarray], classification: bool) -> dict:
-    """Continuous fidelity of every output: KL for the classifier's probabilities, cosine/SNR for all."""
+    """Continuous fidelity of every output: KL for the classifier's probabilities, cosine/SNR for all, and the
+    thresholded F-score/IoU of map outputs against Keras's."""
     per = []
     for i, (v, k) in enumerate(zip(variant_out, keras_out)):
         cos, snr = cosine_snr(k, v)
@@ -80,6 +123,8 @@ def output_fidelity(variant_out: list[np.ndarray], keras_out: list[np.ndarray], 
         if classification and i == 0:
             kl = kl_per_sample(k, v)
             entry.update(kl=float(np.mean(kl)), kl_p99=float(np.percentile(kl, 99)))
+        elif not classification and is_map(k):
+            entry.update(map_fidelity(k, v))
         per.append(entry)
     out = {"outputs": per}
     if classification:
@@ -88,6 +133,13 @@ def output_fidelity(variant_out: list[np.ndarray], keras_out: list[np.ndarray], 
     out["cosine"] = min(e["cosine"] for e in per)
     snrs = [e["snr_db"] for e in per if e["snr_db"] is not None]
     out["snr_db"] = min(snrs) if snrs else None
+    maps = [e for e in per if "map_f1" in e]
+    if maps:   # the worst map output speaks for the variant
+        worst = min(maps, key=lambda e: e["map_f1"])
+        out.update({k: worst[k] for k in ("map_f1", "map_iou", "map_threshold", "map_threshold_kind")})
+    if not classification:
+        out["rel_err"] = round(10 ** (-out["snr_db"] / 20), 6) if out["snr_db"] is not None else (
+            0.0 if all(e["snr_db"] is None and e["cosine"] >= 1 - 1e-9 for e in per) else None)
     return out
 
 
@@ -127,9 +179,13 @@ class Verdict:
     n: int
     budget: float
     n_needed: int | None = None
+    measure: str = ""   # "" for a loss measured on images (accuracy, agreement); else what the loss is, in words
 
     @property
     def text(self) -> str:
+        if self.measure:   # raw outputs: an error with no sampling interval, said in its own words
+            return (f"{self.decision.value}: {self.measure} {self.loss:.2%} on {self.n} inputs against a budget of "
+                    f"{self.budget:.2%}")
         half = (self.high - self.low) / 2
         head = (f"loss {pp(self.loss)} (95% interval {pp(self.low)} … {pp(self.high)}, ±{half * 100:.1f} pp on "
                 f"{self.n} images; one image = {1 / max(self.n, 1) * 100:.2f} pp) against a budget of {pp(self.budget)}")
@@ -140,7 +196,8 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return {"decision": str(self.decision), "loss": self.loss, "low": round(self.low, 6), "high": round(self.high, 6),
-                "n": self.n, "budget": self.budget, "n_needed": self.n_needed, "text": self.text}
+                "n": self.n, "budget": self.budget, "n_needed": self.n_needed, "text": self.text,
+                **({"measure": self.measure} if self.measure else {})}
 
 
 def n_needed(loss: float, budget: float, z: float = Z95) -> int:
@@ -151,12 +208,16 @@ def n_needed(loss: float, budget: float, z: float = Z95) -> int:
     return int(math.ceil(z * z * p * (1 - p) / (gap * gap)))
 
 
-def verdict(loss: float, interval: tuple[float, float], n: int, budget: float) -> Verdict:
-    """Fits when the whole interval is within budget, misses when it is all above, else cannot resolve."""
+RAW_MEASURE = "relative RMS error of the outputs against Keras's (the worst output)"
+
+
+def verdict(loss: float, interval: tuple[float, float], n: int, budget: float, measure: str = "") -> Verdict:
+    """Fits when the whole interval is within budget, misses when it is all above, else cannot resolve.
+    ``measure`` names a loss that is not a share of images (raw outputs: :data:`RAW_MEASURE`)."""
     low, high = interval
     if high <= budget + 1e-12:
-        return Verdict(Decision.FITS, loss, low, high, n, budget)
+        return Verdict(Decision.FITS, loss, low, high, n, budget, measure=measure)
     if low > budget + 1e-12:
-        return Verdict(Decision.MISSES, loss, low, high, n, budget)
+        return Verdict(Decision.MISSES, loss, low, high, n, budget, measure=measure)
     need = n_needed(loss, budget)
     return Verdict(Decision.UNRESOLVED, loss, low, high, n, budget, need if need > n else None)

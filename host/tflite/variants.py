@@ -78,6 +78,12 @@ def configure_int8(c, tf, inputs):
     c.inference_output_type = io
 
 
+def _int8_mixed(c, tf, inputs):
+    """int8 wherever the converter has an int8 kernel; the ops it has none for stay in float (named in the report)."""
+    configure_int8(c, tf, inputs)
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+
+
 def _int16x8(c, tf, inputs):
     c.optimizations = [tf.lite.Optimize.DEFAULT]
     c.representative_dataset = representative_dataset(inputs)
@@ -89,6 +95,8 @@ VARIANTS: dict[str, Recipe] = {
     "fp16": Recipe("float16 weights, float32 compute on CPU", _fp16),
     "dynamic": Recipe("int8 weights, float activations (dynamic range)", _dynamic),
     "int8": Recipe("full integer int8, calibrated, integer I/O", configure_int8, calibrated=True, integer_only=True),
+    "int8-mixed": Recipe("int8 where the converter can, float for the ops it cannot (named)", _int8_mixed,
+                         calibrated=True),
     "int16x8": Recipe("int16 activations, int8 weights, calibrated", _int16x8, calibrated=True),
 }
 DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8")

@@ -46,7 +46,7 @@ def trained():
 
 
 def _int8_agreement(model, cal, x, tmp_path) -> float:
-    from keras_edge.host.convert import evaluate as E
+    from keras_edge.host.tflite import evaluate as E
     from keras_edge.host.tflite.variants import ConvertInputs, convert
 
     path = tmp_path / "m.tflite"
@@ -104,3 +104,28 @@ def test_bias_correction_and_range_setting_are_verified_in_float(trained):
         assert len(capped) == clip.detail["capped"] and all(after[n] < (before[n] or np.inf) for n in capped)
     # the original model is never modified in place
     assert all(getattr(layer, "max_value", None) in (None, 6.0) for layer in model.layers if type(layer).__name__ == "ReLU")
+
+
+def test_bias_correction_streams_its_statistics(trained, monkeypatch):
+    """One layer-input batch at a time: the same correction with batches of one sample, and memory that
+    does not grow with the number of calibration images."""
+    import tracemalloc
+
+    from keras_edge.host.convert import ptq
+
+    model, cal, _ = trained
+    x = np.concatenate([cal] * 2)[:240]
+    ref = ptq.bias_correct(model, x[:64])
+    monkeypatch.setattr(ptq, "ACT_BUDGET", 1)            # every probe batch is a single sample
+    one = ptq.bias_correct(model, x[:64])
+    assert ptq._batch_for([model.layers[2].output]) == 1 and one.applied == ref.applied
+    for a, b in zip(one.model.get_weights(), ref.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    monkeypatch.undo()
+    peaks = []
+    for n in (40, 240):
+        tracemalloc.start()
+        ptq.bias_correct(model, x[:n])
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 2 * peaks[0], peaks   # six times the images, not six times the memory

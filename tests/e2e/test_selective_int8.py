@@ -161,3 +161,36 @@ def test_a_variant_over_the_budget_is_not_ok_in_report_md(wide_bundle):
     assert "a default may lose at most 2.00 pp" in md
     for column in columns(wide_bundle.report.to_dict()):
         assert f"- `{column}`: {LEGEND[column]}" in md
+
+
+def test_the_layer_ranking_checks_the_clock_on_every_sample():
+    """Past its deadline the ranking's dataset ends after MIN_RANK_SAMPLES samples, and says so."""
+    from keras_edge.host.convert.selective import MIN_RANK_SAMPLES, _timed_samples
+    from keras_edge.host.tflite.variants import ConvertInputs
+
+    lines, seen = [], [0]
+    x = np.zeros((50, 4, 4, 1), np.float32)
+    got = list(_timed_samples(ConvertInputs([x]), 0.0, lines.append, seen)())
+    assert len(got) == seen[0] == MIN_RANK_SAMPLES
+    assert lines == [f"  int8-selective: ranking layers on {MIN_RANK_SAMPLES} of 50 samples (its share of the time "
+                     "limit is used)"]
+    assert len(list(_timed_samples(ConvertInputs([x]), None, lines.append, seen)())) == 50 == seen[0]
+
+
+def test_the_time_limit_bounds_the_whole_search(digits_demo, tmp_path):
+    """A limit shorter than one calibration: no layer ranking beyond it, no candidate, and the reason said."""
+    import keras
+
+    from keras_edge.calibration.dataset import load_labeled
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
+    from keras_edge.host.convert.selective import selective_int8
+    from keras_edge.host.tflite.variants import ConvertInputs
+
+    model = keras.models.load_model(_wide_range_model(digits_demo.model, tmp_path / "wide.keras"))
+    calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)
+    calls, lines = [], []
+    res = selective_int8(model, ConvertInputs([calib.x]), evaluate=lambda blob: calls.append(1) or 0.5, budget=0.01,
+                         baseline=(0.5, 0.5), time_limit=0.05, log=lines.append)
+    assert not calls and not res.trials and res.model is None
+    assert res.stopped.startswith("the time limit of 0s (calibrating took") and res.ranked_on == 0
+    assert lines[0] == "  int8-selective: calibrating on 40 samples"

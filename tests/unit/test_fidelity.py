@@ -71,3 +71,44 @@ def test_reports_without_a_ptq_section_still_read():
     assert Report.from_dict(old).ptq is None
     r = Report(name="b", ptq={"steps": [{"step": "int8"}], "kept": None})
     assert Report.from_dict(r.to_dict()).ptq == r.ptq
+
+
+def test_map_fidelity_thresholds_probabilities_at_half_and_other_maps_at_keras_mean():
+    from keras_edge.host.tflite.fidelity import map_fidelity
+
+    k = np.zeros((2, 8, 8, 1))
+    k[:, 2:6, 2:6] = 0.9                      # 32 pixels on
+    v = k.copy()
+    v[0, 2, 2:6] = 0.1                        # 4 lost
+    v[1, 0, 0] = 0.8                          # 1 extra
+    m = map_fidelity(k, v)
+    assert m["map_threshold"] == 0.5 and m["map_threshold_kind"] == "0.5 (probabilities)"
+    assert m["map_f1"] == pytest.approx(2 * 28 / (2 * 28 + 1 + 4)) and m["map_iou"] == pytest.approx(28 / 33)
+    depth = k * 10 + 3                          # not probabilities: Keras's mean is the threshold
+    m = map_fidelity(depth, depth)
+    assert m["map_threshold_kind"] == "Keras's mean" and m["map_f1"] == m["map_iou"] == 1.0
+    out = output_fidelity([v], [k], classification=False)
+    assert out["map_f1"] == pytest.approx(0.918033, abs=1e-6) and out["rel_err"] == pytest.approx(10 ** (-out["snr_db"] / 20),
+                                                                                             rel=1e-4)
+    assert "map_f1" not in output_fidelity([np.ones((3, 10))], [np.ones((3, 10))], classification=False)
+
+
+def test_constant_outputs_are_told_apart_from_varying_ones():
+    from keras_edge.host.tflite.fidelity import constant_outputs
+
+    rng = np.random.default_rng(0)
+    flat = np.tile(np.array([[5.0, 0.013]]), (20, 1)) + rng.normal(0, 1e-6, (20, 2))
+    note = constant_outputs([flat])
+    assert note and note.startswith("the Keras model's outputs hardly vary across the 20 evaluation inputs")
+    assert constant_outputs([flat, rng.random((20, 3))]) is None      # one varying output is enough
+    assert constant_outputs([rng.random((20, 10))]) is None
+    assert constant_outputs([flat[:1]]) is None                        # one input says nothing
+
+
+def test_a_raw_verdict_speaks_of_relative_error_not_images():
+    m = {"snr_db": 30.0, "n": 50, "agreement": None}
+    v = verdict_of(m, None, 0.01)
+    assert v.decision is Decision.MISSES and v.measure
+    assert v.text == ("misses: relative RMS error of the outputs against Keras's (the worst output) 3.16% on 50 inputs "
+                      "against a budget of 1.00%")
+    assert "one image" in verdict_of({"agreement": 0.9, "agreement_ci": [0.8, 0.95], "n": 50}, None, 0.01).text
