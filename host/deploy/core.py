@@ -508,7 +508,7 @@ def rollback_host(name: str, host: str, ssh: SshOptions, say: Events) -> HostRes
 def project_root() -> Path:
     """The source tree this keras-edge runs from (needed to build a wheel of it)."""
     root = Path(__file__).resolve().parents[2]   # host/deploy/core.py → the repository
-    if not (root / "pyproject.toml").is_file() or not (root / "keras_edge" / "cli.py").is_file():
+    if not (root / "pyproject.toml").is_file() or not (root / "face" / "cli.py").is_file():
         raise ConfigError("wheel", "is needed: this keras-edge is not installed from a source tree, so no wheel "
                           "can be built here", "give a keras-edge wheel file")
     return root

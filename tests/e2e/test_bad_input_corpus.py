@@ -670,6 +670,10 @@ CASES = [
     Case("serve-source-and-camera", lambda e: ["serve", e.w.bundle, "--camera", "0", "--source", e.w.image],
          "--camera and a source are both given"),
     Case("serve-missing-target", lambda e: ["serve", e.tmp / "nope", "--port", "0"], "nope"),
+    # --- profile
+    Case("profile-missing-model", lambda e: ["profile", e.tmp / "nope.tflite"], "nope.tflite: no such file"),
+    Case("profile-unknown-variant", lambda e: ["profile", e.w.bundle, "--variant", "fp64"], "has no variant 'fp64'"),
+    Case("profile-threads-zero", lambda e: ["profile", e.w.bundle, "--threads", "0"], "every value must be a positive whole number"),
     Case("serve-unknown-variant", lambda e: ["serve", e.w.bundle, "--variant", "fp64", "--port", "0"], "fp64"),
 
     # --- doctor and the command itself
