@@ -37,6 +37,7 @@ COMMANDS: dict[str, Command] = {
                      "Benchmark a bundle's variants or a .tflite, here or on boards.", False),
     "profile": Command("keras_edge.commands.profile", "profile", "Per-op times of a bundle or .tflite, and what XNNPACK runs.",
                        False),
+    "boards": Command("keras_edge.commands.boards", "boards", "List the board kinds convert --board predicts for.", False),
     "doctor": Command("keras_edge.commands.board", "doctor", "Show runtimes, CPU features and accelerators found here.", False),
 }
 
