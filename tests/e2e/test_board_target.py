@@ -88,4 +88,4 @@ def test_bench_on_runs_of_the_kind_refine_its_table_into_the_users_file(pi4_bund
     mine = load().board("pi4")
     assert mine.basis == "refined" and mine.ns_per_mac["qs8"] > before
     assert main(["boards", "--refine", "pi5", str(bundle)]) == 2          # a Pi 4's runs say nothing of a Pi 5
-    assert "no bench --on run on a board of kind pi5" in capsys.readouterr().err
+    assert "holds a bench --on run on a board of kind pi5" in capsys.readouterr().err
