@@ -286,7 +286,7 @@ def _inputs(it: Any) -> list[np.ndarray]:
 
 def _fed(it: Any, arrays: list[np.ndarray]) -> tuple[Callable[[], None], Callable[[], None]]:
     """(write the inputs, invoke): the writing is untimed and leaves the inputs hot in cache, as in the model."""
-    feeds = [(d["index"], np.ascontiguousarray(np.asarray(a, dtype=d["dtype"]).reshape(d["shape"])))
+    feeds = [(d["index"], np.asarray(a, dtype=d["dtype"]).reshape(d["shape"]).copy(order="C"))   # 0-d stays 0-d
              for d, a in zip(it.get_input_details(), arrays)]
     set_tensor = it.set_tensor
 
