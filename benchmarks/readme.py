@@ -334,8 +334,8 @@ def board_section(b: dict[str, Any]) -> str:
     pi4 = [[n + (" (default)" if n == d["default"] else ""), f"{v['workstation_ms']:.3f}" if v["workstation_ms"] else "–",
             f"{v['predicted_pi4_ms']:.1f} ({v['band'][0]:.1f}–{v['band'][1]:.1f})"] for n, v in d["variants"].items()]
     return ("## Board (`board.py`): per-op profiles, predictions for board kinds, the default chosen for a Pi 4\n\n"
-            f"`keras-edge profile` cuts every op out of the model and times it alone, in passes that replay an inference "
-            f"next to the whole model ({b['seconds_per_profile']:g} s or more per profile). The check: the ops plus one "
+            f"`keras-edge profile` cuts every op out of the model into a subgraph of its own (one interpreter: the model's "
+            f"XNNPACK delegate and thread pool) and times it in passes that replay an inference next to the whole model ({b['seconds_per_profile']:g} s or more per profile). The check: the ops plus one "
             f"invoke's overhead against the whole, pass by pass (median over passes; 95% interval from resampled "
             f"passes), within {b['check']:.0%}. `sum of medians` is the ops' medians over the whole's median (it "
             "undercounts a busy machine: a whole inference is interrupted more often than a 0.1 ms op). MobileNetV2 "
