@@ -177,12 +177,37 @@ def profile(cfg: ProfileConfig, progress: Callable[[str], None] = lambda s: None
     except RuntimeUnavailable as e:
         return Profile(rows=tuple(OpRow(o) for o in ops), notes=(f"no per-op times: {e.what} ({e.fix})",), **base)
     progress(f"cutting {len(ops)} ops out of {path.name}")
-    values = activations(rt, options, path, ops)
-    shapes = {t.index: t.shape for o in ops for t in (*o.inputs, *o.outputs)}
     const_ops = {o.index for o in ops if not o.activations}   # on constants only: TFLite and XNNPACK fold it at load
-    combined = cutter.combined([o.index for o in ops if o.index not in const_ops], shapes)
+    combined = cutter.combined([o.index for o in ops if o.index not in const_ops],
+                               {t.index: t.shape for o in ops for t in (*o.inputs, *o.outputs)})
     notes = [f"op {o.index} ({o.op}) calls a subgraph and was not timed on its own" for o in ops
              if o.index not in const_ops and o.index not in combined.ops]
+    contenders, keep = _contenders(rt, options, path, ops, combined)
+    progress(f"timing the whole model and {len(contenders) - 3} ops side by side, in passes that replay an "
+             f"inference ({cfg.passes}+ passes, {cfg.min_seconds:g}+ s)")
+    run = replay(contenders, cfg.passes, cfg.min_seconds)
+    del keep
+    timed = run.timed()
+    ovh = {True: timed["probe-xnnpack"].ms, False: timed["probe-builtin"].ms}
+    first = ovh[any(o.xnnpack for o in ops)]
+    check, check_ci = _check(run, {o.index: ovh[o.xnnpack] for o in ops if o.index in timed}, first)
+    per_op: dict[int, Timed] = {o.index: timed[o.index].minus(ovh[o.xnnpack]) for o in ops if o.index in timed}
+    total = sum(t.ms for t in per_op.values()) or 1.0
+    rows = []
+    for o in ops:
+        t = per_op.get(o.index)
+        if o.index in const_ops:
+            rows.append(OpRow(o, 0.0, share=0.0, note="constant inputs: folded at load"))
+        else:
+            rows.append(OpRow(o) if t is None else OpRow(o, t.ms, t.lo_ms, t.hi_ms, t.ms / total))
+    w = timed["whole"]
+    return Profile(rows=tuple(rows), whole_ms=w.ms, whole_lo_ms=w.lo_ms, whole_hi_ms=w.hi_ms,
+                   overhead_ms=first, passes=w.passes, pass_ratio=check, pass_ratio_ci=check_ci, notes=tuple(notes), **base)
+
+
+def _contenders(rt: Runtime, options: EngineOptions, path: Path, ops: list[OpInfo], combined: Any) -> tuple[dict, Any]:
+    """(prepare, call) for the whole model, every op and the probes, all in one interpreter of ``combined``."""
+    values = activations(rt, options, path, ops)
     it = build(rt, options, content=combined.model, resize=True)
     w = it._interpreter
     for k in range(1, w.NumSubgraphs()):
@@ -196,32 +221,16 @@ def profile(cfg: ProfileConfig, progress: Callable[[str], None] = lambda s: None
     one = lambda dtype: [(0, np.ones(1, dtype)), (1, np.ones(1, dtype))]  # noqa: E731
     contenders["probe-xnnpack"] = _fed(w, combined.probe_xnnpack, one(np.float32))
     contenders["probe-builtin"] = _fed(w, combined.probe_builtin, one(np.int32))
-    progress(f"timing the whole model and {len(contenders) - 3} ops side by side, in passes that replay an "
-             f"inference ({cfg.passes}+ passes, {cfg.min_seconds:g}+ s)")
-    run = replay(contenders, cfg.passes, cfg.min_seconds)
-    timed = run.timed()
-    ovh = {True: timed["probe-xnnpack"].ms, False: timed["probe-builtin"].ms}
-    first = ovh[any(o.xnnpack for o in ops)]
-    sums = run.pass_sums({o.index: ovh[o.xnnpack] for o in ops if o.index in timed}) + first
-    whole_col = run.column("whole")
-    check = float(np.median(sums) / np.median(whole_col))
-    boot = np.random.default_rng(0).integers(0, len(sums), (400, len(sums)))   # resampled passes: the ratio's 95% interval
-    ratios = np.median(sums[boot], axis=1) / np.median(whole_col[boot], axis=1)
-    check_ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
-    per_op: dict[int, Timed] = {o.index: timed[o.index].minus(ovh[o.xnnpack]) for o in ops if o.index in timed}
-    total = sum(t.ms for t in per_op.values()) or 1.0
-    rows = []
-    for o in ops:
-        t = per_op.get(o.index)
-        note = "constant inputs: folded at load" if o.index in const_ops else ""
-        if t is None:
-            rows.append(OpRow(o, 0.0 if o.index in const_ops else None, share=0.0 if o.index in const_ops else None,
-                              note=note))
-        else:
-            rows.append(OpRow(o, t.ms, t.lo_ms, t.hi_ms, t.ms / total, note))
-    w = timed["whole"]
-    return Profile(rows=tuple(rows), whole_ms=w.ms, whole_lo_ms=w.lo_ms, whole_hi_ms=w.hi_ms,
-                   overhead_ms=first, passes=w.passes, pass_ratio=check, pass_ratio_ci=check_ci, notes=tuple(notes), **base)
+    return contenders, it
+
+
+def _check(run: Any, less: dict[int, float], first: float) -> tuple[float, tuple[float, float]]:
+    """The ops plus one invoke's overhead over the whole, pass by pass (medians), and its bootstrap 95% interval."""
+    sums = run.pass_sums(less) + first
+    whole = run.column("whole")
+    boot = np.random.default_rng(0).integers(0, len(sums), (400, len(sums)))   # resampled passes
+    ratios = np.median(sums[boot], axis=1) / np.median(whole[boot], axis=1)
+    return float(np.median(sums) / np.median(whole)), (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
 
 
 def model_ops(model: str | Path | bytes, threads: int = 1) -> list[OpInfo]:
