@@ -213,14 +213,19 @@ def _contenders(rt: Runtime, options: EngineOptions, path: Path, ops: list[OpInf
     for k in range(1, w.NumSubgraphs()):
         w.AllocateTensors(k)
     # one interpreter: the whole model (subgraph 0), every op and the probes share XNNPACK's thread pool
-    contenders: dict[Any, Any] = {"whole": _fed(w, 0, [(d["index"], x) for d, x in zip(it.get_input_details(), _inputs(it))])}
+    from .cut import WAKE_SHAPE
+
+    wake = _fed(w, combined.wake, [(k, np.ones(WAKE_SHAPE, np.float32)) for k in (0, 1)])[1]
+    contenders: dict[Any, Any] = {"whole": _fed(w, 0, [(d["index"], x) for d, x in zip(it.get_input_details(), _inputs(it))],
+                                                wake=wake)}
     for o in ops:
         g = combined.ops.get(o.index)
         if g is not None:
-            contenders[o.index] = _fed(w, g.subgraph, [(k, values[t]) for k, t in g.feeds])
+            outs = [(k, np.zeros(t.shape, t.dtype)) for k, t in zip(g.outputs, o.outputs)]
+            contenders[o.index] = _fed(w, g.subgraph, [(k, values[t]) for k, t in g.feeds], outs, wake)
     one = lambda dtype: [(0, np.ones(1, dtype)), (1, np.ones(1, dtype))]  # noqa: E731
-    contenders["probe-xnnpack"] = _fed(w, combined.probe_xnnpack, one(np.float32))
-    contenders["probe-builtin"] = _fed(w, combined.probe_builtin, one(np.int32))
+    contenders["probe-xnnpack"] = _fed(w, combined.probe_xnnpack, one(np.float32), wake=wake)
+    contenders["probe-builtin"] = _fed(w, combined.probe_builtin, one(np.int32), wake=wake)
     return contenders, it
 
 
@@ -285,14 +290,17 @@ def _inputs(it: Any) -> list[np.ndarray]:
     return sample_inputs(SimpleNamespace(inputs=tensor_specs(it.get_input_details())))
 
 
-HOT_BYTES = 256 << 10   # inputs up to this size are rewritten before each timed call (they fit in a core's cache)
+HOT_BYTES = 64 << 20   # inputs and outputs up to this size are rewritten before each timed call
 
 
-def _fed(w: Any, subgraph: int, feeds: list[tuple[int, np.ndarray]]) -> tuple[Callable[[], None], Callable[[], object]]:
-    """(write the inputs, invoke subgraph) on the interpreter wrapper ``w``. Writing is untimed and leaves small
-    inputs hot in cache, as the op before would have; large ones are written once (they would not be)."""
+def _fed(w: Any, subgraph: int, feeds: list[tuple[int, np.ndarray]], outputs: list[tuple[int, np.ndarray]] = (),
+         wake: Callable[[], object] | None = None) -> tuple[Callable[[], None], Callable[[], object]]:
+    """(write the inputs, invoke subgraph) on the interpreter wrapper ``w``. The writing is untimed: it leaves the
+    inputs hot in cache, as the op before would have, and the output buffers too, as the model's arena (which
+    reuses a few buffers for every op) would have them; each op's own buffers were last touched a pass ago.
+    Then ``wake`` runs a small op on every thread, so the pool is awake as the op before would leave it."""
     set_tensor, invoke = w.SetTensor, w.Invoke
-    arrays = [(k, np.array(a).copy(order="C")) for k, a in feeds]   # np.array keeps a 0-d input 0-d
+    arrays = [(k, np.array(a).copy(order="C")) for k, a in (*feeds, *outputs)]   # np.array keeps a 0-d input 0-d
     for k, a in arrays:
         set_tensor(k, a, subgraph)
     hot = [(k, a) for k, a in arrays if a.nbytes <= HOT_BYTES]
@@ -300,5 +308,7 @@ def _fed(w: Any, subgraph: int, feeds: list[tuple[int, np.ndarray]]) -> tuple[Ca
     def prepare() -> None:
         for k, a in hot:
             set_tensor(k, a, subgraph)
+        if wake is not None:
+            wake()
 
     return prepare, lambda: invoke(subgraph)

@@ -21,6 +21,7 @@ from typing import Any
 from ..contract.errors import RuntimeUnavailable
 
 FILE_IDENTIFIER = b"TFL3"
+WAKE_SHAPE = (64, 1024)   # 64K floats: enough work that XNNPACK splits it over every thread
 
 
 def schema() -> tuple[Any, Any]:
@@ -41,6 +42,7 @@ class OpGraph:
     op: int
     subgraph: int
     feeds: tuple[tuple[int, int], ...]
+    outputs: tuple[int, ...] = ()      # its output tensors in the subgraph
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Combined:
     ops: dict[int, OpGraph]            # op index → its subgraph (ops that call a subgraph are left out)
     probe_xnnpack: int                 # subgraph of the float ADD probe
     probe_builtin: int                 # subgraph of the int32 ADD probe
+    wake: int                          # a float ADD big enough to run on every thread: wakes the pool, untimed
 
 
 class Cutter:
@@ -93,21 +96,23 @@ class Cutter:
             graph = fb.SubGraphT()
             graph.tensors, graph.operators, graph.name = tensors, [op], f"keras-edge-profile-op-{index}"
             graph.inputs, graph.outputs = [f for f, _ in feeds], list(op.outputs)
-            graphs[index] = OpGraph(index, len(model.subgraphs), tuple(feeds))
+            graphs[index] = OpGraph(index, len(model.subgraphs), tuple(feeds), tuple(op.outputs))
             model.subgraphs.append(graph)
         code = fb.OperatorCodeT()
         code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.ADD
         code.version = 1
         model.operatorCodes.append(code)
-        probes = [self._probe(model, len(model.operatorCodes) - 1, t) for t in (fb.TensorType.FLOAT32, fb.TensorType.INT32)]
-        return Combined(_pack(model), graphs, *probes)
+        code_index = len(model.operatorCodes) - 1
+        probes = [self._probe(model, code_index, t) for t in (fb.TensorType.FLOAT32, fb.TensorType.INT32)]
+        wake = self._probe(model, code_index, fb.TensorType.FLOAT32, WAKE_SHAPE)
+        return Combined(_pack(model), graphs, *probes, wake)
 
-    def _probe(self, model: Any, opcode: int, dtype: int) -> int:
+    def _probe(self, model: Any, opcode: int, dtype: int, shape: tuple[int, ...] = (1,)) -> int:
         fb = self.fb
         tensors = []
         for i in range(3):
             t = fb.TensorT()
-            t.shape, t.type, t.buffer, t.name = [1], dtype, 0, f"probe{i}"
+            t.shape, t.type, t.buffer, t.name = list(shape), dtype, 0, f"probe{i}"
             tensors.append(t)
         op = fb.OperatorT()
         op.opcodeIndex, op.inputs, op.outputs = opcode, [0, 1], [2]
