@@ -11,11 +11,11 @@ from keras_edge.options import json_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--refine", "kind", metavar="KIND", default=None,
+@click.option("--refine", "board", metavar="KIND", default=None,
               help="Refine board kind KIND on the bench --on runs stored in BUNDLE... and save it in your board table.")
 @click.argument("bundles", metavar="[BUNDLE...]", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @json_option
-def boards(kind: str | None, bundles: tuple[Path, ...], as_json: bool) -> None:
+def boards(board: str | None, bundles: tuple[Path, ...], as_json: bool) -> None:
     """List the board kinds (basis, error band, unit costs, sources), or refine one with --refine KIND BUNDLE...
 
     Your own kinds live in $KERAS_EDGE_BOARDS (default ~/.config/keras-edge/boards.json), same format as
@@ -23,6 +23,7 @@ def boards(kind: str | None, bundles: tuple[Path, ...], as_json: bool) -> None:
     """
     from keras_edge.device.profile.boards import load, save_user_board, user_path
 
+    kind = board
     if kind is None:
         if bundles:
             raise click.UsageError("BUNDLE... only applies with --refine KIND")
@@ -44,10 +45,10 @@ def boards(kind: str | None, bundles: tuple[Path, ...], as_json: bool) -> None:
     from keras_edge.device.contract.errors import EdgeError
     from keras_edge.host.convert.target import refine_from_bundles
 
-    board, runs = refine_from_bundles(kind, list(bundles))
+    refined, runs = refine_from_bundles(kind, list(bundles))
     if not runs:
         raise EdgeError(f"none of the given bundles holds a bench --on run on a board of kind {kind}",
                         f"benchmark one there first: keras-edge bench BUNDLE --on HOST (the board must match {kind})")
-    path = save_user_board(board)
-    click.echo(f"{kind}: refined on {runs} run(s): ns/MAC f32 {board.ns_per_mac['f32']:.4f}, qs8 "
-               f"{board.ns_per_mac['qs8']:.4f}, band ±{board.band:.0%}; saved in {path}")
+    path = save_user_board(refined)
+    click.echo(f"{kind}: refined on {runs} run(s): ns/MAC f32 {refined.ns_per_mac['f32']:.4f}, qs8 "
+               f"{refined.ns_per_mac['qs8']:.4f}, band ±{refined.band:.0%}; saved in {path}")
