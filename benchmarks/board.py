@@ -38,7 +38,9 @@ def profiled(target: Path, variant: str | None, threads: int | None, seconds: fl
 
     p = profile(ProfileConfig(target=str(target), variant=variant, threads=threads, passes=30, min_seconds=seconds))
     lo, hi = p.pass_ratio_ci
-    return {"variant": variant or target.stem, "threads": p.threads, "ops": len(p.rows), "xnnpack_ops": p.xnnpack_ops,
+    import os
+
+    return {"variant": variant or target.stem, "load_average": [round(x, 2) for x in os.getloadavg()], "threads": p.threads, "ops": len(p.rows), "xnnpack_ops": p.xnnpack_ops,
             "passes": p.passes, "whole_ms": round(p.whole_ms, 4), "whole_iqr_ms": [round(p.whole_lo_ms, 4), round(p.whole_hi_ms, 4)],
             "ops_ms": round(p.ops_ms, 4), "overhead_ms": round(p.overhead_ms, 4),
             "pass_ratio": round(p.pass_ratio, 3), "pass_ratio_ci": [round(lo, 3), round(hi, 3)],
@@ -47,18 +49,21 @@ def profiled(target: Path, variant: str | None, threads: int | None, seconds: fl
                      "xnnpack": r.op.xnnpack, "why_not": r.op.why_not} for r in p.top(3)]}
 
 
-def profiles(models: dict[str, tuple[Path, list[str | None]]], seconds: float, log) -> list[dict[str, Any]]:
+def profiles(models: dict[str, tuple[Path, list[str | None]]], seconds: float, log, repeats: int = 2) -> list[dict[str, Any]]:
+    """Every model's profile at every core and at one thread, the whole list ``repeats`` times (minutes apart: a
+    shared machine's load comes and goes, and the repeat shows how much of a result is the machine's)."""
     from keras_edge.device.engine.runtime import default_threads
 
     out = []
-    for name, (target, variants) in models.items():
-        for variant in variants:
-            for threads in sorted({default_threads(), 1}, reverse=True):
-                log(f"profile: {name} {variant or ''} at {threads} thread(s)")
-                r = {"model": name, **profiled(target, variant, threads, seconds)}
-                log(f"  whole {r['whole_ms']:.3f} ms, ops + overhead {r['pass_ratio']:.0%} of it pass by pass "
-                    f"({r['pass_ratio_ci'][0]:.0%}-{r['pass_ratio_ci'][1]:.0%}), {r['xnnpack_ops']}/{r['ops']} on XNNPACK")
-                out.append(r)
+    for rep in range(1, repeats + 1):
+        for name, (target, variants) in models.items():
+            for variant in variants:
+                for threads in sorted({default_threads(), 1}, reverse=True):
+                    log(f"profile ({rep}/{repeats}): {name} {variant or ''} at {threads} thread(s)")
+                    r = {"model": name, "repeat": rep, **profiled(target, variant, threads, seconds)}
+                    log(f"  whole {r['whole_ms']:.3f} ms, ops + overhead {r['pass_ratio']:.0%} of it pass by pass "
+                        f"({r['pass_ratio_ci'][0]:.0%}-{r['pass_ratio_ci'][1]:.0%}), {r['xnnpack_ops']}/{r['ops']} on XNNPACK")
+                    out.append(r)
     return out
 
 

@@ -97,7 +97,7 @@ def family_factors(files: dict[str, Path], rounds: int = 15, log: Callable[[str]
 
     from keras_edge.device.engine.runtime import select_runtime
     from keras_edge.device.engine.core import EngineOptions
-    from keras_edge.device.profile.core import build, _inputs, _fed, model_ops as read
+    from keras_edge.device.profile.core import build, _inputs, model_ops as read
 
     extra = _extra_variants(log)
     det = detector_files(log)
@@ -110,7 +110,9 @@ def family_factors(files: dict[str, Path], rounds: int = 15, log: Callable[[str]
     calls = {}
     for key, (path, xnn) in runs.items():
         it = build(rt, one, path=path, xnnpack=xnn)
-        calls[key] = _fed(it, _inputs(it))[1]
+        for d, x in zip(it.get_input_details(), _inputs(it)):
+            it.set_tensor(d["index"], x)
+        calls[key] = it.invoke
     med = {k: v.median_ms for k, v in side_by_side(calls, rounds, per_round=2).items()}
     dyn_ops = read(extra["dynamic"], 1)
     dyn_family = max({str(o.family) for o in dyn_ops if o.macs}, key=lambda f: sum(o.macs for o in dyn_ops if str(o.family) == f))

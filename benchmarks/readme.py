@@ -416,7 +416,8 @@ def coverage_section(c: dict[str, Any]) -> str:
 
 
 def board_section(b: dict[str, Any]) -> str:
-    prof = [[r["model"], r["variant"], r["threads"], f"{r['ops']} ({r['xnnpack_ops']})",
+    prof = [[r["model"], r["variant"], r["threads"], r.get("repeat", 1), r.get("load_average", ["–"])[0],
+             f"{r['ops']} ({r['xnnpack_ops']})",
              f"{r['whole_ms']:.3f} ({r['whole_iqr_ms'][0]:.3f}–{r['whole_iqr_ms'][1]:.3f})",
              f"{r['pass_ratio']:.0%} ({r['pass_ratio_ci'][0]:.0%}–{r['pass_ratio_ci'][1]:.0%})",
              f"{r['sum_of_medians_ratio']:.0%}", "yes" if r["within"] else "**no**"] for r in b["profiles"]]
@@ -427,13 +428,14 @@ def board_section(b: dict[str, Any]) -> str:
     pi4 = [[n + (" (default)" if n == d["default"] else ""), f"{v['workstation_ms']:.3f}" if v["workstation_ms"] else "–",
             f"{v['predicted_pi4_ms']:.1f} ({v['band'][0]:.1f}–{v['band'][1]:.1f})"] for n, v in d["variants"].items()]
     return ("## Board (`board.py`): per-op profiles, predictions for board kinds, the default chosen for a Pi 4\n\n"
-            f"`keras-edge profile` cuts every op out of the model and times it alone, in passes that replay an inference "
-            f"next to the whole model ({b['seconds_per_profile']:g} s or more per profile). The check: the ops plus one "
+            f"`keras-edge profile` cuts every op out of the model into a subgraph of its own (one interpreter: the model's "
+            f"XNNPACK delegate and thread pool) and times it in passes that replay an inference next to the whole model ({b['seconds_per_profile']:g} s or more per profile). The check: the ops plus one "
             f"invoke's overhead against the whole, pass by pass (median over passes; 95% interval from resampled "
             f"passes), within {b['check']:.0%}. `sum of medians` is the ops' medians over the whole's median (it "
             "undercounts a busy machine: a whole inference is interrupted more often than a 0.1 ms op). MobileNetV2 "
             "and EfficientNetB0 have random weights (`weights=None`): they serve speed only.\n\n"
-            + table(["model", "variant", "threads", "ops (XNNPACK)", "whole ms (IQR)", "ops / whole, pass by pass (95%)",
+            + table(["model", "variant", "threads", "repeat", "load", "ops (XNNPACK)", "whole ms (IQR)",
+                     "ops / whole, pass by pass (95%)",
                      "sum of medians", f"within {b['check']:.0%}"], prof)
             + f"\n\nPredicted against published latencies the cost tables were **not** fitted on (XNNPACK's Raspberry Pi "
             f"figures, 4 threads; median error {pred['held_out_median_abs_error']:.0%}, worst "

@@ -42,6 +42,7 @@ COMMANDS: dict[str, Command] = {
                      "Serve a bundle over HTTP: a live page, /infer and /metrics.", False),
     "profile": Command("keras_edge.commands.profile", "profile", "Per-op times of a bundle or .tflite, and what XNNPACK runs.",
                        False),
+    "boards": Command("keras_edge.commands.boards", "boards", "List the board kinds convert --board predicts for.", False),
     "doctor": Command("keras_edge.commands.board", "doctor", "Show runtimes, CPU features and accelerators found here.", False),
 }
 

@@ -146,11 +146,27 @@ def load(user: str | os.PathLike | None = None) -> Table:
     base = _read(DATA)
     shape = Shape(**{k: v for k, v in base["shape"].items() if k in Shape.__dataclass_fields__})
     boards = {k: Board.from_dict(k, v, str(DATA)) for k, v in base["boards"].items()}
-    path = Path(user or os.environ.get(USER_ENV) or USER_FILE).expanduser()
-    if user is not None or os.environ.get(USER_ENV) or path.is_file():
+    path = Path(user).expanduser() if user else user_path()
+    if user is not None or path.is_file():   # a user table not yet written (boards --refine creates it) adds nothing
         extra = _read(path)
         boards.update({k: Board.from_dict(k, v, str(path)) for k, v in (extra.get("boards") or {}).items()})
     return Table(shape, boards, tuple(base.get("published") or ()), dict(base.get("sources") or {}))
+
+
+def user_path() -> Path:
+    return Path(os.environ.get(USER_ENV) or USER_FILE).expanduser()
+
+
+def save_user_board(board: Board, path: str | os.PathLike | None = None) -> Path:
+    """Add or replace ``board`` in the user's board table (created when missing), atomically."""
+    target = Path(path) if path else user_path()
+    data = _read(target) if target.is_file() else {"format": FORMAT, "boards": {}}
+    data.setdefault("boards", {})[board.kind] = board.to_dict()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return target
 
 
 def _read(path: Path) -> dict[str, Any]:

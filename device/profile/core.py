@@ -4,13 +4,14 @@ How the per-op time is measured (LiteRT's Python API has no profiler readout):
 
 1. The whole model is loaded as ``run`` loads it (XNNPACK, the given threads) and its nodes are read:
    which XNNPACK partition took each op, and why the others were left to builtin kernels (:mod:`.graph`).
-2. Each op is cut out of the flatbuffer as a model of its own (:mod:`.cut`), fed the activations the
-   whole model really produced (one run with every intermediate tensor kept), and loaded on the kernels
-   the whole model used for it: XNNPACK when its partition took it, the builtin ones otherwise.
-3. The whole model, every op model and two tiny probe models (the fixed cost of one ``invoke`` with and
-   without XNNPACK, thread-pool wake-up included) are timed side by side in passes that replay an inference
-   (:mod:`.timing`). An op's time is its model's median time less the probe's; ops on constants only are
-   folded at load and cost nothing per inference.
+2. Each op is cut out of the flatbuffer as a subgraph of its own, appended to the model together with two
+   tiny probes (the fixed cost of one ``invoke`` with and without XNNPACK) (:mod:`.cut`). One interpreter
+   loads it all, so the ops run on the kernels the whole model uses and share its XNNPACK delegate and
+   thread pool; each op is fed the activations the whole model really produced (one run with every
+   intermediate tensor kept).
+3. The whole model, every op and the probes are timed side by side in passes that replay an inference
+   (:mod:`.timing`). An op's time is its median less the probe's; ops on constants only are folded at load
+   and cost nothing per inference.
 
 The check: the ops' times plus one invoke's fixed cost should equal the whole model's time measured in the
 same passes. ``Profile.pass_ratio`` compares them pass by pass (medians over passes, with a bootstrap 95%
@@ -36,7 +37,7 @@ from ..engine.probe_model import PROBE_TFLITE
 from ..engine.runtime import Runtime, default_threads, select_runtime
 from ..engine.sysinfo import environment
 from ..engine.target import open_target
-from .graph import DELEGATE, OpInfo, read_ops
+from .graph import OpInfo, read_ops
 from .timing import Timed, replay
 
 FORMAT = "keras-edge-profile/1"
@@ -178,59 +179,65 @@ def profile(cfg: ProfileConfig, progress: Callable[[str], None] = lambda s: None
     except RuntimeUnavailable as e:
         return Profile(rows=tuple(OpRow(o) for o in ops), notes=(f"no per-op times: {e.what} ({e.fix})",), **base)
     progress(f"cutting {len(ops)} ops out of {path.name}")
-    values = activations(rt, options, path, ops)
-    shapes = {t.index: t.shape for o in ops for t in (*o.inputs, *o.outputs)}
-    contenders: dict[Any, Any] = {"whole": _fed(whole, _inputs(whole))}
-    keep: list[Any] = [whole]
-    notes: list[str] = []
-    const_ops, alone = set(), {}
-    for o in ops:
-        if not o.activations:
-            const_ops.add(o.index)   # on constants only: TFLite and XNNPACK fold it at load
-            continue
-        blob = cutter.cut(o.index, shapes)
-        if blob is None:
-            notes.append(f"op {o.index} ({o.op}) calls a subgraph and was not timed on its own")
-            continue
-        it = build(rt, options, content=blob, xnnpack=o.xnnpack)
-        alone[o.index] = any(d["op_name"] == DELEGATE for d in it._get_ops_details())
-        feeds = [values[i] for i in dict.fromkeys(t.index for t in o.activations)]
-        contenders[o.index] = _fed(it, feeds)
-        keep.append(it)
-    # an op alone pays an invoke's fixed cost and its thread pool's wake-up (each op model has its own pool,
-    # asleep since the last pass), which in the model only the first op pays: the probes pay the same
-    probes = {"probe-xnnpack": build(rt, options, content=PROBE_TFLITE, xnnpack=True),
-              "probe-builtin": build(rt, options, content=PROBE_TFLITE, xnnpack=False)}
-    for k, it in probes.items():
-        contenders[k] = _fed(it, _inputs(it))
+    const_ops = {o.index for o in ops if not o.activations}   # on constants only: TFLite and XNNPACK fold it at load
+    combined = cutter.combined([o.index for o in ops if o.index not in const_ops],
+                               {t.index: t.shape for o in ops for t in (*o.inputs, *o.outputs)})
+    notes = [f"op {o.index} ({o.op}) calls a subgraph and was not timed on its own" for o in ops
+             if o.index not in const_ops and o.index not in combined.ops]
+    contenders, keep = _contenders(rt, options, path, ops, combined)
     progress(f"timing the whole model and {len(contenders) - 3} ops side by side, in passes that replay an "
              f"inference ({cfg.passes}+ passes, {cfg.min_seconds:g}+ s)")
     run = replay(contenders, cfg.passes, cfg.min_seconds)
+    del keep
     timed = run.timed()
     ovh = {True: timed["probe-xnnpack"].ms, False: timed["probe-builtin"].ms}
     first = ovh[any(o.xnnpack for o in ops)]
-    sums = run.pass_sums({o.index: ovh[o.xnnpack] for o in ops if o.index in timed}) + first
-    whole_col = run.column("whole")
-    check = float(np.median(sums) / np.median(whole_col))
-    boot = np.random.default_rng(0).integers(0, len(sums), (400, len(sums)))   # resampled passes: the ratio's 95% interval
-    ratios = np.median(sums[boot], axis=1) / np.median(whole_col[boot], axis=1)
-    check_ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
+    check, check_ci = _check(run, {o.index: ovh[o.xnnpack] for o in ops if o.index in timed}, first)
     per_op: dict[int, Timed] = {o.index: timed[o.index].minus(ovh[o.xnnpack]) for o in ops if o.index in timed}
     total = sum(t.ms for t in per_op.values()) or 1.0
     rows = []
     for o in ops:
         t = per_op.get(o.index)
-        note = ("constant inputs: folded at load" if o.index in const_ops else
-                "XNNPACK took it only within the model; timed alone on builtin kernels"
-                if o.xnnpack and o.index in alone and not alone[o.index] else "")
-        if t is None:
-            rows.append(OpRow(o, 0.0 if o.index in const_ops else None, share=0.0 if o.index in const_ops else None,
-                              note=note))
+        if o.index in const_ops:
+            rows.append(OpRow(o, 0.0, share=0.0, note="constant inputs: folded at load"))
         else:
-            rows.append(OpRow(o, t.ms, t.lo_ms, t.hi_ms, t.ms / total, note))
+            rows.append(OpRow(o) if t is None else OpRow(o, t.ms, t.lo_ms, t.hi_ms, t.ms / total))
     w = timed["whole"]
     return Profile(rows=tuple(rows), whole_ms=w.ms, whole_lo_ms=w.lo_ms, whole_hi_ms=w.hi_ms,
                    overhead_ms=first, passes=w.passes, pass_ratio=check, pass_ratio_ci=check_ci, notes=tuple(notes), **base)
+
+
+def _contenders(rt: Runtime, options: EngineOptions, path: Path, ops: list[OpInfo], combined: Any) -> tuple[dict, Any]:
+    """(prepare, call) for the whole model, every op and the probes, all in one interpreter of ``combined``."""
+    values = activations(rt, options, path, ops)
+    it = build(rt, options, content=combined.model, resize=True)
+    w = it._interpreter
+    for k in range(1, w.NumSubgraphs()):
+        w.AllocateTensors(k)
+    # one interpreter: the whole model (subgraph 0), every op and the probes share XNNPACK's thread pool
+    from .cut import WAKE_SHAPE
+
+    wake = _fed(w, combined.wake, [(k, np.ones(WAKE_SHAPE, np.float32)) for k in (0, 1)])[1]
+    contenders: dict[Any, Any] = {"whole": _fed(w, 0, [(d["index"], x) for d, x in zip(it.get_input_details(), _inputs(it))],
+                                                wake=wake)}
+    for o in ops:
+        g = combined.ops.get(o.index)
+        if g is not None:
+            outs = [(k, np.zeros(t.shape, t.dtype)) for k, t in zip(g.outputs, o.outputs)]
+            contenders[o.index] = _fed(w, g.subgraph, [(k, values[t]) for k, t in g.feeds], outs, wake)
+    one = lambda dtype: [(0, np.ones(1, dtype)), (1, np.ones(1, dtype))]  # noqa: E731
+    contenders["probe-xnnpack"] = _fed(w, combined.probe_xnnpack, one(np.float32), wake=wake)
+    contenders["probe-builtin"] = _fed(w, combined.probe_builtin, one(np.int32), wake=wake)
+    return contenders, it
+
+
+def _check(run: Any, less: dict[int, float], first: float) -> tuple[float, tuple[float, float]]:
+    """The ops plus one invoke's overhead over the whole, pass by pass (medians), and its bootstrap 95% interval."""
+    sums = run.pass_sums(less) + first
+    whole = run.column("whole")
+    boot = np.random.default_rng(0).integers(0, len(sums), (400, len(sums)))   # resampled passes
+    ratios = np.median(sums[boot], axis=1) / np.median(whole[boot], axis=1)
+    return float(np.median(sums) / np.median(whole)), (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
 
 
 def model_ops(model: str | Path | bytes, threads: int = 1) -> list[OpInfo]:
@@ -242,7 +249,7 @@ def model_ops(model: str | Path | bytes, threads: int = 1) -> list[OpInfo]:
 
 
 def build(rt: Runtime, options: EngineOptions, *, path: Path | None = None, content: bytes | None = None,
-          xnnpack: bool = True, preserve: bool = False) -> Any:
+          xnnpack: bool = True, preserve: bool = False, resize: bool = False) -> Any:
     """An allocated interpreter for a file or bytes, with XNNPACK (the runtime's default) or builtin kernels only."""
     kw: dict[str, Any] = {"num_threads": options.num_threads}
     kw.update({"model_path": str(path)} if path is not None else {"model_content": content})
@@ -253,7 +260,7 @@ def build(rt: Runtime, options: EngineOptions, *, path: Path | None = None, cont
 
     def make():
         it = rt.interpreter(**kw)
-        if path is not None:
+        if path is not None or resize:
             _resize_inputs(it, options)
         it.allocate_tensors()
         return it
@@ -285,15 +292,25 @@ def _inputs(it: Any) -> list[np.ndarray]:
     return sample_inputs(SimpleNamespace(inputs=tensor_specs(it.get_input_details())))
 
 
-def _fed(it: Any, arrays: list[np.ndarray]) -> tuple[Callable[[], None], Callable[[], None]]:
-    """(write the inputs, invoke): the writing is untimed and leaves the inputs hot in cache, as in the model."""
-    feeds = [(d["index"], np.ascontiguousarray(np.asarray(a, dtype=d["dtype"]).reshape(d["shape"])))
-             for d, a in zip(it.get_input_details(), arrays)]
-    set_tensor = it.set_tensor
+HOT_BYTES = 64 << 20   # inputs and outputs up to this size are rewritten before each timed call
+
+
+def _fed(w: Any, subgraph: int, feeds: list[tuple[int, np.ndarray]], outputs: list[tuple[int, np.ndarray]] = (),
+         wake: Callable[[], object] | None = None) -> tuple[Callable[[], None], Callable[[], object]]:
+    """(write the inputs, invoke subgraph) on the interpreter wrapper ``w``. The writing is untimed: it leaves the
+    inputs hot in cache, as the op before would have, and the output buffers too, as the model's arena (which
+    reuses a few buffers for every op) would have them; each op's own buffers were last touched a pass ago.
+    Then ``wake`` runs a small op on every thread, so the pool is awake as the op before would leave it."""
+    set_tensor, invoke = w.SetTensor, w.Invoke
+    arrays = [(k, np.array(a).copy(order="C")) for k, a in (*feeds, *outputs)]   # np.array keeps a 0-d input 0-d
+    for k, a in arrays:
+        set_tensor(k, a, subgraph)
+    hot = [(k, a) for k, a in arrays if a.nbytes <= HOT_BYTES]
 
     def prepare() -> None:
-        for index, a in feeds:
-            set_tensor(index, a)
+        for k, a in hot:
+            set_tensor(k, a, subgraph)
+        if wake is not None:
+            wake()
 
-    prepare()
-    return prepare, it.invoke
+    return prepare, lambda: invoke(subgraph)

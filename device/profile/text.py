@@ -50,11 +50,14 @@ def summary(p: Profile) -> list[str]:
                  if p.pass_ratio else "")
         out.append(f"whole model {p.whole_ms:.4f} ms median (IQR {p.whole_lo_ms:.4f}-{p.whole_hi_ms:.4f}); ops' medians "
                    f"{p.ops_ms:.4f} + overhead {p.overhead_ms:.4f} = {p.sum_ms:.4f} ms{check}")
-    declined = Counter(f"{r.op.op}: {r.op.why_not}" for r in p.rows if not r.op.xnnpack)
+    reasons: dict[str, Counter] = {}
+    for r in p.rows:
+        if not r.op.xnnpack:
+            reasons.setdefault(r.op.why_not, Counter())[r.op.op] += 1
     share = f" ({p.xnnpack_share:.0%} of the ops' time)" if p.xnnpack_share is not None else ""
-    out.append(f"XNNPACK runs {p.xnnpack_ops} of {len(p.rows)} ops{share}"
-               + ("" if not declined else "; builtin kernels run " + "; ".join(
-                   f"{n} x {what}" for what, n in declined.most_common())))
+    out.append(f"XNNPACK runs {p.xnnpack_ops} of {len(p.rows)} ops{share}" + "".join(
+        f"; {sum(c.values())} on builtin kernels: {why} ({', '.join(f'{op} x{n}' for op, n in c.most_common())})"
+        for why, c in sorted(reasons.items(), key=lambda kv: -sum(kv[1].values()))))
     out += [f"note: {n}" for n in p.notes]
     return out
 

@@ -78,6 +78,19 @@ def predicted_ms(path: Path, kind: str) -> float:
     return predict_file(path, kind)
 
 
+def refine_from_bundles(kind: str, bundles: list[Path]) -> tuple[Any, int]:
+    """Board kind ``kind`` refined on the ``bench --on`` runs (of boards of that kind) stored in these bundles'
+    reports: the fleet's measurements as data for the table. Returns (refined Board, runs used)."""
+    from keras_edge.device.profile.boards import load, refine
+
+    from ..report.contract import read_report
+
+    table = load()
+    board = table.board(kind)
+    obs = [o for b in bundles for o in _observations(table, board, read_report(b), Path(b))]
+    return (refine(board, table.shape, obs) if obs else board), len(obs)
+
+
 def _observations(table, board, previous: Any, previous_dir: Path) -> list[tuple[list, float, int]]:
     """(ops, measured p50, threads) of the previous bundle's variants on boards of this kind."""
     if previous is None or not previous.boards:

@@ -90,7 +90,7 @@ def panel(ax: Any, report: dict[str, Any]) -> bool:
     ax.set_yticks(y, [r["variant"] + (" *" if r["default"] else "") for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("p50 ms (* default)")
-    ax.set_title(f"latency: here, predicted, measured (basis: {(report.get('target') or {}).get('basis', 'workstation')})",
+    ax.set_title(f"p50 here / on the board\n(default chosen on: {(report.get('target') or {}).get('basis', 'workstation')})",
                  fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     return True

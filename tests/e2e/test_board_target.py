@@ -66,3 +66,26 @@ def test_profile_on_the_workstation_with_a_plot(pi4_bundle, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {png}" in out.err
     assert "no: int16 activations (XNNPACK has no int16x8 kernels)" in out.out
     assert "XNNPACK runs 0 of" in out.out
+
+
+def test_bench_on_runs_of_the_kind_refine_its_table_into_the_users_file(pi4_bundle, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from keras_edge.host.report import BoardRun, read_report, write_report_json
+
+    bundle = tmp_path / "digits"
+    shutil.copytree(pi4_bundle, bundle)
+    predicted = B.read_manifest(bundle).variant("int8").metrics["board"]["ms"]
+    facts = {"model": "Raspberry Pi 4 Model B Rev 1.4", "arch": "aarch64", "os_id": "debian"}
+    run = BoardRun("raspberry-pi-4-model-b-rev-1-4-aarch64-debian", "pi@pi4", B.content_hash(bundle),
+                   "2026-12-01T00:00:00+00:00", facts,
+                   {"results": [{"variant": "int8", "threads": 4, "median_ms": predicted * 3, "accelerator": "cpu"}]})
+    write_report_json(bundle, read_report(bundle).with_board(run))
+    before = load().board("pi4").ns_per_mac["qs8"]
+    monkeypatch.setenv("KERAS_EDGE_BOARDS", str(tmp_path / "boards.json"))
+    assert main(["boards", "--refine", "pi4", str(bundle)]) == 0
+    assert "pi4: refined on 1 run(s)" in capsys.readouterr().out
+    mine = load().board("pi4")
+    assert mine.basis == "refined" and mine.ns_per_mac["qs8"] > before
+    assert main(["boards", "--refine", "pi5", str(bundle)]) == 2          # a Pi 4's runs say nothing of a Pi 5
+    assert "holds a bench --on run on a board of kind pi5" in capsys.readouterr().err
