@@ -527,7 +527,7 @@ def build_wheel(out_dir: Path) -> Path:
         for name in os.listdir(root):
             if name in ("pyproject.toml", "setup.cfg", "MANIFEST.in") or name.startswith(("README", "LICENSE")):
                 shutil.copy2(root / name, src / name)
-        for pkg in ("keras_edge", "host", "device", "calibration"):
+        for pkg in ("face", "host", "device", "calibration"):
             shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                 "--disable-pip-version-check", "-q", "-w", str(out_dir), str(src)]
