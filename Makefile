@@ -80,8 +80,9 @@ test-tools:
 	  else echo "the deploy tests need openssh-server, openssh-client and rsync: sudo apt-get install openssh-server openssh-client rsync" >&2; exit 2; fi; \
 	fi
 
+# The fuzzers (tests/e2e/test_fuzz.py) write their counts to build/fuzz/*.json.
 test-host: setup test-tools
-	$(BIN)/python -m pytest -q tests/unit tests/e2e
+	KERAS_EDGE_FUZZ_RESULTS=$(abspath $(BUILD)/fuzz) $(BIN)/python -m pytest -q tests/unit tests/e2e
 
 # A bundle made on the workstation, for the board-side suites (remade when the sources change).
 FIXTURE := $(BUILD)/test-fixtures/bundles/digits/manifest.json

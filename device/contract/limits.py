@@ -50,6 +50,8 @@ class Limits:
     max_folder_depth: int = 64
     # containers nested inside one file (an AVI's LIST chunks; real files nest 3 or 4 deep)
     max_nesting: int = 32
+    # a model's first inference in its trial run (a forked child, before the model is loaded for real)
+    max_trial_seconds: int = 120
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

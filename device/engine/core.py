@@ -34,6 +34,8 @@ from ..contract.bundle import TensorSpec
 from ..contract.errors import ConfigError, ModelError, RuntimeUnavailable
 from .runtime import Runtime, RuntimeName, captured_fd, captured_stderr, default_threads, select_runtime
 from .sysinfo import litert_gpu_missing_flags
+from .trial import check_quantization, trial
+from ..contract.limits import limits
 
 GPU_DELEGATE_ENV = "KERAS_EDGE_GPU_DELEGATE"
 TFLITE_IDENTIFIER = b"TFL3"
@@ -70,6 +72,9 @@ class EngineOptions:
     gpu_timeout: float = gpu.DEFAULT_TIMEOUT_S
     # per input index: the full shape to resize a dynamic input to before allocation
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
+    # load and run the model once in a forked child first (see .trial): a file from anyone cannot crash this
+    # process. Off only for files this process has just written itself (the converter's own variants).
+    trial: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accelerator", Accelerator(self.accelerator))
@@ -243,13 +248,16 @@ def _interpreter(path: Path, rt: Runtime, options: EngineOptions, delegates: lis
     if delegates:
         kw["experimental_delegates"] = delegates
 
-    def build():
-        it = rt.interpreter(**kw)
+    def build(**more: Any):
+        it = rt.interpreter(**{**kw, **more})
+        check_quantization(it, path)   # values the flatbuffer verifier lets through and XNNPACK crashes on
         _resize_inputs(it, options)
         it.allocate_tensors()
         it.get_output_details()   # names decoded here, inside the attempt: a damaged name is one clear error
         return it
 
+    if options.trial and not delegates:
+        trial(lambda: build(num_threads=1), path, limits().max_trial_seconds)
     it, err, native = _attempt(build)
     if isinstance(err, (ModelError, ConfigError)):
         raise err
