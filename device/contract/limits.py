@@ -84,10 +84,10 @@ def limits(environ: dict[str, str] | None = None) -> Limits:
     return Limits(**values)
 
 
-def too_many(what: str, value: int, field: str, unit: str = "") -> tuple[str, str]:
-    """(what, fix) for a value above limit ``field``: "``what`` 1,234 bytes, above the limit of 1,000 bytes",
-    and the fix names the variable that raises it."""
-    lim = getattr(limits(), field)
+def too_many(what: str, value: int, field: str, unit: str = "", limit: int | None = None) -> tuple[str, str]:
+    """(what, fix) for a value above limit ``field`` (the one in force, unless ``limit`` says which):
+    "``what`` 1,234 bytes, above the limit of 1,000 bytes", and the fix names the variable that raises it."""
+    lim = getattr(limits(), field) if limit is None else limit
     unit = f" {unit}" if unit else ""
     return (f"{what} {value:,}{unit}, above the limit of {lim:,}{unit}",
             f"if you trust it, raise the limit with {Limits.variable(field)}=N")
