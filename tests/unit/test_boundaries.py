@@ -75,3 +75,21 @@ def test_a_boards_bench_json_is_checked_before_anything_reads_it(result, problem
         BoardRun.from_dict({"host": "pi", "bench": bench})
     good = {"environment": {}, "results": [{"variant": "fp32", "threads": 1, "median_ms": 1.5, "notes": []}]}
     assert bench_problem(good) is None and BoardRun.from_dict({"bench": good}).latencies() == {"fp32": 1.5}
+
+
+def test_an_ansible_core_older_than_2_19_is_refused(tmp_path):
+    """2.19 tags what boards reply as untrusted; an older ansible-playbook (here a script that says it is one)
+    is refused with one line before it runs anything."""
+    from keras_edge.device.contract.errors import EdgeError
+    from keras_edge.host.deploy.fleet import check_ansible_version
+
+    old = tmp_path / "ansible-playbook"
+    old.write_text('#!/bin/sh\necho "ansible-playbook [core 2.16.3]"\n')
+    old.chmod(0o755)
+    with pytest.raises(EdgeError, match=r"is ansible-core 2.16; keras-edge needs 2.19 or later"):
+        check_ansible_version(str(old), "ansible-playbook")
+    new = tmp_path / "new" / "ansible-playbook"
+    new.parent.mkdir()
+    new.write_text('#!/bin/sh\necho "ansible-playbook [core 2.19.14]"\n')
+    new.chmod(0o755)
+    assert check_ansible_version(str(new), "ansible-playbook") == str(new)
