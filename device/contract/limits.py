@@ -32,8 +32,8 @@ class LimitError(DataError):
 class Limits:
     """Upper bounds on untrusted data (all positive integers)."""
 
-    # decoded pixels of one image or video frame: 64 MP is 192 MB as 8-bit BGR (a 12000x5300 panorama fits)
-    max_pixels: int = 64_000_000
+    # decoded pixels of one image or video frame: 100 MP (a 10000x10000 scan) is 300 MB as 8-bit BGR
+    max_pixels: int = 100_000_000
     # one input file (image, video frame list entry, .npy) read into memory whole
     max_image_bytes: int = 256 * MIB
     # manifest.json, report.json, a board's bench JSON

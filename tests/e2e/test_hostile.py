@@ -93,7 +93,7 @@ def test_a_jpeg_claiming_30000x30000_is_refused_from_its_header(tiny, tmp_path):
     assert bomb.stat().st_size < 100
     proc = cli("run", tiny.bundle, bomb, tiny.image)
     assert proc.returncode == 1, proc.stderr          # the good image ran, the bomb did not
-    assert "bomb.jpg is 30000x30000, 900,000,000 pixels, above the limit of 64,000,000 pixels" in proc.stderr
+    assert "bomb.jpg is 30000x30000, 900,000,000 pixels, above the limit of 100,000,000 pixels" in proc.stderr
     assert "KERAS_EDGE_MAX_PIXELS" in proc.stderr and "Traceback" not in proc.stderr
     assert f"{tiny.image}:" in proc.stdout
 
@@ -106,7 +106,7 @@ def test_bomb_pngs_in_convert_calib_are_refused_before_decoding(tiny, tmp_path):
     proc = cli("convert", tiny.model, "-o", tmp_path / "out", "--calib", calib, "--variants", "fp32")
     line = one_error_line(proc.stderr)
     assert proc.returncode == 2 and "images could be decoded (first: " in line and "bomb" in line
-    assert "above the limit of 64,000,000 pixels" in line and not (tmp_path / "out").exists()
+    assert "above the limit of 100,000,000 pixels" in line and not (tmp_path / "out").exists()
 
 
 def test_the_pixel_limit_is_overridable_and_real_images_are_measured(tiny, tmp_path):
