@@ -10,6 +10,7 @@ of a signal or overruns its time, the model is refused with one line before this
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import time
@@ -58,6 +59,7 @@ def trial(build: Callable[[], Any], path: Path, timeout_s: float) -> None:
     pid = os.fork()
     if pid == 0:   # the child: quiet, one try, and out without running this process's exit handlers
         try:
+            faulthandler.disable()   # its crash is the parent's finding, not a report on the parent's stderr
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
