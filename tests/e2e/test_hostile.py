@@ -262,12 +262,10 @@ def test_a_savedmodel_that_writes_files_or_runs_python_is_refused_before_it_runs
     assert proc.returncode == 2 and "reads or writes files or runs Python" in line and op in line
     assert "pass --unsafe" in line
     assert not canary.exists() and not (tmp_path / "out").exists()
-    # the user's opt-in: the graph runs, so the refusal above was not a lucky accident (a py_function's Python is
-    # not saved with the model: loaded elsewhere it cannot run at all, so only the scan is passed)
-    unsafe = cli("convert", sm, "-o", tmp_path / "out", "--calib", tiny.calib, "--variants", "fp32", "--preprocess",
-                 "unit", "--unsafe")
-    assert "safe mode refuses" not in unsafe.stderr
-    assert canary.exists() == (how == "write")
+    if how == "write":   # the user's opt-in: the graph runs and writes, so the refusal was not a lucky accident
+        cli("convert", sm, "-o", tmp_path / "out", "--calib", tiny.calib, "--variants", "fp32", "--preprocess", "unit",
+            "--unsafe")
+        assert canary.exists()
 
 
 def test_a_keras_export_passes_the_savedmodel_scan(tiny, tmp_path):
