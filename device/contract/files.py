@@ -55,7 +55,7 @@ def read_regular(path: str | os.PathLike, max_bytes: int, field: str, error: typ
     """The bytes of a regular file of at most ``max_bytes`` (limit ``field`` of :class:`.limits.Limits`)."""
     st = regular(path, error)
     if st.st_size > max_bytes:
-        raise _error(error, *too_many(f"{path} is", st.st_size, field, "bytes"))
+        raise _error(error, *too_many(f"{path} is", st.st_size, field, "bytes", max_bytes))
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
@@ -78,7 +78,7 @@ def read_regular(path: str | os.PathLike, max_bytes: int, field: str, error: typ
     finally:
         os.close(fd)
     if total > max_bytes:   # it grew while being read
-        raise _error(error, *too_many(f"{path} grew to", total, field, "bytes"))
+        raise _error(error, *too_many(f"{path} grew to", total, field, "bytes", max_bytes))
     return b"".join(chunks)
 
 

@@ -32,8 +32,8 @@ class LimitError(DataError):
 class Limits:
     """Upper bounds on untrusted data (all positive integers)."""
 
-    # decoded pixels of one image or video frame: 64 MP is 192 MB as 8-bit BGR (a 12000x5300 panorama fits)
-    max_pixels: int = 64_000_000
+    # decoded pixels of one image or video frame: 100 MP (a 10000x10000 scan) is 300 MB as 8-bit BGR
+    max_pixels: int = 100_000_000
     # one input file (image, video frame list entry, .npy) read into memory whole
     max_image_bytes: int = 256 * MIB
     # manifest.json, report.json, a board's bench JSON
@@ -50,6 +50,8 @@ class Limits:
     max_folder_depth: int = 64
     # containers nested inside one file (an AVI's LIST chunks; real files nest 3 or 4 deep)
     max_nesting: int = 32
+    # a model's first inference in its trial run (a forked child, before the model is loaded for real)
+    max_trial_seconds: int = 120
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -82,10 +84,10 @@ def limits(environ: dict[str, str] | None = None) -> Limits:
     return Limits(**values)
 
 
-def too_many(what: str, value: int, field: str, unit: str = "") -> tuple[str, str]:
-    """(what, fix) for a value above limit ``field``: "``what`` 1,234 bytes, above the limit of 1,000 bytes",
-    and the fix names the variable that raises it."""
-    lim = getattr(limits(), field)
+def too_many(what: str, value: int, field: str, unit: str = "", limit: int | None = None) -> tuple[str, str]:
+    """(what, fix) for a value above limit ``field`` (the one in force, unless ``limit`` says which):
+    "``what`` 1,234 bytes, above the limit of 1,000 bytes", and the fix names the variable that raises it."""
+    lim = getattr(limits(), field) if limit is None else limit
     unit = f" {unit}" if unit else ""
     return (f"{what} {value:,}{unit}, above the limit of {lim:,}{unit}",
             f"if you trust it, raise the limit with {Limits.variable(field)}=N")

@@ -11,7 +11,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..contract.errors import ConfigError, ModelError, RuntimeUnavailable
+from ..contract.limits import limits
 from .runtime import Runtime, captured_fd, captured_stderr
+from .trial import check_quantization, trial
 from .types import Backend, Engine, EngineOptions, tensor_specs
 
 TFLITE_IDENTIFIER = b"TFL3"
@@ -102,13 +104,16 @@ def interpreter(path: Path, rt: Runtime, options: EngineOptions, delegates: list
     if delegates:
         kw["experimental_delegates"] = delegates
 
-    def build():
-        it = rt.interpreter(**kw)
+    def build(**more: Any):
+        it = rt.interpreter(**{**kw, **more})
+        check_quantization(it, path)   # values the flatbuffer verifier lets through and XNNPACK crashes on
         resize_inputs(it, options)
         it.allocate_tensors()
         it.get_output_details()   # names decoded here, inside the attempt: a damaged name is one clear error
         return it
 
+    if options.trial and not delegates:
+        trial(lambda: build(num_threads=1), path, limits().max_trial_seconds)
     it, err, native = attempt(build)
     if isinstance(err, (ModelError, ConfigError)):
         raise err

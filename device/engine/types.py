@@ -46,6 +46,9 @@ class EngineOptions:
     gpu_timeout: float = gpu.DEFAULT_TIMEOUT_S
     # per input index: the full shape to resize a dynamic input to before allocation
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
+    # load and run the model once in a forked child first (see .trial): a file from anyone cannot crash this
+    # process. Off only for files this process has just written itself (the converter's own variants).
+    trial: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accelerator", Accelerator(self.accelerator))

@@ -118,6 +118,6 @@ def check(data: bytes, name: str, reduce: int = 1, max_pixels: int | None = None
     limit = max_pixels if max_pixels is not None else limits().max_pixels
     if pixels > limit:
         what, fix = too_many(f"{name} is {w}x{h}" + (f" (1/{r} scale: {-(-w // r)}x{-(-h // r)})" if r > 1 else "")
-                             + ",", pixels, "max_pixels", "pixels")
+                             + ",", pixels, "max_pixels", "pixels", limit)
         raise LimitError(what, f"resize it; {fix}")
     return dims

@@ -318,8 +318,9 @@ class Runner:
         outs = self.engine.run(item.tensors)
         ms = (time.perf_counter_ns() - t0) / 1e6
         res = Result(item.name, decode_ms=item.decode_ms, preprocess_ms=item.preprocess_ms, infer_ms=ms)
-        if (self.classify or self.post is not None) and not all(np.isfinite(o).all() for o in outs if o.dtype.kind == "f"):
-            # scores of NaN would print as a class with score nan: not a result (a damaged model gives them)
+        if self.classify and outs[0].dtype.kind == "f" and not np.isfinite(outs[0]).all():
+            # scores of NaN would print as a class with score nan: not a result (a damaged model gives them). Only
+            # here: a detection head's outputs past its count are whatever the buffer held, NaN included
             return Result(item.name, error="the model's outputs are not numbers (NaN or infinity) for this input; "
                                            "the model file may be damaged: run `keras-edge verify` on its bundle")
         if self.classify:

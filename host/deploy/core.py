@@ -381,8 +381,8 @@ def _deploy_locked(plan: BundlePlan, config: DeployConfig, target: Target, prep:
     act = run_script(target, ssh, scripts.ACTIVATE, [plan.name, plan.version, partial, str(config.keep), owner,
                                                       *plan.sums_args])
     if act.returncode != 0:
-        raise RemoteError(act.failure(), f"nothing was switched: current is still {current}" if current
-                          else "nothing was switched")
+        # a real folder named current is refused by prepare, so an empty current here is truly unset
+        raise RemoteError(act.failure(), f"nothing was switched: current is still {current or 'unset'}")
     verified_by = act.get("verified_by") or verified_by
     pruned = tuple(v for k, v in _pairs(act.stdout) if k == "pruned")
     say(f"{outcome}: current -> {act.get('current')} (verified: {verified_by})"

@@ -14,6 +14,7 @@ command line) never needs it, and a missing Ansible is one clear error.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import re
@@ -132,12 +133,32 @@ def ansible_program(name: str) -> str:
     """``ansible-playbook`` (or ``ansible``) beside this Python first, then on PATH."""
     here = Path(sys.executable).parent / name
     if here.is_file() and os.access(here, os.X_OK):
-        return str(here)
+        return check_ansible_version(str(here), name)
     found = shutil.which(name)
     if found is None:
         raise EdgeError("--inventory runs the rollout with Ansible, which is not installed here",
                         "pip install 'keras-edge[fleet]' (ansible-core), or name the boards on the command line instead")
-    return found
+    return check_ansible_version(found, name)
+
+
+# ansible-core 2.19 tags what a module returns as untrusted, whatever filters it goes through: a board's reply
+# can never become a template. Before it, registered output was marked unsafe, but some filters dropped the mark.
+MIN_ANSIBLE = (2, 19)
+
+
+@functools.lru_cache(maxsize=None)
+def check_ansible_version(program: str, name: str) -> str:
+    """``program``, after refusing (one line) an ``ansible-playbook`` older than :data:`MIN_ANSIBLE`: it is what
+    runs the boards' replies through templates (``ansible --list-hosts`` reads only the inventory)."""
+    if name != "ansible-playbook":
+        return program
+    proc = subprocess.run([program, "--version"], capture_output=True, text=True, env=_env())
+    m = re.search(r"core (\d+)\.(\d+)", proc.stdout)
+    if m and (int(m.group(1)), int(m.group(2))) < MIN_ANSIBLE:
+        raise EdgeError(f"{program} is ansible-core {m.group(1)}.{m.group(2)}; keras-edge needs "
+                        f"{'.'.join(map(str, MIN_ANSIBLE))} or later, which never templates what a board replies",
+                        "pip install 'keras-edge[fleet]' (or pip install -U ansible-core)")
+    return program
 
 
 def _env(workdir: Path | None = None) -> dict[str, str]:

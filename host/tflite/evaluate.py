@@ -17,8 +17,9 @@ from ..tfenv import captured_output
 
 
 def load_tflite(path: str | os.PathLike, threads: int | None = None) -> Engine:
-    """Load a .tflite file with the board's own engine (LiteRT on the CPU, XNNPACK), batch 1."""
-    return load_engine(path, EngineOptions(threads=threads))
+    """Load a .tflite file with the board's own engine (LiteRT on the CPU, XNNPACK), batch 1 (no trial run: the
+    converter made it here, a moment ago)."""
+    return load_engine(path, EngineOptions(threads=threads, trial=False))
 
 
 def run_one(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:

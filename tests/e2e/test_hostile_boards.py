@@ -196,6 +196,20 @@ def test_rollback_takes_over_a_killed_deploys_lock_at_once(lab, tmp_path, capsys
     assert "waiting up to" not in err and board.link("toy") == B.content_hash(v1) and not lock.exists()
 
 
+@needs_ansible
+def test_a_fleet_rollback_takes_over_a_killed_deploys_lock_too(lab, tmp_path, capsys):
+    board = lab.start("board01")
+    v1, v2 = make_bundle(tmp_path, "v1"), make_bundle(tmp_path, "v2")
+    assert deploy(capsys, lab, v1, "board01")[0] == 0 and deploy(capsys, lab, v2, "board01")[0] == 0
+    lock = board.bundle_dir("toy") / ".lock"
+    lock.mkdir()
+    (lock / "owner").write_text(f"keras-edge deploy by someone@{socket.gethostname()} pid {dead_pid()} at x (abcdef)\n")
+    (lock / "since").write_text(f"{int(time.time())}\n")
+    rc, out, err = run(capsys, "rollback", "toy", "-i", inventory(lab, ["board01"]), "-F", lab.config)
+    assert rc == 0, out + err      # before: waited 120 s, then failed (the lock is not an hour old)
+    assert board.link("toy") == B.content_hash(v1) and not lock.exists()
+
+
 def test_a_lock_that_is_a_plain_file_is_one_clear_line(lab, tmp_path, capsys):
     board = lab.start("board1")
     v1 = make_bundle(tmp_path, "v1")
