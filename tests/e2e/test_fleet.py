@@ -162,7 +162,8 @@ def test_unreachable_board_within_max_fail_percentage_and_a_group_rollback(lab, 
     # the same outage with no tolerance: its batch is rolled back and the rollout stops there
     rc, out, err = fleet(capsys, "deploy", v2, "-i", inv, "--serial", "2", "-F", lab.config, "--json")
     assert rc == 2
-    run = json.loads(out)
+    run, end = json.JSONDecoder().raw_decode(out)   # then, as on every error with --json, {"error", "exit_code"}
+    assert json.loads(out[end:])["exit_code"] == rc
     got = {h["host"]: (h["batch"], h["outcome"]) for h in run["hosts"]}
     assert got == {"board01": (1, "deployed"), "board02": (2, "rolled back"), "nowhere": (2, "failed"),
                    "board03": (0, "skipped"), "board04": (0, "skipped")} and run["stopped"]
