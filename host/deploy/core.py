@@ -382,7 +382,7 @@ def _deploy_locked(plan: BundlePlan, config: DeployConfig, target: Target, prep:
                                                       *plan.sums_args])
     if act.returncode != 0:
         # a real folder named current is refused by prepare, so an empty current here is truly unset
-        raise RemoteError(act.failure(), f"nothing was switched: current is still {current or 'unset'}")
+        raise RemoteError(act.failure(), "nothing was switched" + (f": current is still {current}" if current else ""))
     verified_by = act.get("verified_by") or verified_by
     pruned = tuple(v for k, v in _pairs(act.stdout) if k == "pruned")
     say(f"{outcome}: current -> {act.get('current')} (verified: {verified_by})"

@@ -45,7 +45,7 @@ def test_a_mistyped_command_gets_a_suggestion(capsys):
                                               "(see keras-edge --help)")
     assert main(["frobnicate"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the commands are bench, convert," in err
+    assert err.count("\n") == 1 and "the commands are bench, boards, convert," in err
 
 
 def test_shell_completion_script_and_completions():
