@@ -87,7 +87,7 @@ def one(name: str, size: int, memory: bool) -> dict[str, Any]:
     import keras
     import numpy as np
 
-    from keras_edge.calibration.dataset import load_labeled
+    from keras_edge.calibration.dataset import calibration_sets
     from keras_edge.device.contract import bundle as B
     from keras_edge.device.outputs import TaskOptions
     from keras_edge.host.convert import ConvertConfig, convert
@@ -127,8 +127,8 @@ def one(name: str, size: int, memory: bool) -> dict[str, Any]:
     if memory:
         out["log"] = lines
         return out
-    # TensorFlow's converter directly, calibrated on photos of the same folder, preprocessed the same way
-    x = load_labeled(calib, m.preprocess, limit=16).x
+    # TensorFlow's converter directly, on the calibration inputs keras-edge used (the same seeded split)
+    x = calibration_sets(calib, m.preprocess, calib_samples=16, eval_samples=16, seed=0).calib.x
     blob, err = _tf_int8(keras.models.load_model(path), x)
     tf_entry: dict[str, Any] = {"converts": blob is not None, "error": err}
     models = {}
