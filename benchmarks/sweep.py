@@ -11,7 +11,8 @@ is then asked directly for full integer int8 with the same calibration inputs: w
 silently leaves in float, and its latency timed side by side with keras-edge's fp32 and int8 files.
 ``--memory-check`` converts the DeepLabV3-ResNet50-like model (~26M params, 224×224, ``--task segmentation``)
 with convert's defaults (all default variants, int8-ptq, int8-selective, 200 calibration images) and records its
-peak RSS. The sweep stops starting architectures after ``--minutes`` and says which did not run.
+peak RSS. The sweep stops starting architectures after ``--minutes`` and says which did not run; ``--only`` runs
+some and keeps the others' previous results (the recorded wall time adds up the parts).
 """
 
 from __future__ import annotations
@@ -226,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         memory = _child(MEMORY_MODEL, MEMORY_SIZE, True, 3 * 3600)
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     kept = {k: previous.get(k) for k in ("environment", "size", "minutes", "wall_s", "architectures", "not_run")}
+    if args.only:   # the architectures not named keep their previous results (a sweep finished in parts)
+        ran = {e["name"] for e in entries} | set(skipped)
+        entries = [e for e in previous.get("architectures") or [] if e["name"] not in ran] + entries
+        entries.sort(key=lambda e: SWEEP.index(e["name"]) if e["name"] in SWEEP else len(SWEEP))
+        skipped = sorted(set(skipped) | (set(previous.get("not_run") or []) - ran))
+    wall = round(time.perf_counter() - t0, 1) + (float(previous.get("wall_s") or 0) if args.only else 0)
     swept = {"environment": environment(), "size": args.size, "minutes": args.minutes,
-             "wall_s": round(time.perf_counter() - t0, 1), "architectures": entries, "not_run": skipped}
+             "wall_s": wall, "architectures": entries, "not_run": skipped}
     write_json(args.out, {**(kept if args.memory_only else swept), "memory_check": memory or previous.get("memory_check"),
                           "weights": "random (weights=None): speed and coverage only, never accuracy"})
     return 0
