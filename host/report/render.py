@@ -283,7 +283,7 @@ def markdown(report: dict[str, Any]) -> str:
         sel = report["selective"]
         lines += ["", "## Selective int8", "",
                   ("fits the budget keeping these ops in float: " + ", ".join(f"`{o}`" for o in sel.get("float_ops", [])))
-                  if sel.get("fits") else f"nothing fits the budget (best loss {sel.get('best_loss', 0):.2%})",
+                  if sel.get("fits") else f"nothing fits the budget ({_best_loss(sel)})",
                   "", "| tensor | op | channel NSR | rmse/scale |", "|---|---|---|---|"]
         lines += [f"| `{e['tensor'][:80]}` | {e['op']} | {e['channel_nsr']:.4f} | {e['rmse_scale']:.3f} |"
                   for e in sel.get("layers", [])]
@@ -292,6 +292,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines += pruning_rows(report.get("pruning"))
     lines += ["", "![latency against accuracy](report.png)"]
     return "\n".join(lines) + "\n"
+
+
+def _best_loss(sel: dict[str, Any]) -> str:
+    if sel.get("best_loss") is None:   # the time limit came before any candidate
+        return f"no candidate measured; stopped at {sel.get('stopped') or 'the start'}"
+    return f"best loss {sel['best_loss']:.2%}"
 
 
 def write_report(directory: str | Path, report: Report) -> None:
