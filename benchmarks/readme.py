@@ -499,11 +499,17 @@ def sweep_section(d: dict[str, Any]) -> str:
              "converter silently kept in float while asked for full integer; peak RSS is the whole conversion "
              "process's.",
              table(["architecture", "params", "size", "keras-edge int8", "keras-edge keeps in float", "int8 p50 ms",
-                    "fp32 p50 ms", "fp32 / int8", "TF int8", "TF leaves in float", "TF int8 p50 ms", "peak RSS"], rows)]
+                    "fp32 p50 ms", "int8 speed-up over fp32", "TF int8", "TF leaves in float", "TF int8 p50 ms", "peak RSS"], rows)]
     if d.get("not_run"):
         parts.append(f"Not run within the sweep's {d.get('minutes')} min: {', '.join(d['not_run'])}.")
     if d.get("wall_s"):
-        parts.append(f"Sweep wall time: {d['wall_s'] / 60:.1f} min.")
+        parts.append(f"Sweep wall time: {d['wall_s'] / 60:.1f} min (conversion, evaluation and timing of every "
+                     "architecture, each in its own process; with `--only`, the parts added up).")
+    env = d.get("environment") or {}
+    if env.get("load_average"):
+        parts.append(f"Load average when the sweep ended: {', '.join(f'{v:.1f}' for v in env['load_average'])} on "
+                     f"{env.get('cores_usable')} usable cores: absolute milliseconds are noisy on a shared machine; "
+                     "compare within a row (the contenders of a row were timed interleaved in one process).")
     mem = d.get("memory_check")
     if mem:
         if mem.get("error"):

@@ -90,7 +90,16 @@ def verdict_of(metrics: dict[str, Any], keras_acc: float | None, budget: float):
 
     raw = keras_acc is None and metrics.get("agreement") is None and metrics.get("metric_drop") is None
     return verdict(loss_of(metrics, keras_acc), loss_interval(metrics, keras_acc), int(metrics.get("n") or 0), budget,
-                   RAW_MEASURE if raw else "")
+                   RAW_MEASURE if raw else task_measure(metrics))
+
+
+def task_measure(metrics: dict[str, Any]) -> str:
+    """The task metric's loss in words (detection, segmentation); '' for classifiers."""
+    task = metrics.get("task_metric")
+    if not task or metrics.get("metric_drop") is None:
+        return ""
+    name = {"map50_95": "mAP@0.5:0.95", "miou": "mean IoU"}.get(task, task)
+    return f"{name} drop against Keras's" if metrics.get(task) is not None else f"{name} lost against Keras's own results"
 
 
 def choose_default(variants: Sequence[B.Variant], keras_acc: float | None, max_drop: float,

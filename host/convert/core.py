@@ -566,9 +566,10 @@ def _check_label_count(labels: Path | None, classes: int) -> None:
 
 def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
     from ..tfenv import captured_output
+    from .batching import batch_size
 
-    with captured_output():
-        y = model.predict(x, batch_size=64, verbose=0)
+    with captured_output():   # batches bounded by activation memory: 64 digits, a few 224×224 segmentations
+        y = model.predict(x, batch_size=batch_size(model), verbose=0)
     ys = y if isinstance(y, (list, tuple)) else [y]
     return [np.asarray(v, np.float32) for v in ys]
 

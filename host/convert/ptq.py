@@ -166,10 +166,14 @@ def pairs(model) -> list[Pair]:
 ACT_BUDGET = 256 << 20   # bytes of activations one probe batch may hold: calibration statistics stream in batches
 
 
-def _batch_for(tensors: list[Any]) -> int:
-    """Samples per probe batch so that the tensors of one batch fit ACT_BUDGET (at most BATCH)."""
+def _batch_for(tensors: list[Any], model=None) -> int:
+    """Samples per probe batch so that the tensors of one batch fit ACT_BUDGET and the forward pass that makes
+    them fits the forward budget (at most BATCH)."""
+    from .batching import batch_size
+
     per = sum(4 * int(np.prod([d or 1 for d in t.shape[1:]])) for t in tensors)
-    return int(max(1, min(BATCH, ACT_BUDGET // max(per, 1))))
+    kept = int(max(1, min(BATCH, ACT_BUDGET // max(per, 1))))
+    return min(kept, batch_size(model, cap=BATCH)) if model is not None else kept
 
 
 def _probe_batches(model, tensors: list[Any], x: np.ndarray):
@@ -177,7 +181,7 @@ def _probe_batches(model, tensors: list[Any], x: np.ndarray):
     import keras
 
     probe = keras.Model(model.inputs, tensors)
-    step = _batch_for(tensors)
+    step = _batch_for(tensors, model)
     for i in range(0, len(x), step):
         ys = probe([x[i:i + step]], training=False)
         yield [np.asarray(y) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
@@ -309,9 +313,11 @@ def _spread(a: np.ndarray) -> float:
 
 def _paired_outputs(models: list[Any], x: np.ndarray):
     """Each model's (first) output on the same batch of ``x``, batch by batch (outputs never held for all of x)."""
+    from .batching import batch_size
+
     outs = [m.outputs[0] if hasattr(m, "outputs") else None for m in models]
     per = max((4 * int(np.prod([d or 1 for d in t.shape[1:]])) for t in outs if t is not None), default=4)
-    step = int(max(1, min(BATCH, ACT_BUDGET // max(per * len(models), 1))))
+    step = min(int(max(1, min(BATCH, ACT_BUDGET // max(per * len(models), 1)))), batch_size(list(models), cap=BATCH))
     for i in range(0, len(x), step):
         yield [np.asarray(_first(m([x[i:i + step]], training=False))) for m in models]
 

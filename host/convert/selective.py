@@ -239,7 +239,7 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
     (the all-int8 model's (loss, fidelity)). Stops when the loss fits ``budget``, when the ranking is
     used up, or before a candidate would overrun ``time_limit`` seconds. The limit covers the whole
     search: one calibration, the layer ranking (stopped at half the limit, on fewer samples) and the
-    candidates, each estimated from the one before (the first from the calibration's time).
+    candidates, each started only when the one before says it fits (so the limit is overrun by one at most).
     """
     import time
 
@@ -267,12 +267,14 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
     best_fid = baseline[1] if baseline else float("inf")
     best: tuple[float, bytes, tuple[str, ...]] | None = None
     kept: list[str] = []
-    prev, last_s, stopped = 0, calib_s, "every ranked layer was offered"
+    # the first candidate starts whenever time is left (the limit may be overrun by that one candidate); each
+    # later one only when the one before says it fits
+    prev, last_s, stopped = 0, 0.0, "every ranked layer was offered"
     for k in [s for s in STEPS if s <= len(layers)]:
         elapsed = time.perf_counter() - t0
         if time_limit is not None and elapsed + last_s > time_limit:
-            stopped = (f"the time limit of {time_limit:.0f}s (after {elapsed:.0f}s; one more candidate takes "
-                       f"~{last_s:.0f}s{'' if trials else ', estimated from the calibration'})")
+            stopped = (f"the time limit of {time_limit:.0f}s (after {elapsed:.0f}s; " +
+                       (f"one more candidate takes ~{last_s:.0f}s)" if trials else "no time left for a candidate)"))
             break
         deny = list(kept)
         for e in layers[prev:k]:

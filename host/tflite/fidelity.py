@@ -61,12 +61,16 @@ def kl_per_sample(keras_out: np.ndarray, variant_out: np.ndarray) -> np.ndarray:
 
 def cosine_snr(keras_out: np.ndarray, variant_out: np.ndarray) -> tuple[float, float]:
     """Mean per-sample cosine similarity and the SNR in dB (signal: Keras' output, noise: the difference)."""
-    k = keras_out.reshape(len(keras_out), -1).astype(np.float64)
-    v = variant_out.reshape(len(variant_out), -1).astype(np.float64)
-    norms = np.linalg.norm(k, axis=1) * np.linalg.norm(v, axis=1)
-    cos = np.where(norms > 0, np.sum(k * v, axis=1) / np.maximum(norms, 1e-30), 1.0)
-    noise = float(np.mean((k - v) ** 2))
-    signal = float(np.mean(k ** 2))
+    cos_s, noise_s, signal_s, size = [], 0.0, 0.0, 0
+    for ks, vs in zip(keras_out, variant_out):   # one sample at a time: maps of many images stay in float32
+        k, v = ks.reshape(-1).astype(np.float64), vs.reshape(-1).astype(np.float64)
+        norm = float(np.linalg.norm(k) * np.linalg.norm(v))
+        cos_s.append(float(k @ v) / max(norm, 1e-30) if norm > 0 else 1.0)
+        noise_s += float(np.sum((k - v) ** 2))
+        signal_s += float(np.sum(k * k))
+        size += k.size
+    cos = np.asarray(cos_s)
+    noise, signal = noise_s / max(size, 1), signal_s / max(size, 1)
     snr = 10 * math.log10(signal / noise) if noise > 0 and signal > 0 else (math.inf if noise == 0 else -math.inf)
     return float(np.mean(cos)), snr
 

@@ -112,3 +112,10 @@ def test_a_raw_verdict_speaks_of_relative_error_not_images():
     assert v.text == ("misses: relative RMS error of the outputs against Keras's (the worst output) 3.16% on 50 inputs "
                       "against a budget of 1.00%")
     assert "one image" in verdict_of({"agreement": 0.9, "agreement_ci": [0.8, 0.95], "n": 50}, None, 0.01).text
+
+
+def test_a_task_verdict_speaks_of_its_metric():
+    v = verdict_of({"task_metric": "miou", "miou": None, "task_fidelity": 0.1, "metric_drop": 0.9, "n": 40}, None, 0.01)
+    assert v.text == "misses: mean IoU lost against Keras's own results 90.00% on 40 inputs against a budget of 1.00%"
+    v = verdict_of({"task_metric": "map50_95", "map50_95": 0.5, "metric_drop": 0.002, "n": 40}, None, 0.01)
+    assert v.text.startswith("fits: mAP@0.5:0.95 drop against Keras's 0.20% on 40 inputs")
