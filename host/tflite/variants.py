@@ -107,6 +107,10 @@ def convert(model, name: str, inputs: ConvertInputs, verbose: bool = False) -> t
     tf = import_tf(verbose)
     recipe = VARIANTS[name]
     warnings: list[str] = []
+    if recipe.calibrated:   # the same maths with every op int8-quantizable (LayerNormalization without NEG)
+        from .rewrite import int8_friendly
+
+        model = int8_friendly(model)
     try:
         data = _convert_once(tf, model, recipe, inputs, verbose, flex=False)
     except VariantFailed as e:
