@@ -103,7 +103,8 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
     t0 = time.perf_counter()
     base_loss, base_fid = job.loss(baseline), fidelity_loss(baseline.metrics)
     res = selective_int8(base, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log,
-                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
+                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid),
+                         candidate_s=baseline.metrics.get("convert_s"))
     start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
     info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
             "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else

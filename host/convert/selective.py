@@ -182,17 +182,22 @@ def rank_by_local_error(layers: list[LayerError], graph: OpGraph) -> list[LayerE
 
 def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: float,
                    verbose: bool = False, log: Callable[[str], None] = lambda s: None,
-                   time_limit: float | None = None, baseline: tuple[float, float] | None = None) -> SelectiveResult:
+                   time_limit: float | None = None, baseline: tuple[float, float] | None = None,
+                   candidate_s: float | None = None) -> SelectiveResult:
     """Keep the worst-quantized tensors (with their consumers) in float, driven by a continuous metric.
 
     Layers are offered in ranked chunks (``STEPS``); a chunk is kept only when it lowers the fidelity
     metric, so the best candidate improves monotonically and never ends worse than ``baseline``
     (the all-int8 model's (loss, fidelity)). Stops when the loss fits ``budget``, when the ranking is
-    used up, or before a conversion would overrun ``time_limit`` seconds.
+    used up, or before a conversion would overrun ``time_limit`` seconds. ``candidate_s`` (what one int8
+    conversion took) ends it before the layer ranking when not even one candidate fits the limit.
     """
     import time
 
     t0 = time.perf_counter()
+    if time_limit is not None and candidate_s is not None and candidate_s > time_limit:
+        return SelectiveResult(None, (), None, False, (), (), f"the time limit of {time_limit:g}s before it started: one "
+                               f"candidate takes at least one int8 conversion (~{candidate_s:.0f}s here)", 0.0)
     tf = import_tf(verbose)
     with captured_output(not verbose):
         graph = op_graph(_converter(tf, model, inputs).convert())

@@ -57,9 +57,11 @@ def test_mtcnn_rnet_needs_import_then_converts_runs_and_verifies(rnet, crops, tm
 
 def test_python_api_imports_the_module_too(rnet, crops, tmp_path):
     from keras_edge.host.convert import ConvertConfig, convert
+    from keras_edge.host.preprocessing import PreprocessOptions
 
     calib, evald = crops(24)
     res = convert(ConvertConfig(model=rnet, out=tmp_path / "b", calib=calib, eval=evald, variants=("fp32",),
+                                preprocess=PreprocessOptions(scale=1.0, mean=(127.5,), std=(128.0,)),
                                 imports=("mtcnn.network.rnet",)))
     assert res.manifest.variant("fp32").metrics["max_abs_err"] < 1e-4
 
