@@ -193,6 +193,10 @@ def one(name: str, work: Path) -> dict[str, Any]:
             p = work / f"peer-{mode}.tflite"
             p.write_bytes(blob)
             entry["peer"] = _metrics(E.predict(E.load_tflite(p), [xe])[0], ref, mode)
+            if mode == "int8":   # TF keeps ops it cannot quantize in float without a word: say which
+                from keras_edge.host.tflite.variants import float_ops
+
+                entry["peer"]["float_ops"] = float_ops(blob)
         except Exception as e:  # noqa: BLE001
             entry["peer_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         row["variants"][mode] = entry
