@@ -193,6 +193,10 @@ def one(name: str, work: Path) -> dict[str, Any]:
             p = work / f"peer-{mode}.tflite"
             p.write_bytes(blob)
             entry["peer"] = _metrics(E.predict(E.load_tflite(p), [xe])[0], ref, mode)
+            if mode == "int8":   # TF keeps ops it cannot quantize in float without a word: say which
+                from keras_edge.host.tflite.variants import float_ops
+
+                entry["peer"]["float_ops"] = float_ops(blob)
         except Exception as e:  # noqa: BLE001
             entry["peer_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         row["variants"][mode] = entry
@@ -205,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--budget-min", type=float, default=45.0, help="stop starting new rows after this many minutes")
     ap.add_argument("--only", default=None, help="comma-separated architecture or block names")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="an earlier coverage.json: its rows for models this run does not reach are kept")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--row-timeout", type=float, default=900.0)
+    ap.add_argument("--row-timeout", type=float, default=2400.0)
     args = ap.parse_args(argv)
     if args.one:
         with tempfile.TemporaryDirectory(prefix="ke-cov-") as tmp:
@@ -216,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import environment, to_jsonable
 
     names = [s for s in args.only.split(",")] if args.only else [*BLOCKS, *_by_size(architectures())]
-    t0, rows = time.perf_counter(), []
+    kept = {r["model"]: r for r in json.loads(args.keep.read_text())["rows"] if "variants" in r} if args.keep else {}
+    names = [n for n in names if n not in kept]
+    t0, rows = time.perf_counter(), list(kept.values())
     for name in names:
         if time.perf_counter() - t0 > args.budget_min * 60:
             rows.append({"model": name, "not_run": f"the time budget of {args.budget_min:g} min was spent"})

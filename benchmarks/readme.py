@@ -394,11 +394,14 @@ def coverage_section(c: dict[str, Any]) -> str:
         for mode, e in r.get("variants", {}).items():
             ke, peer = e.get("keras_edge"), e.get("peer")
             fmt = (lambda d: "–" if not d else (f"err {d['max_abs_err']:.1e}" if mode != "int8"
-                                                 else f"agree {d['agreement']:.0%}, KL {d['kl']:.1e}"))
+                                                 else f"agree {d['agreement']:.0%}, KL {d['kl']:.1e}"
+                                                 + (f" (not integer-only: {', '.join(d['float_ops'])} in float)"
+                                                    if d.get("float_ops") else "")))
             status = e.get("status") or ("convert failed: " + r.get("convert_error", "?")[:120])
             if e.get("reason"):
                 status += f": {e['reason'][:120]}"
-            rows.append([r["model"], f"{r.get('params', 0) / 1e6:.1f}M {r.get('input', '')} {r.get('preset', '')}", mode,
+            n = r.get("params", 0)
+            rows.append([r["model"], (f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.0f}k") + f" {r.get('input', '')} {r.get('preset', '')}", mode,
                          status, fmt(ke), fmt(peer) if peer else e.get("peer_error", "–")[:80],
                          f"{e.get('run', '–')} / {e.get('verify', '–')}"])
     ran = sum(1 for r in c["rows"] if not r.get("not_run"))

@@ -9,6 +9,7 @@ integer variant before it.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -106,7 +107,8 @@ def _selective(job, base: Any, baseline: B.Variant, log: Log) -> tuple[B.Variant
     t0 = time.perf_counter()
     base_loss, base_fid = job.loss(baseline), fidelity_loss(baseline.metrics)
     res = selective_int8(base, job.inputs, evaluate, job.cfg.max_accuracy_drop, job.cfg.verbose, log,
-                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid))
+                         time_limit=job.cfg.search_time, baseline=(base_loss, base_fid),
+                         candidate_s=baseline.metrics.get("convert_s"))
     start = Trial(0, 0, base_loss, base_fid, baseline.bytes, None, True)
     info = {"fits": res.fits, "best_loss": res.loss, "tried": [list(t) for t in res.tried], "seconds": round(res.seconds, 1),
             "ranked_on": res.ranked_on, "time_limit": job.cfg.search_time, "stopped": res.stopped, "metric": ("kl" if baseline.metrics.get("kl") is not None else
@@ -135,7 +137,6 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
     """int8-qat: fine-tune ``base`` with simulated int8 (the float model as teacher, labels when the calibration
     images have them), convert integer-only; kept when its fidelity beats ``best`` (the best integer variant)."""
     from ..tflite.fidelity import fidelity_loss
-    from .qat import qat_finetune
 
     info = info or {"steps": [{"step": "int8", "applied": True, "bytes": int8.bytes,
                                **_picked(int8.metrics)}], "kept": None}
@@ -144,9 +145,11 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
     log(f"int8-qat: fine-tuning {job.cfg.qat_epochs} epoch(s) on {len(calib)} calibration images "
         f"({'labels and ' if labels is not None else ''}the float model as teacher)")
     t0 = time.perf_counter()
-    res = qat_finetune(base, calib.x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+    res = qat_isolated(job, base, calib.x, labels, log)
     entry = {"step": "QAT", "applied": res.applied, "seconds": round(time.perf_counter() - t0, 1), **res.detail}
     variant = None
+    if not res.applied and res.detail.get("why"):
+        log(f"int8-qat: not made: {res.detail['why']}")
     if res.applied:
         v = job.convert("int8-qat", "int8", res.model, {"qat": res.detail})
         if v.status is B.VariantStatus.OK:
@@ -162,6 +165,62 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
     if variant is not None:
         info["qat_kept"] = "int8-qat"
     return variant, info, res.model
+
+
+QAT_TIMEOUT_S = 4 * 3600
+
+
+def qat_isolated(job, base: Any, x, labels, log: Log):
+    """qat_finetune in a fresh process (:mod:`.qat_child`): a heap that only TensorFlow has used, memory given
+    back at the end, and a native crash there is int8-qat's failure, not convert's. A model the child cannot
+    load (a class defined only in the caller's script, given as an object) is fine-tuned here instead."""
+    import tempfile
+
+    import numpy as np
+
+    from keras_edge.device.engine.launcher import run_child
+
+    from .ptq import clone
+    from .qat import QatResult, qat_finetune
+
+    with tempfile.TemporaryDirectory(prefix="keras-edge-qat-") as tmp:
+        model_path, data, weights = Path(tmp) / "base.keras", Path(tmp) / "data.npz", Path(tmp) / "weights.npz"
+        try:
+            base.save(model_path)
+        except Exception as e:  # noqa: BLE001 - unsaveable models are fine-tuned in this process
+            log(f"note: int8-qat fine-tunes in this process: the model cannot be saved for a child ({type(e).__name__})")
+            return qat_finetune(base, x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+        np.savez(data, x=x, **({"y": labels} if labels is not None else {}))
+        req = {"model": str(model_path), "data": str(data), "epochs": job.cfg.qat_epochs, "seed": job.cfg.seed,
+               "imports": list(job.cfg.imports), "safe_mode": job.cfg.safe_mode, "out_weights": str(weights)}
+        res = run_child("keras_edge.host.convert.qat_child", req, timeout=QAT_TIMEOUT_S)
+        if res.data is not None:
+            for line in res.data.get("log", []):
+                log(line)
+            if not res.data.get("applied"):
+                return QatResult(base, False, res.data.get("detail", {}))
+            with np.load(weights, allow_pickle=False) as w:
+                arrays = [w[f"w{i}"] for i in range(len(w.files))]
+            student = clone(base)
+            student.set_weights(arrays)
+            return QatResult(student, True, res.data.get("detail", {}))
+    if res.signal is not None or res.timed_out:
+        why = (f"the fine-tuning process did not finish in {QAT_TIMEOUT_S}s" if res.timed_out else
+               f"the fine-tuning process died of signal {res.signal} ({_signal_name(res.signal)}): {res.last_error_line}")
+        return QatResult(base, False, {"why": why})
+    if "could not be loaded" in res.stderr or "Could not locate" in res.stderr or "Unknown layer" in res.stderr:
+        log("note: int8-qat fine-tunes in this process: a fresh one cannot load the model's classes")
+        return qat_finetune(base, x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+    return QatResult(base, False, {"why": f"the fine-tuning process failed: {res.last_error_line}"})
+
+
+def _signal_name(sig: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return "unknown"
 
 
 def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:

@@ -38,7 +38,7 @@ def integer_route(job, variants: list[B.Variant], log: Log) -> tuple[Any, dict[s
 
     Returns (the job to improve int8 with: its model is the rewritten one when the rewrite was used, and
     what the route tried, for the report; None when int8 did not fail on float ops)."""
-    from .rewrite import integer_friendly
+    from ..tflite.rewrite import integer_friendly
 
     at = next((i for i, v in enumerate(variants) if v.name == "int8"), None)
     left = left_in_float(variants[at]) if at is not None else []

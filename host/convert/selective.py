@@ -231,7 +231,8 @@ def rank_by_local_error(layers: list[LayerError], graph: OpGraph) -> list[LayerE
 
 def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: float,
                    verbose: bool = False, log: Callable[[str], None] = lambda s: None,
-                   time_limit: float | None = None, baseline: tuple[float, float] | None = None) -> SelectiveResult:
+                   time_limit: float | None = None, baseline: tuple[float, float] | None = None,
+                   candidate_s: float | None = None) -> SelectiveResult:
     """Keep the worst-quantized tensors (with their consumers) in float, driven by a continuous metric.
 
     Layers are offered in ranked chunks (``STEPS``); a chunk is kept only when it lowers the fidelity
@@ -240,10 +241,14 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
     used up, or before a candidate would overrun ``time_limit`` seconds. The limit covers the whole
     search: one calibration, the layer ranking (stopped at half the limit, on fewer samples) and the
     candidates, each started only when the one before says it fits (so the limit is overrun by one at most).
+    ``candidate_s`` (what one int8 conversion took) ends it before ranking when not even one candidate fits.
     """
     import time
 
     t0 = time.perf_counter()
+    if time_limit is not None and candidate_s is not None and candidate_s > time_limit:
+        return SelectiveResult(None, (), None, False, (), (), f"the time limit of {time_limit:g}s before it started: one "
+                               f"candidate takes at least one int8 conversion (~{candidate_s:.0f}s here)", 0.0)
     tf = import_tf(verbose)
     deadline = None if time_limit is None else t0 + time_limit
     n = len(inputs.calib[0])

@@ -96,7 +96,7 @@ def test_vit_block_converts_integer_only_through_the_layernorm_rewrite(vit_bundl
 
 
 def test_convnext_block_rewrite_is_float_exact_and_integer_only(digits, tmp_path):
-    from keras_edge.host.convert.rewrite import integer_friendly
+    from keras_edge.host.tflite.rewrite import integer_friendly
     from keras_edge.host.tflite import evaluate as E
     from keras_edge.host.tflite.variants import ConvertInputs, VariantFailed, convert, float_ops
 

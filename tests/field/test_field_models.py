@@ -61,7 +61,8 @@ def test_python_api_imports_the_module_too(rnet, crops, tmp_path):
 
     calib, evald = crops(24)
     res = convert(ConvertConfig(model=rnet, out=tmp_path / "b", calib=calib, eval=evald, variants=("fp32",),
-                                preprocess=PreprocessOptions(preset="tf"), imports=("mtcnn.network.rnet",)))
+                                preprocess=PreprocessOptions(scale=1.0, mean=(127.5,), std=(128.0,)),
+                                imports=("mtcnn.network.rnet",)))
     assert res.manifest.variant("fp32").metrics["max_abs_err"] < 1e-4
 
 
@@ -77,15 +78,17 @@ def test_fer_emotion_cnn_converts_and_a_search_without_time_says_so(fer_crops, t
     calib, evald = fer_crops
     out = tmp_path / "fer"
     rc, stdout, err = _cli(capsys, "convert", h5, "-o", out, "--calib", calib, "--eval", evald, "--preprocess", "tf",
-                           "--variants", "fp32,int8", "--search-time", "0.01")
+                           "--variants", "fp32,int8", "--search-time", "0.01", "--no-ptq")
     assert rc == 0, err
     m = B.read_manifest(out)
     assert m.variant("fp32").metrics["agreement"] == 1.0
     assert m.variant("int8").metrics["agreement"] > 0.8
     report = json.loads((out / "report.json").read_text())
-    if report.get("selective"):   # int8 missed the budget and the search ran: with no time, no candidate
-        assert report["selective"]["trials"] == [] and report["selective"]["best_loss"] is None
-        assert "no candidate was evaluated" in (out / "report.md").read_text()
+    # int8 misses the 1% budget on this model (about 92% agreement), so the search ran: with no time, no candidate
+    assert m.variant("int8").metrics["agreement"] < 0.99
+    assert report["selective"]["trials"] == [] and report["selective"]["best_loss"] is None
+    assert "no candidate was evaluated" in (out / "report.md").read_text()
+    assert "no candidate was evaluated before the time limit" in err
 
 
 def test_fer_authors_quantized_tflite_agrees_with_their_keras_model(fer_crops, capsys):
