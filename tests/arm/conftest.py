@@ -86,7 +86,7 @@ def device_suites(request, arm_ready, fixtures, tmp_path_factory) -> Iterator[di
     They are the longest part (each emulated Python is one busy host thread), so they run while the
     CLI tests run; the test named DEVICE_TEST_NAME waits for its board's result.
     """
-    wanted = {item.callspec.params.get("board") for item in request.session.items
+    wanted = {item.callspec.params.get("suite_board") for item in request.session.items
               if item.originalname == DEVICE_TEST_NAME and hasattr(item, "callspec")}
     logs = tmp_path_factory.mktemp("device-tests")
     procs: dict[str, tuple[subprocess.Popen, Path]] = {}

@@ -1,4 +1,4 @@
-"""The board side on emulated aarch64: the installed `keras-edge` CLI and the device tests, on both CPUs.
+"""The board side on emulated aarch64: the installed `keras-edge` CLI on both CPUs, the device tests on one.
 
 Every test runs the real arm64 Debian bookworm Python under qemu (cortex-a72 with a Pi 4 cpuinfo,
 cortex-a76 with a Pi 5 cpuinfo) with the real LiteRT aarch64 wheel, on the digits bundle made on
@@ -12,6 +12,7 @@ import re
 import signal
 
 import armenv
+import pytest
 from armenv import DEVICE_TESTS
 
 LITERT = "ai_edge_litert 2.3.0"
@@ -118,10 +119,11 @@ def test_bench_measures_in_emulated_worker_processes(board, bundle, tmp_path):
                for x in rep["results"])
 
 
-def test_device_tests_pass_under_emulated_python(board, device_suites):
+@pytest.mark.parametrize("suite_board", armenv.DEVICE_SUITE_BOARDS)
+def test_device_tests_pass_under_emulated_python(suite_board, device_suites):
     """tests/device and the device-only unit tests, run by pytest on the emulated Python (started in
     the background by the device_suites fixture)."""
-    proc, log = device_suites[board.board.name]
+    proc, log = device_suites[suite_board]
     code = proc.wait(timeout=1800)
     out = log.read_text()
     last = out.strip().splitlines()[-1] if out.strip() else ""
