@@ -96,9 +96,13 @@ test-tools:
 	  else echo "the deploy and serve tests need openssh-server, openssh-client, rsync, chromium and iproute2: sudo apt-get install openssh-server openssh-client rsync chromium iproute2" >&2; exit 2; fi; \
 	fi
 
-# The fuzzers (tests/e2e/test_fuzz.py) write their counts to build/fuzz/*.json.
+# The fuzzers (tests/e2e/test_fuzz.py) write their counts to build/fuzz/*.json. The host suites wait on
+# subprocesses, sshd, Ansible and Chromium for much of their time (one busy core on average), so they run in
+# TEST_WORKERS processes, a file per process at a time (its module fixtures are made once); TEST_WORKERS=0: one.
+TEST_WORKERS ?= 2
 test-host: setup setup-field test-tools
-	KERAS_EDGE_FUZZ_RESULTS=$(abspath $(BUILD)/fuzz) $(BIN)/python -m pytest -q tests/unit tests/e2e tests/field
+	KERAS_EDGE_FUZZ_RESULTS=$(abspath $(BUILD)/fuzz) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+		tests/unit tests/e2e tests/field
 
 # A bundle made on the workstation, for the board-side suites (remade when the sources change).
 FIXTURE := $(BUILD)/test-fixtures/bundles/digits/manifest.json
