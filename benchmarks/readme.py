@@ -251,17 +251,21 @@ def serve_section(sv: dict[str, Any]) -> str:
 def prune_budget_section(pb: dict[str, Any]) -> str:
     """The budgeted pruning search per model: the measured curve and the chosen point."""
     parts = [f"## Pruning to an accuracy budget (`bench_prune_budget.py`, `--only prune-budget`)\n\n"
-             f"Budget {pb['budget']:.0%} (int8 accuracy against the unpruned Keras model) on {pb['eval_images']} held-out "
-             f"digits images; speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side in LiteRT."]
+             f"Budget {pb['budget']:.0%} of pruning cost: the pruned int8 model's accuracy against the unpruned int8 "
+             f"model's (quantization's own loss, unpruned Keras − unpruned int8, is shown beside it and never counts) on "
+             f"{pb['eval_images']} held-out digits images; speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side in LiteRT."]
     for name, m in pb["models"].items():
         rows = [[f"{p['level']:.0%}" + (" (chosen)" if m.get("chosen") and p["level"] == m["chosen"]["level"] and p["level"] else ""),
                  f"{p['achieved']:.0%}", p["params"], p["flops"], p["int8_ms"], f"{p['speedup']:.2f}x",
-                 f"{p['int8_accuracy']:.2%}", f"{p['drop'] * 100:+.2f} pp", "ok" if p["within"] else "over", p["epochs"]]
+                 f"{p['int8_accuracy']:.2%}", f"{p['drop'] * 100:+.2f} pp",
+                 f"{p['float_drop'] * 100:+.2f} pp" if p.get("float_drop") is not None else "—",
+                 f"{p['quant_loss'] * 100:+.2f} pp" if p.get("quant_loss") is not None else "—",
+                 "ok" if p["within"] else "over", p["epochs"]]
                 for p in [m["base"], *m["points"]]]
         parts.append(f"### {name}\n\nTrained {m['train_seconds']:.0f} s; search {m['seconds']:.0f} s; distillation: "
                      f"{m['distill']}.\n\n"
-                     + table(["level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "int8 accuracy", "drop",
-                              "budget", "epochs"], rows) + f"\n\n**{m['verdict']}**")
+                     + table(["level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "int8 accuracy",
+                              "pruning cost (int8 vs int8)", "float cost", "int8's own loss", "budget", "epochs"], rows) + f"\n\n**{m['verdict']}**")
     return "\n\n".join(parts)
 
 

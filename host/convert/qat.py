@@ -157,11 +157,21 @@ def _with_fake_quant(model, ranges: dict[str, tuple[float, float]], inner: dict[
     return keras.Model(inputs, [tensors[id(t)] for t in model.outputs])
 
 
-def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int = 3, lr: float = 2e-5,
-                 seed: int = 0, log: Callable[[str], None] = lambda s: None) -> QatResult:
-    """Fine-tune a copy of ``model`` with int8 weights and activations simulated; the teacher is ``model``."""
+LR = 2e-5
+
+
+def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int = 3, lr: float = LR,
+                 seed: int = 0, log: Callable[[str], None] = lambda s: None,
+                 time_limit: float | None = None) -> QatResult:
+    """Fine-tune a copy of ``model`` with int8 weights and activations simulated; the teacher is ``model``.
+    ``epochs`` is a ceiling when ``time_limit`` (seconds from the call) is given: it stops after the batch that
+    crosses the limit."""
+    import time
+
     import keras
     import tensorflow as tf
+
+    t_start = time.perf_counter()
 
     if not functional(model):
         return QatResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
@@ -176,8 +186,12 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int 
     opt = keras.optimizers.Adam(lr)
     rng = np.random.default_rng(seed)
     history = []
+    stopped = f"{epochs} epoch(s)"
     quantizers = [layer for layer in trainer.layers if layer.name.startswith(("fq_", "fqs_"))]
     for epoch in range(epochs):
+        if time_limit is not None and time.perf_counter() - t_start > time_limit:
+            stopped = f"time limit {time_limit:g}s after {epoch} epoch(s)"
+            break
         if epoch:   # the converter calibrates min/max on the fine-tuned model: follow it
             ranges, inner = _ranges(probe, names, seps, x)
             for fq in quantizers:
@@ -209,7 +223,9 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int 
             opt.apply_gradients([(gr, v) for gr, v in zip(grads, trainer.trainable_weights) if gr is not None])
             total += float(loss) * len(idx)
         history.append(total / len(x))
-        log(f"  int8-qat: epoch {epoch + 1}/{epochs}: loss {history[-1]:.4g}")
-    return QatResult(student, True, {"epochs": epochs, "lr": lr, "samples": len(x), "labels": y is not None,
-                                     "fake_quantized_tensors": len(ranges) + len(inner),
+        log(f"  int8-qat: epoch {epoch + 1}/{epochs}: loss {history[-1]:.4g} ({time.perf_counter() - t_start:.0f}s)")
+    return QatResult(student, True, {"epochs": len(history), "max_epochs": epochs, "lr": lr, "samples": len(x),
+                                     "labels": y is not None, "fake_quantized_tensors": len(ranges) + len(inner),
+                                     "stopped": stopped, "time_limit": time_limit,
+                                     "seconds": round(time.perf_counter() - t_start, 1),
                                      "loss_by_epoch": [round(h, 6) for h in history]})
