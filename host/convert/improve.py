@@ -21,7 +21,7 @@ from ..tflite.evaluate import summary
 
 Log = Callable[[str], None]
 PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine",
-            "agreement_bare", "agreement_bare_ci", "kl_bare")
+            "agreement_bare", "agreement_ci_bare", "kl_bare")
 
 
 def _step_line(entry: dict) -> str:

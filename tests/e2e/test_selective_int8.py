@@ -41,7 +41,7 @@ def wide_bundle(digits_demo, tmp_path_factory):
     model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
     return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
                                  variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100,
-                                 eval_samples=200, ptq=False))
+                                 eval_samples=200, ptq=False, qat=False))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def wide_ptq_bundle(digits_demo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wide-ptq")
     model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
     return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
-                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100, qat=True,
+                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100, qat_always=True,
                                  qat_epochs=1))
 
 
