@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     if "digits48" in only:
         path, calib, evald, info = train_digits(args.work, args.epochs)
         models["digits48_bn"] = run_one("digits48_bn", path, calib, evald, "unit", args.work, {"training": info}, args.reuse)
+    if args.out.is_file():   # models not run this time keep their results
+        kept = json.loads(args.out.read_text()).get("models", {})
+        models = {**{k: v for k, v in kept.items() if k not in models}, **models}
     out = {"environment": environment(), "wall_s": round(time.perf_counter() - t0, 1), "models": models,
            "targets": {"agreement": TARGET_AGREEMENT, "kl_ratio": TARGET_KL_RATIO, "latency": TARGET_LATENCY}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -537,6 +537,17 @@ def sweep_section(d: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _floors_line(f: dict[str, Any] | None) -> str:
+    """What the integer I/O grids alone cost the float model (quant_field.floors)."""
+    if not f:
+        return ""
+    parts = [f"{label}: {f[key]['agreement']:.2%} agreement, KL {f[key]['kl']:.2e}" for key, label in
+             (("output_grid", "probabilities on the uint8 output grid"),
+              ("input_grid_round_then_zero_point", "inputs on the int8 input grid, runner's rounding"),
+              ("input_grid_zero_point_then_round", "the other rounding order")) if f.get(key)]
+    return "\n\nFloors (the float Keras model, only the integer I/O grids applied): " + "; ".join(parts) + "."
+
+
 def quant_field_section(d: dict[str, Any]) -> str:
     """Issue 24's models: every variant through the runner and through a bare interpreter in both rounding orders."""
     parts = ["## Integer-only fidelity on fer's emotion CNN and the 48×48 BN digits CNN (`quant_field.py`, `--only quant`)",
@@ -565,11 +576,14 @@ def quant_field_section(d: dict[str, Any]) -> str:
         parts.append(f"### {name}\n\n{m['eval_images']} evaluation images; `{m['command']}`; convert took {m['convert_s']} s.\n\n"
                      + table(["variant", "agreement, runner (95% CI)", "bare, round → zero-point", "bare, zero-point → round",
                               "KL runner", "KL bare (zp → round)", "latency vs TF int8"], rows)
-                     + f"\n\n{qat_line} Best integer-only: `{t.get('best_integer_only')}`, worst-path agreement "
+                     + (f"\n\n{qat_line} Best integer-only: `{t.get('best_integer_only')}`, worst-path agreement "
                        f"{(t.get('worst_path_agreement') or 0):.2%} (target ≥ 95.7%: {'met' if t.get('agreement_met') else 'not met'}), "
                        f"worst-path KL {(t.get('worst_path_kl') or 0):.2e} = {t.get('kl_ratio')}× the TF converter's "
                        f"(target ≤ 0.5×: {'met' if t.get('kl_met') else 'not met'}), latency {t.get('latency_vs_tf_int8')}× "
-                       f"(target ≤ 1.3×: {'met' if t.get('latency_met') else 'not met'}).")
+                       f"(target ≤ 1.3×: {'met' if t.get('latency_met') else 'not met'})." if name.startswith("fer")
+                        else f"\n\n{qat_line} Best integer-only: `{t.get('best_integer_only')}` (issue 24's fidelity "
+                             "targets are fer's; this model's target is pruning's, in the pruning section)")
+                     + _floors_line(m.get("floors")))
     return "\n\n".join(parts)
 
 
