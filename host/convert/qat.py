@@ -305,6 +305,9 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int 
               "time_limit": time_limit, "best_epoch": best_epoch, "seconds": round(time.perf_counter() - t_start, 1),
               "loss_by_epoch": [round(h, 6) for h in history],
               "held_out_by_epoch": [round(h, 6) for h in held if h is not None]}
+    if not history:
+        return QatResult(model, False, {**detail, "why": f"the time limit ({time_limit:g}s) ran out before the first "
+                                                         f"epoch (setup took {detail['seconds']:g}s)"})
     if best_epoch == 0 and n_hold:
         return QatResult(model, False, {**detail, "why": f"no epoch lowered the simulated int8 loss on {n_hold} held-out "
                                                          "calibration images: the model is left as it was"})

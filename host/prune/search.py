@@ -257,7 +257,7 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
     base_blob = q.convert(model)
     base_engine = q.engine(base_blob)
     base_int8 = q.accuracy(base_engine, x_val, y_val)
-    half = wilson_half_width(base_acc, len(y_val))
+    half = wilson_half_width(base_int8, len(y_val))   # the budget compares int8 accuracies
     base_ms = q.times({"base": base_engine}, x_val[:1])["base"]
     quant_loss = base_acc - base_int8
     base = Point(0.0, 0.0, g.count_params(model), g.count_flops(model), base_ms, 1.0, base_acc, base_int8,

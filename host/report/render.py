@@ -94,8 +94,8 @@ def ptq_lines(report: dict[str, Any]) -> list[str]:
         for st in ptq.get("steps", []):
             note = st.get("why") or _step_note(st)
             lines.append(f"| {st['step']} | {'yes' if st.get('applied') else 'no'} | "
-                         f"{_with_ci(st.get('agreement'), st.get('agreement_ci'))} | {_fmt(st.get('accuracy'), 'pct')} | "
-                         f"{_fmt(st.get('kl'), 'e')} | {note} |")
+                         f"{_with_ci(st.get('agreement'), st.get('agreement_ci'))}{_bare(st, 'agreement')} | "
+                         f"{_fmt(st.get('accuracy'), 'pct')} | {_fmt(st.get('kl'), 'e')}{_bare(st, 'kl')} | {note} |")
         lines += ["", f"Kept: `{ptq['kept']}` (integer-only, the steps applied above)" if ptq.get("kept")
                   else f"Kept nothing: {ptq.get('why', '')}"]
     sel = report.get("selective")

@@ -204,3 +204,18 @@ def test_the_time_limit_bounds_the_whole_search(digits_demo, tmp_path):
     assert not calls and not res.trials and res.model is None
     assert res.stopped.startswith("the time limit of 0s (calibrating took") and res.ranked_on == 0
     assert lines[0] == "  int8-selective: calibrating on 40 samples"
+
+
+def test_qat_stops_at_its_time_limit_and_changes_nothing_then(digits_demo):
+    """QAT runs by default, so its time limit is a promise: a limit spent before the first epoch applies nothing."""
+    import keras
+
+    from keras_edge.calibration.dataset import load_labeled
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
+    from keras_edge.host.convert.qat import qat_finetune
+
+    model = keras.models.load_model(digits_demo.model)
+    calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)
+    res = qat_finetune(model, calib.x, None, epochs=40, time_limit=1e-6)
+    assert not res.applied and res.model is model
+    assert res.detail["epochs"] == 0 and "ran out before the first epoch" in res.detail["why"]
