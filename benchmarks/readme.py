@@ -572,7 +572,12 @@ def quant_field_section(d: dict[str, Any]) -> str:
         qat = next((s for s in (m.get("ptq") or {}).get("steps", []) if s.get("step") == "QAT"), None)
         qat_line = (f"QAT: {qat.get('seconds')} s wall ({qat.get('epochs')} epoch(s), stopped: {qat.get('stopped')}); "
                     + ("kept." if (m.get("ptq") or {}).get("qat_kept") else f"not kept ({qat.get('why') or 'not applied'}).")
-                    if qat else "QAT: did not run.")
+                    if qat else "QAT: did not run (the post-training steps met the budget).")
+        forced = m.get("qat_forced")
+        if forced:
+            qat_line += (f" With `--qat` (`{forced['command']}`): {forced.get('seconds')} s wall, {forced.get('epochs')} "
+                         f"epoch(s), stopped: {forced.get('stopped')}; "
+                         + ("kept." if forced.get("kept") else f"not kept ({forced.get('why') or 'not applied'})."))
         parts.append(f"### {name}\n\n{m['eval_images']} evaluation images; `{m['command']}`; convert took {m['convert_s']} s.\n\n"
                      + table(["variant", "agreement, runner (95% CI)", "bare, round → zero-point", "bare, zero-point → round",
                               "KL runner", "KL bare (zp → round)", "latency vs TF int8"], rows)
