@@ -172,16 +172,6 @@ def _tf_fake_quant(v, axis_last: int):
     return tf.clip_by_value(tf.round(v / scale), -127.0, 127.0) * scale
 
 
-def _shifted(x: np.ndarray, rng: np.random.Generator, most: int = 2) -> np.ndarray:
-    """Each image moved by up to ``most`` pixels each way (edges repeated)."""
-    h, w = x.shape[1:3]
-    pad = np.pad(x, ((0, 0), (most, most), (most, most), (0, 0)), mode="edge")
-    out = np.empty_like(x)
-    for i, (dy, dx) in enumerate(rng.integers(0, 2 * most + 1, size=(len(x), 2))):
-        out[i] = pad[i, dy:dy + h, dx:dx + w]
-    return out
-
-
 def _kernel_vars(layer) -> list[tuple[Any, int]]:
     """The layer's kernels with the trailing axes that name a channel (as :func:`.ptq._quantized_weights`)."""
     kernels = [v for v in layer.trainable_weights if "bias" not in v.path]
@@ -191,7 +181,7 @@ def _kernel_vars(layer) -> list[tuple[Any, int]]:
 
 def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int = 3, lr: float = LR,
                  seed: int = 0, log: Callable[[str], None] = lambda s: None,
-                 time_limit: float | None = None, augment: bool = False) -> QatResult:
+                 time_limit: float | None = None) -> QatResult:
     """Fine-tune a copy of ``model`` with int8 weights and activations simulated; the teacher is ``model``.
 
     A fifth of the images (when there are enough) is held out: the simulated int8 loss there picks the best epoch
@@ -213,15 +203,6 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
     n_hold = int(len(x) * HOLDOUT) if len(x) * HOLDOUT >= MIN_HOLDOUT else 0
-    x, labels = x.copy(), y
-    if augment and x.ndim == 4 and min(x.shape[1:3]) >= 16:
-        # label-free, so the teacher's answer on a mirrored or shifted image is as good a target as on the image:
-        # more inputs near the calibration distribution for the student to match (the held-out ones stay as they are)
-        extra = [x[order[n_hold:], :, ::-1], _shifted(x[order[n_hold:]], rng)]
-        x = np.concatenate([x, *extra])
-        labels = None   # a mirrored digit is not its label
-        order = np.concatenate([order, np.arange(len(order), len(x))])
-    y = labels
     teacher = np.concatenate([np.asarray(model([x[i:i + BATCH]], training=False)) for i in range(0, len(x), BATCH)])
     probs = teacher.ndim == 2 and np.allclose(teacher.sum(axis=1), 1.0, atol=1e-3)
     hold, fit = order[:n_hold], order[n_hold:]
