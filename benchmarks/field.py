@@ -126,7 +126,7 @@ def keras_models(work: Path, qat: bool) -> list[dict[str, Any]]:
     for flag in ([False, True] if qat else [False]):
         t0 = time.perf_counter()
         cfg = ConvertConfig(model=h5, out=work / f"fer{'-qat' if flag else ''}", calib=calib, eval=evald,
-                            preprocess=PreprocessOptions(preset="tf"), qat=flag, search_time=60)
+                            preprocess=PreprocessOptions(preset="tf"), qat_always=flag, search_time=60)
         try:
             res = convert(cfg, log=lambda s: None)
         except Exception as e:  # noqa: BLE001

@@ -208,7 +208,7 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         res = convert(ConvertConfig(model=args.work / f"{name}.keras", out=args.work / "bundles" / name, calib=calib,
                                     eval=evald, variants=("fp32", "int8"), max_accuracy_drop=BUDGET,
-                                    search_time=args.search_time, qat=name == "sepres48-uneven",
+                                    search_time=args.search_time, qat_always=name == "sepres48-uneven",
                                     qat_epochs=args.qat_epochs), log=lambda s: log(f"  {s}"))
         report = res.report.to_dict()
         plain_ms = next(v for v in report["variants"] if v["name"] == "int8")["metrics"].get("latency_ms")

@@ -251,17 +251,21 @@ def serve_section(sv: dict[str, Any]) -> str:
 def prune_budget_section(pb: dict[str, Any]) -> str:
     """The budgeted pruning search per model: the measured curve and the chosen point."""
     parts = [f"## Pruning to an accuracy budget (`bench_prune_budget.py`, `--only prune-budget`)\n\n"
-             f"Budget {pb['budget']:.0%} (int8 accuracy against the unpruned Keras model) on {pb['eval_images']} held-out "
-             f"digits images; speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side in LiteRT."]
+             f"Budget {pb['budget']:.0%} of pruning cost: the pruned int8 model's accuracy against the unpruned int8 "
+             f"model's (quantization's own loss, unpruned Keras − unpruned int8, is shown beside it and never counts) on "
+             f"{pb['eval_images']} held-out digits images; speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side in LiteRT."]
     for name, m in pb["models"].items():
         rows = [[f"{p['level']:.0%}" + (" (chosen)" if m.get("chosen") and p["level"] == m["chosen"]["level"] and p["level"] else ""),
                  f"{p['achieved']:.0%}", p["params"], p["flops"], p["int8_ms"], f"{p['speedup']:.2f}x",
-                 f"{p['int8_accuracy']:.2%}", f"{p['drop'] * 100:+.2f} pp", "ok" if p["within"] else "over", p["epochs"]]
+                 f"{p['int8_accuracy']:.2%}", f"{p['drop'] * 100:+.2f} pp",
+                 f"{p['float_drop'] * 100:+.2f} pp" if p.get("float_drop") is not None else "—",
+                 f"{p['quant_loss'] * 100:+.2f} pp" if p.get("quant_loss") is not None else "—",
+                 "ok" if p["within"] else "over", p["epochs"]]
                 for p in [m["base"], *m["points"]]]
         parts.append(f"### {name}\n\nTrained {m['train_seconds']:.0f} s; search {m['seconds']:.0f} s; distillation: "
                      f"{m['distill']}.\n\n"
-                     + table(["level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "int8 accuracy", "drop",
-                              "budget", "epochs"], rows) + f"\n\n**{m['verdict']}**")
+                     + table(["level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "int8 accuracy",
+                              "pruning cost (int8 vs int8)", "float cost", "int8's own loss", "budget", "epochs"], rows) + f"\n\n**{m['verdict']}**")
     return "\n\n".join(parts)
 
 
@@ -533,6 +537,61 @@ def sweep_section(d: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _floors_line(f: dict[str, Any] | None) -> str:
+    """What the integer I/O grids alone cost the float model (quant_field.floors)."""
+    if not f:
+        return ""
+    parts = [f"{label}: {f[key]['agreement']:.2%} agreement, KL {f[key]['kl']:.2e}" for key, label in
+             (("output_grid", "probabilities on the uint8 output grid"),
+              ("input_grid_round_then_zero_point", "inputs on the int8 input grid, runner's rounding"),
+              ("input_grid_zero_point_then_round", "the other rounding order")) if f.get(key)]
+    return "\n\nFloors (the float Keras model, only the integer I/O grids applied): " + "; ".join(parts) + "."
+
+
+def quant_field_section(d: dict[str, Any]) -> str:
+    """Issue 24's models: every variant through the runner and through a bare interpreter in both rounding orders."""
+    parts = ["## Integer-only fidelity on fer's emotion CNN and the 48×48 BN digits CNN (`quant_field.py`, `--only quant`)",
+             "Converted with no option beyond `--calib/--eval/--preprocess` (so int8 → int8-ptq → int8-qat within its "
+             "time limit → int8-selective). Agreement with Keras and KL(Keras‖variant) through the runner's input path "
+             "(round, then add the zero-point: what `convert` and `run` compute) and through a bare LiteRT interpreter "
+             "fed by hand in both rounding orders; latency is `convert`'s side-by-side p50 over the TF converter's int8."]
+    for name, m in d.get("models", {}).items():
+        rows = []
+        for vname, r in m["rows"].items():
+            if "runner" not in r:
+                rows.append([vname, r.get("status"), "–", "–", "–", "–", "–"])
+                continue
+            a = r["runner"]
+            rows.append([vname + (" (integer-only)" if r["integer_only"] else ""),
+                         _pct_ci(a), f"{r['bare_round_then_zero_point']['agreement']:.2%}",
+                         f"{r['bare_zero_point_then_round']['agreement']:.2%}",
+                         f"{a['kl']:.2e}" if a.get("kl") is not None else "–",
+                         f"{r['bare_zero_point_then_round']['kl']:.2e}" if r['bare_zero_point_then_round'].get("kl") is not None else "–",
+                         f"{r['latency_vs_tf_int8']:.2f}x" if r.get("latency_vs_tf_int8") else "–"])
+        t = m.get("target", {})
+        qat = next((s for s in (m.get("ptq") or {}).get("steps", []) if s.get("step") == "QAT"), None)
+        qat_line = (f"QAT: {qat.get('seconds')} s wall ({qat.get('epochs')} epoch(s), stopped: {qat.get('stopped')}); "
+                    + ("kept." if (m.get("ptq") or {}).get("qat_kept") else f"not kept ({qat.get('why') or 'not applied'}).")
+                    if qat else "QAT: did not run (the post-training steps met the budget).")
+        forced = m.get("qat_forced")
+        if forced:
+            qat_line += (f" With `--qat` (`{forced['command']}`): {forced.get('seconds')} s wall, {forced.get('epochs')} "
+                         f"epoch(s), stopped: {forced.get('stopped')}; "
+                         + ("kept." if forced.get("kept") else f"not kept ({forced.get('why') or 'not applied'})."))
+        parts.append(f"### {name}\n\n{m['eval_images']} evaluation images; `{m['command']}`; convert took {m['convert_s']} s.\n\n"
+                     + table(["variant", "agreement, runner (95% CI)", "bare, round → zero-point", "bare, zero-point → round",
+                              "KL runner", "KL bare (zp → round)", "latency vs TF int8"], rows)
+                     + (f"\n\n{qat_line} Best integer-only: `{t.get('best_integer_only')}`, worst-path agreement "
+                       f"{(t.get('worst_path_agreement') or 0):.2%} (target ≥ 95.7%: {'met' if t.get('agreement_met') else 'not met'}), "
+                       f"worst-path KL {(t.get('worst_path_kl') or 0):.2e} = {t.get('kl_ratio')}× the TF converter's "
+                       f"(target ≤ 0.5×: {'met' if t.get('kl_met') else 'not met'}), latency {t.get('latency_vs_tf_int8')}× "
+                       f"(target ≤ 1.3×: {'met' if t.get('latency_met') else 'not met'})." if name.startswith("fer")
+                        else f"\n\n{qat_line} Best integer-only: `{t.get('best_integer_only')}` (issue 24's fidelity "
+                             "targets are fer's; this model's target is pruning's, in the pruning section)")
+                     + _floors_line(m.get("floors")))
+    return "\n\n".join(parts)
+
+
 def render(wall_s: float | None = None) -> str:
     """The whole README from the current result files."""
     inf, pre, cold, cl = load("inference"), load("preprocessing"), load("coldstart"), load("claims")
@@ -540,6 +599,7 @@ def render(wall_s: float | None = None) -> str:
     tp, soak, pb = load("throughput"), load("soak"), load("prune_budget")
     qf, det, sv = load("quant_fidelity"), load("detection"), load("serve")
     fld, cov, brd, sw = load("field"), load("coverage"), load("board"), load("sweep")
+    qfd = load("quant_field")
     env = next((r["environment"] for r in (inf, pre, cold, cl) if r), None)
     parts = [INTRO]
     if env:
@@ -548,7 +608,7 @@ def render(wall_s: float | None = None) -> str:
         parts.append(headline(inf))
     for data, section in ((inf, inference_section), (pre, preprocessing_section), (cold, coldstart_section),
                           (cl, claims_section), (ro, runner_section), (gp, gpu_section),
-                          (qf, quant_section), (det, detection_section), (fld, field_section),
+                          (qf, quant_section), (qfd, quant_field_section), (det, detection_section), (fld, field_section),
                           (cov, coverage_section), (brd, board_section), (sw, sweep_section)):
         if data:
             parts.append(section(data))

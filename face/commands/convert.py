@@ -93,9 +93,16 @@ class _Progress:
                    "is not evaluated (said, and recorded in the report).")
 @click.option("--no-ptq", "ptq", flag_value=False, default=True,
               help="Skip equalization and bias correction (the int8-ptq variant) when int8 misses the budget.")
-@click.option("--qat", is_flag=True,
-              help="Also fine-tune with simulated int8 (quantization-aware, the float model as teacher): int8-qat.")
-@click.option("--qat-epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs for --qat.")
+@click.option("--qat", "qat_always", is_flag=True,
+              help="Fine-tune with simulated int8 (int8-qat) even when the post-training steps meet the budget "
+                   "(by default it runs only when they miss it).")
+@click.option("--no-qat", "qat", flag_value=False, default=True,
+              help="Skip quantization-aware fine-tuning (int8-qat), which runs by default when int8 and int8-ptq miss "
+                   "the budget.")
+@click.option("--qat-time", type=float, default=90.0, show_default=True, metavar="SECONDS",
+              help="Time limit of the quantization-aware fine-tuning (label-free, the float model as teacher).")
+@click.option("--qat-epochs", type=int, default=40, show_default=True,
+              help="Most fine-tuning epochs of int8-qat (a ceiling: --qat-time usually ends it first).")
 @task_options
 @click.option("--annotations", type=click.Path(path_type=Path), metavar="PATH",
               help="Ground truth of the evaluation images: YOLO labels folder, COCO .json, or masks folder "

@@ -229,19 +229,22 @@ def _search(model_path: Path, out: Path, cfg, data_dir: Path, preprocess, val_sp
 
 def render_curve(result) -> str:
     """The measured curve as a table, the chosen row marked, and the verdict."""
-    head = ("level", "removed", "params", "FLOPs", "int8 ms", "unpruned ms", "speed-up", "Keras acc", "int8 acc", "drop",
-            "budget", "epochs")
+    head = ("level", "removed", "params", "FLOPs", "int8 ms", "unpruned ms", "speed-up", "Keras acc", "int8 acc",
+            "pruning cost", "float cost", "budget", "epochs")
     rows = [head]
     for p in (result.base, *result.points):
         mark = " *" if result.chosen is p else ""
         rows.append((f"{p.level:.0%}{mark}", f"{p.achieved:.0%}", f"{p.params:,}", _count(p.flops), f"{p.int8_ms:.3f}",
                      f"{p.base_ms:.3f}" if p.base_ms is not None else "-", f"{p.speedup:.2f}x", _pct(p.accuracy), _pct(p.int8_accuracy), f"{p.drop * 100:+.2f} pp",
-                     "ok" if p.within else "over", str(p.epochs)))
+                     f"{p.float_drop * 100:+.2f} pp" if p.float_drop is not None else "-", "ok" if p.within else "over", str(p.epochs)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join([*lines, f"distillation: {result.distill_note}", result.verdict,
                       "(* chosen; speed-up = unpruned ms / int8 ms: the unpruned int8 model timed in the same rounds "
-                      "as that level's, side by side)"])
+                      "as that level's, side by side; pruning cost = unpruned int8 accuracy − pruned int8 accuracy, "
+                      "the budget's number; float cost = the same in Keras"
+                      + (f"; quantization's own loss, unpruned Keras − unpruned int8: {result.base.quant_loss * 100:+.2f} pp)"
+                         if result.base.quant_loss is not None else ")")])
 
 
 @click.command()

@@ -58,10 +58,11 @@ def loss_of(metrics: dict[str, Any], keras_acc: float | None) -> float:
     classifiers, and the relative RMS error of the outputs for anything else (:func:`relative_error`)."""
     if metrics.get("metric_drop") is not None:
         return float(metrics["metric_drop"])
+    # a quantized input is measured through both rounding orders (evaluate.compare_bare): the worse one counts
     if keras_acc is not None and metrics.get("accuracy") is not None:
-        return keras_acc - metrics["accuracy"]
+        return keras_acc - min(metrics["accuracy"], metrics.get("accuracy_bare", metrics["accuracy"]))
     if metrics.get("agreement") is not None:
-        return 1.0 - metrics["agreement"]
+        return 1.0 - min(metrics["agreement"], metrics.get("agreement_bare", metrics["agreement"]))
     return relative_error(metrics)
 
 
@@ -73,12 +74,17 @@ def relative_error(metrics: dict[str, Any]) -> float:
 
 
 def loss_interval(metrics: dict[str, Any], keras_acc: float | None) -> tuple[float, float]:
-    """95% interval of :func:`loss_of`: the paired accuracy-drop interval, else 1 − agreement's Wilson interval."""
-    if keras_acc is not None and metrics.get("accuracy_drop_ci"):
-        lo, hi = metrics["accuracy_drop_ci"]
+    """95% interval of :func:`loss_of`: the paired accuracy-drop interval, else 1 − agreement's Wilson interval
+    (of the worse input path, as :func:`loss_of`)."""
+    bare = (metrics.get("accuracy_bare") is not None and keras_acc is not None
+            and metrics["accuracy_bare"] < (metrics.get("accuracy") or 0.0)) or \
+           (metrics.get("agreement_bare") is not None and metrics["agreement_bare"] < (metrics.get("agreement") or 0.0))
+    sfx = "_bare" if bare else ""
+    if keras_acc is not None and metrics.get("accuracy_drop_ci" + sfx):
+        lo, hi = metrics["accuracy_drop_ci" + sfx]
         return float(lo), float(hi)
-    if metrics.get("agreement_ci"):
-        lo, hi = metrics["agreement_ci"]
+    if metrics.get("agreement_ci" + sfx):
+        lo, hi = metrics["agreement_ci" + sfx]
         return 1.0 - float(hi), 1.0 - float(lo)
     loss = loss_of(metrics, keras_acc)
     return loss, loss

@@ -79,8 +79,10 @@ class ConvertConfig:
     ptq: bool = True         # equalization + bias correction (int8-ptq) when full int8 exceeds the budget
     search_time: float = 120.0   # seconds the int8-selective search may take
     eval_time: float = 600.0     # seconds one variant's evaluation may take (estimated from one timed inference)
-    qat: bool = False        # also fine-tune with simulated int8 (int8-qat); costs training time
-    qat_epochs: int = 3
+    qat: bool = True         # quantization-aware fine-tuning (int8-qat) when the post-training steps miss the budget
+    qat_always: bool = False  # ... and also when they meet it
+    qat_time: float = 90.0   # seconds the fine-tuning may take (it stops after the step that crosses it)
+    qat_epochs: int = 40     # a ceiling: the time limit ends it sooner on most models
     prune: tuple[PruneSpec, ...] = ()  # adds fp32-/int8-pruned-<method> variants
     prune_epochs: int = 3
     # what the outputs mean, how they are postprocessed and scored (host/convert/tasks.py)
@@ -106,7 +108,8 @@ class ConvertConfig:
         positive_int("prune_epochs", self.prune_epochs, "0 or more epochs", minimum=0)
         positive_float("search_time", self.search_time, "a number of seconds such as 120")
         positive_float("eval_time", self.eval_time, "a number of seconds such as 600")
-        positive_int("qat_epochs", self.qat_epochs, "at least 1 epoch (the default is 3)")
+        positive_int("qat_epochs", self.qat_epochs, "at least 1 epoch (the default is 40, a ceiling under qat_time)")
+        positive_float("qat_time", self.qat_time, "a number of seconds such as 90")
         object.__setattr__(self, "prune", tuple(p if isinstance(p, PruneSpec) else PruneSpec(*p) for p in self.prune))
         if len({p.method for p in self.prune}) != len(self.prune):
             raise ConfigError("prune", "names the same method twice", "give each method once, e.g. channels:0.5")
@@ -222,6 +225,8 @@ class _Job:
                             None, self.classification)
             if self.task is not None:
                 cmp.update(self.task.metrics(outs))
+            elif not input_order and not output_order:   # the other rounding order of a quantized input
+                cmp.update(E.compare_bare(tfl, self.data.eval.inputs, self.keras_out, self.data.eval.y, self.classification))
         except Exception as e:  # noqa: BLE001 - any interpreter failure means "does not run here"
             text = (e.what if isinstance(e, EdgeError) else str(e)).replace(str(path), path.name).strip()
             why = f"does not run in the interpreter: {text.splitlines()[0][:400] if text else type(e).__name__}"
@@ -422,17 +427,41 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
     return ConvertResult(Path(cfg.out), manifest, report)
 
 
+INTEGER_ONLY = ("int8", "int8-ptq", "int8-qat")   # the unpruned integer-only variants a pruned int8 one is judged against
+
+
+def pruning_reference(v: B.Variant, variants: list[B.Variant], loss: Callable[[B.Variant], float]) -> B.Variant | None:
+    """The unpruned variant a pruned one is judged against, in the precision that ships: the best unpruned
+    integer-only variant for a pruned int8 one, the float one for a pruned float one (None when not pruned)."""
+    if "-pruned-" not in v.name:
+        return None
+    base = v.name.split("-pruned-")[0]
+    names = INTEGER_ONLY if base == "int8" else (base,)
+    refs = [r for r in variants if r.name in names and r.status is B.VariantStatus.OK]
+    return min(refs, key=loss, default=None)
+
+
 def _budget_marks(variants: list[B.Variant], loss: Callable[[B.Variant], float],
                   budget: float) -> tuple[list[B.Variant], list[str]]:
     """Each validated variant marked within or over the budget (the report shows `over budget`, never `ok`),
-    and a note for each one over it."""
+    and a note for each one over it. A pruned variant's budget is pruning's own cost: its loss minus that of the
+    unpruned variant in the same precision (:func:`pruning_reference`), quantization's loss recorded beside it."""
     out, notes = [], []
     for v in variants:
         if v.status is B.VariantStatus.OK:
-            within = loss(v) <= budget + 1e-12
-            v = replace(v, metrics={**v.metrics, "within_budget": within})
-            if not within:
-                notes.append(f"{v.name} misses the accuracy budget ({pp(loss(v))} > {pp(budget)}): reported, not chosen")
+            ref = pruning_reference(v, variants, loss)
+            if ref is not None:
+                cost = loss(v) - loss(ref)
+                within = cost <= budget + 1e-12
+                v = replace(v, metrics={**v.metrics, "within_budget": within, "pruning_cost": round(cost, 6),
+                                        "pruning_reference": ref.name, "reference_loss": round(loss(ref), 6)})
+                if not within:
+                    notes.append(f"{v.name}: pruning costs {pp(cost)} against {ref.name} (> {pp(budget)}): reported, not chosen")
+            else:
+                within = loss(v) <= budget + 1e-12
+                v = replace(v, metrics={**v.metrics, "within_budget": within})
+                if not within:
+                    notes.append(f"{v.name} misses the accuracy budget ({pp(loss(v))} > {pp(budget)}): reported, not chosen")
         out.append(v)
     return out, notes
 
@@ -534,8 +563,8 @@ def _searched_variants(job: _Job, x: np.ndarray, y: np.ndarray, log: Log) -> tup
         res = search(job.model, x[tr], y[tr], x[val], y[val], cfg)
     curve = res.to_dict()
     for p in (res.base, *res.points):
-        log(f"  pruning level {p.level:.0%}: {p.achieved:.0%} removed, {p.speedup:.2f}x int8, drop {p.drop * 100:+.2f} pp"
-            f" ({'within' if p.within else 'over'} budget)")
+        log(f"  pruning level {p.level:.0%}: {p.achieved:.0%} removed, {p.speedup:.2f}x int8, pruning cost "
+            f"{p.drop * 100:+.2f} pp int8 against int8 ({'within' if p.within else 'over'} budget)")
     log(f"pruning: {res.verdict}")
     if res.model is None:
         return [], curve

@@ -20,7 +20,8 @@ from .choose import loss_of
 from ..tflite.evaluate import summary
 
 Log = Callable[[str], None]
-PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine")
+PTQ_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop", "kl", "snr_db", "cosine",
+            "agreement_bare", "agreement_ci_bare", "kl_bare")
 
 
 def _step_line(entry: dict) -> str:
@@ -31,7 +32,9 @@ def _step_line(entry: dict) -> str:
         return (f"{name} {value:.4f}, " if value is not None else "") + f"fidelity {entry.get('task_fidelity') or 0:.4f}"
     if entry.get("agreement") is None:
         return f"SNR {entry.get('snr_db')} dB, cosine {entry.get('cosine')}"
-    return f"agreement {entry['agreement']:.2%}, KL {entry.get('kl') or 0:.4g}"
+    bare = (f" (other rounding order: {entry['agreement_bare']:.2%}, KL {entry.get('kl_bare') or 0:.4g})"
+            if entry.get("agreement_bare") is not None else "")
+    return f"agreement {entry['agreement']:.2%}, KL {entry.get('kl') or 0:.4g}{bare}"
 TASK_KEYS = ("task_metric", "map50", "map50_95", "miou", "task_fidelity", "metric_drop")   # detection/segmentation only
 
 
@@ -41,16 +44,17 @@ def _picked(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def improve_int8(job, variants: list[B.Variant], log: Log) -> tuple[dict | None, dict | None]:
-    """When int8 misses the budget: int8-ptq (equalization, bias correction), then int8-qat when asked
-    (``qat`` runs even within budget), then the int8-selective search if the best integer variant still
-    misses. Appends the variants kept; returns the search's and the steps' records."""
+    """When int8 misses the budget: int8-ptq (equalization, bias correction), then int8-qat when the best integer
+    variant still misses (by default, bounded by ``qat_time``; ``qat_always`` runs it even within budget), then
+    the int8-selective search if the best integer variant still misses. Appends the variants kept; returns the
+    search's and the steps' records."""
     cfg = job.cfg
     int8 = next((v for v in variants if v.name == "int8" and v.status is B.VariantStatus.OK), None)
     if int8 is None or getattr(job, "constant", False):   # constant outputs: the note said so once, nothing to search
         return None, None
     misses = job.loss(int8) > cfg.max_accuracy_drop
     base, best, steps, selective = job.model, int8, None, None
-    if misses and (cfg.ptq or cfg.selective or cfg.qat):
+    if misses and (cfg.ptq or cfg.selective or cfg.qat or cfg.qat_always):
         log(f"int8 exceeds the accuracy budget: {int8.metrics['verdict']['text']}")
     if misses and cfg.ptq:
         variant, steps, base = _ptq(job, int8, log)
@@ -58,7 +62,7 @@ def improve_int8(job, variants: list[B.Variant], log: Log) -> tuple[dict | None,
             variants.append(variant)
             best = variant
             log(f"int8-ptq: {summary(variant)}")
-    if cfg.qat:
+    if cfg.qat_always or (cfg.qat and misses and job.loss(best) > cfg.max_accuracy_drop):
         variant, steps, tuned = _qat(job, base, best, int8, steps, log)
         if variant is not None:
             variants.append(variant)
@@ -83,6 +87,8 @@ def _probe(job, blob: bytes, latency: bool = False) -> dict[str, Any]:
         m = E.compare(outs, job.keras_out, job.data.eval.y, job.classification)
         if getattr(job, "task", None) is not None:   # detection/segmentation: the task metric decides
             m.update(job.task.metrics(outs))
+        else:   # both rounding orders of a quantized input: a candidate's gain must hold in each
+            m.update(E.compare_bare(tfl, job.data.eval.inputs, job.keras_out, job.data.eval.y, job.classification))
         if latency and job.cfg.board:   # judged where it will run: the named board kind's per-op costs
             from .target import predicted_ms
 
@@ -142,8 +148,8 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
                                **_picked(int8.metrics)}], "kept": None}
     calib = job.data.calib
     labels = calib.y if job.classification and calib.y is not None else None
-    log(f"int8-qat: fine-tuning {job.cfg.qat_epochs} epoch(s) on {len(calib)} calibration images "
-        f"({'labels and ' if labels is not None else ''}the float model as teacher)")
+    log(f"int8-qat: fine-tuning up to {job.cfg.qat_epochs} epoch(s) within {job.cfg.qat_time:g}s on {len(calib)} "
+        f"calibration images ({'labels and ' if labels is not None else ''}the float model as teacher; --qat-time, --no-qat)")
     t0 = time.perf_counter()
     res = qat_isolated(job, base, calib.x, labels, log)
     entry = {"step": "QAT", "applied": res.applied, "seconds": round(time.perf_counter() - t0, 1), **res.detail}
@@ -159,6 +165,8 @@ def _qat(job, base: Any, best: B.Variant, int8: B.Variant, info: dict | None,
             else:
                 entry["why"] = f"not closer to Keras than {best.name}: not kept"
                 (job.tmp / v.file).unlink(missing_ok=True)
+            log(f"int8-qat: {_step_line(entry)} after {entry['seconds']:g}s ({res.detail.get('stopped', '')})"
+                + (f"; {entry['why']}" if entry.get("why") else ""))
         else:
             entry.update(applied=False, why=v.reason)
     info = {**info, "steps": [*info["steps"], entry]}
@@ -189,9 +197,11 @@ def qat_isolated(job, base: Any, x, labels, log: Log):
             base.save(model_path)
         except Exception as e:  # noqa: BLE001 - unsaveable models are fine-tuned in this process
             log(f"note: int8-qat fine-tunes in this process: the model cannot be saved for a child ({type(e).__name__})")
-            return qat_finetune(base, x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+            return qat_finetune(base, x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log,
+                                time_limit=job.cfg.qat_time)
         np.savez(data, x=x, **({"y": labels} if labels is not None else {}))
         req = {"model": str(model_path), "data": str(data), "epochs": job.cfg.qat_epochs, "seed": job.cfg.seed,
+               "time_limit": job.cfg.qat_time,
                "imports": list(job.cfg.imports), "safe_mode": job.cfg.safe_mode, "out_weights": str(weights)}
         res = run_child("keras_edge.host.convert.qat_child", req, timeout=QAT_TIMEOUT_S)
         if res.data is not None:
@@ -210,7 +220,8 @@ def qat_isolated(job, base: Any, x, labels, log: Log):
         return QatResult(base, False, {"why": why})
     if "could not be loaded" in res.stderr or "Could not locate" in res.stderr or "Unknown layer" in res.stderr:
         log("note: int8-qat fine-tunes in this process: a fresh one cannot load the model's classes")
-        return qat_finetune(base, x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log)
+        return qat_finetune(base, x, labels, epochs=job.cfg.qat_epochs, seed=job.cfg.seed, log=log,
+                            time_limit=job.cfg.qat_time)
     return QatResult(base, False, {"why": f"the fine-tuning process failed: {res.last_error_line}"})
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .ptq import BATCH, _graph, _kind, _quantized_weights, clone, functional
+from .ptq import BATCH, _graph, _kind, clone, functional
 
 
 @dataclass(frozen=True)
@@ -157,27 +157,108 @@ def _with_fake_quant(model, ranges: dict[str, tuple[float, float]], inner: dict[
     return keras.Model(inputs, [tensors[id(t)] for t in model.outputs])
 
 
-def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int = 3, lr: float = 2e-5,
-                 seed: int = 0, log: Callable[[str], None] = lambda s: None) -> QatResult:
-    """Fine-tune a copy of ``model`` with int8 weights and activations simulated; the teacher is ``model``."""
+LR = 2e-5
+PATIENCE = 3          # epochs without a better held-out loss before the fine-tuning stops
+HOLDOUT = 0.2         # of the calibration images, kept out of training to pick the best epoch
+MIN_HOLDOUT = 16
+
+
+def _tf_fake_quant(v, axis_last: int):
+    """TensorFlow twin of :func:`.ptq._fake_quant`: symmetric int8 per channel (the ``axis_last`` trailing axes)."""
+    import tensorflow as tf
+
+    axes = list(range(len(v.shape) - axis_last))
+    scale = tf.maximum(tf.reduce_max(tf.abs(v), axis=axes, keepdims=True), 1e-12) / 127.0
+    return tf.clip_by_value(tf.round(v / scale), -127.0, 127.0) * scale
+
+
+def _kernel_vars(layer) -> list[tuple[Any, int]]:
+    """The layer's kernels with the trailing axes that name a channel (as :func:`.ptq._quantized_weights`)."""
+    kernels = [v for v in layer.trainable_weights if "bias" not in v.path]
+    axes = {"separable": (2, 1), "depthwise": (2,)}.get(_kind(layer), (1,))
+    return list(zip(kernels, axes))
+
+
+def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int = 3, lr: float = LR,
+                 seed: int = 0, log: Callable[[str], None] = lambda s: None,
+                 time_limit: float | None = None) -> QatResult:
+    """Fine-tune a copy of ``model`` with int8 weights and activations simulated; the teacher is ``model``.
+
+    A fifth of the images (when there are enough) is held out: the simulated int8 loss there picks the best epoch
+    (epoch 0 is the model as given) and stops the fine-tuning after PATIENCE epochs without a better one. When no
+    epoch beats the model as given, nothing is applied. ``epochs`` is a ceiling; ``time_limit`` (seconds from the
+    call) stops it after the epoch that crosses the limit."""
+    import time
+
     import keras
     import tensorflow as tf
 
+    t_start = time.perf_counter()
     if not functional(model):
         return QatResult(model, False, {"why": "needs a functional or Sequential model without nested models"})
     student = clone(model)
     probe, names, seps = _range_probe(student, _quantized_tensors(student))
     ranges, inner = _ranges(probe, names, seps, x)
     trainer = _with_fake_quant(student, ranges, inner)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    n_hold = int(len(x) * HOLDOUT) if len(x) * HOLDOUT >= MIN_HOLDOUT else 0
     teacher = np.concatenate([np.asarray(model([x[i:i + BATCH]], training=False)) for i in range(0, len(x), BATCH)])
     probs = teacher.ndim == 2 and np.allclose(teacher.sum(axis=1), 1.0, atol=1e-3)
-    targets = [layer for layer in student.layers if _kind(layer) in ("conv", "depthwise", "separable", "dense")]
-    kernels = [(layer, [v for v in layer.trainable_weights if "bias" not in v.path]) for layer in targets]
+    hold, fit = order[:n_hold], order[n_hold:]
+    qvars = [kv for layer in student.layers if _kind(layer) in ("conv", "depthwise", "separable", "dense")
+             for kv in _kernel_vars(layer)]
+    weights = trainer.trainable_weights
     opt = keras.optimizers.Adam(lr)
-    rng = np.random.default_rng(seed)
-    history = []
+    use_labels = y is not None and probs
+
+    def loss_of(out, tb, yb):
+        if probs:
+            loss = tf.reduce_mean(keras.losses.kl_divergence(tb, out))
+            return loss + tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, out)) if use_labels else loss
+        return tf.reduce_mean(tf.square(out - tb))
+
+    @tf.function
+    def step(xb, tb, yb):
+        saved = [tf.identity(v) for v, _ in qvars]
+        for v, a in qvars:
+            v.assign(_tf_fake_quant(v, a))   # forward on the int8 grid …
+        with tf.GradientTape() as tape:
+            loss = loss_of(trainer(xb, training=False), tb, yb)   # BN frozen: moving statistics, as folded
+        grads = tape.gradient(loss, weights)
+        for (v, _), f in zip(qvars, saved):
+            v.assign(f)    # … and the update on the float weights (straight-through)
+        opt.apply_gradients([(g, w) for g, w in zip(grads, weights) if g is not None])
+        return loss
+
+    @tf.function
+    def simulated(xb, tb, yb):
+        saved = [tf.identity(v) for v, _ in qvars]
+        for v, a in qvars:
+            v.assign(_tf_fake_quant(v, a))
+        loss = loss_of(trainer(xb, training=False), tb, yb)
+        for (v, _), f in zip(qvars, saved):
+            v.assign(f)
+        return loss
+
+    def held_out() -> float | None:
+        if not n_hold:
+            return None
+        total = 0.0
+        for i in range(0, n_hold, BATCH):
+            idx = hold[i:i + BATCH]
+            yb = tf.constant(y[idx] if use_labels else np.zeros(len(idx), np.int64))
+            total += float(simulated(tf.constant(x[idx]), tf.constant(teacher[idx]), yb)) * len(idx)
+        return total / n_hold
+
+    history, held = [], [held_out()]
+    best, best_epoch = student.get_weights(), 0
+    stopped = f"{epochs} epoch(s)"
     quantizers = [layer for layer in trainer.layers if layer.name.startswith(("fq_", "fqs_"))]
     for epoch in range(epochs):
+        if time_limit is not None and time.perf_counter() - t_start > time_limit:
+            stopped = f"time limit {time_limit:g}s after {epoch} epoch(s)"
+            break
         if epoch:   # the converter calibrates min/max on the fine-tuned model: follow it
             ranges, inner = _ranges(probe, names, seps, x)
             for fq in quantizers:
@@ -185,31 +266,31 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray | None = None, epochs: int 
                 lo, hi = (inner if fq.name.startswith("fqs_") else ranges)[name]
                 fq.lo.assign(lo)
                 fq.hi.assign(hi)
-        order = rng.permutation(len(x))
+        perm = fit[rng.permutation(len(fit))]
         total = 0.0
-        for i in range(0, len(x), BATCH):
-            idx = order[i:i + BATCH]
-            xb, tb = tf.constant(x[idx]), tf.constant(teacher[idx])
-            saved = [[v.numpy() for v in vs] for _, vs in kernels]
-            for (layer, vs), q in zip(kernels, (_quantized_weights(layer) for layer, _ in kernels)):
-                for v, qv in zip(vs, q):
-                    v.assign(qv)   # forward on the int8 grid …
-            with tf.GradientTape() as tape:
-                out = trainer(xb, training=False)   # BN frozen: moving statistics, as folded
-                if probs:
-                    loss = tf.reduce_mean(keras.losses.kl_divergence(tb, out))
-                    if y is not None:
-                        loss = loss + tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y[idx], out))
-                else:
-                    loss = tf.reduce_mean(tf.square(out - tb))
-            grads = tape.gradient(loss, trainer.trainable_weights)
-            for (_, vs), s in zip(kernels, saved):
-                for v, f in zip(vs, s):
-                    v.assign(f)    # … and the update on the float weights (straight-through)
-            opt.apply_gradients([(gr, v) for gr, v in zip(grads, trainer.trainable_weights) if gr is not None])
-            total += float(loss) * len(idx)
-        history.append(total / len(x))
-        log(f"  int8-qat: epoch {epoch + 1}/{epochs}: loss {history[-1]:.4g}")
-    return QatResult(student, True, {"epochs": epochs, "lr": lr, "samples": len(x), "labels": y is not None,
-                                     "fake_quantized_tensors": len(ranges) + len(inner),
-                                     "loss_by_epoch": [round(h, 6) for h in history]})
+        for i in range(0, len(perm), BATCH):
+            idx = perm[i:i + BATCH]
+            yb = tf.constant(y[idx] if use_labels else np.zeros(len(idx), np.int64))
+            total += float(step(tf.constant(x[idx]), tf.constant(teacher[idx]), yb)) * len(idx)
+        history.append(total / len(perm))
+        held.append(held_out())
+        log(f"  int8-qat: epoch {epoch + 1}/{epochs}: loss {history[-1]:.4g}"
+            + (f", held-out {held[-1]:.4g}" if held[-1] is not None else "") + f" ({time.perf_counter() - t_start:.0f}s)")
+        if held[-1] is None or held[-1] < held[best_epoch]:
+            best, best_epoch = student.get_weights(), epoch + 1
+        elif epoch + 1 - best_epoch >= PATIENCE:
+            stopped = f"no better held-out loss in {PATIENCE} epochs (after {epoch + 1})"
+            break
+    detail = {"epochs": len(history), "max_epochs": epochs, "lr": lr, "samples": len(fit), "held_out": int(n_hold),
+              "labels": use_labels, "fake_quantized_tensors": len(ranges) + len(inner), "stopped": stopped,
+              "time_limit": time_limit, "best_epoch": best_epoch, "seconds": round(time.perf_counter() - t_start, 1),
+              "loss_by_epoch": [round(h, 6) for h in history],
+              "held_out_by_epoch": [round(h, 6) for h in held if h is not None]}
+    if not history:
+        return QatResult(model, False, {**detail, "why": f"the time limit ({time_limit:g}s) ran out before the first "
+                                                         f"epoch (setup took {detail['seconds']:g}s)"})
+    if best_epoch == 0 and n_hold:
+        return QatResult(model, False, {**detail, "why": f"no epoch lowered the simulated int8 loss on {n_hold} held-out "
+                                                         "calibration images: the model is left as it was"})
+    student.set_weights(best)
+    return QatResult(student, True, detail)

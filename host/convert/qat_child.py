@@ -38,7 +38,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         x = data["x"]
         y = data["y"] if "y" in data.files else None
     lines: list[str] = []
-    res = qat_finetune(model, x, y, epochs=int(job["epochs"]), seed=int(job["seed"]), log=lines.append)
+    limit = job.get("time_limit")
+    res = qat_finetune(model, x, y, epochs=int(job["epochs"]), seed=int(job["seed"]), log=lines.append,
+                       time_limit=float(limit) if limit is not None else None)
     if res.applied:
         weights = res.model.get_weights()
         np.savez(job["out_weights"], **{f"w{i}": w for i, w in enumerate(weights)})

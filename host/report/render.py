@@ -94,8 +94,8 @@ def ptq_lines(report: dict[str, Any]) -> list[str]:
         for st in ptq.get("steps", []):
             note = st.get("why") or _step_note(st)
             lines.append(f"| {st['step']} | {'yes' if st.get('applied') else 'no'} | "
-                         f"{_with_ci(st.get('agreement'), st.get('agreement_ci'))} | {_fmt(st.get('accuracy'), 'pct')} | "
-                         f"{_fmt(st.get('kl'), 'e')} | {note} |")
+                         f"{_with_ci(st.get('agreement'), st.get('agreement_ci'))}{_bare(st, 'agreement')} | "
+                         f"{_fmt(st.get('accuracy'), 'pct')} | {_fmt(st.get('kl'), 'e')}{_bare(st, 'kl')} | {note} |")
         lines += ["", f"Kept: `{ptq['kept']}` (integer-only, the steps applied above)" if ptq.get("kept")
                   else f"Kept nothing: {ptq.get('why', '')}"]
     sel = report.get("selective")
@@ -198,12 +198,20 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
             continue
         out.append([r["name"], status, _fmt(r.get("bytes") or None, "kib"), _fmt(m.get("gzip_bytes"), "kib"),
                     _fmt(m.get("accuracy"), "pct"),
-                    _fmt(m.get("accuracy_drop"), "pp"), _with_ci(m.get("agreement"), m.get("agreement_ci")),
-                    _fmt(m.get("kl"), "e"),
+                    _fmt(m.get("accuracy_drop"), "pp"), _with_ci(m.get("agreement"), m.get("agreement_ci")) + _bare(m, "agreement"),
+                    _fmt(m.get("kl"), "e") + _bare(m, "kl"),
                     _fmt(m.get("max_abs_err"), "e"), _fmt(m.get("latency_ms"), "f3"),
                     _fmt(m.get("latency_by_threads", {}).get("1"), "f3"), f"{sp:.1f}x" if sp else "—",
                     _fmt(r.get("convert_s"), "f3")])
     return out
+
+
+def _bare(m: dict[str, Any], key: str) -> str:
+    """The other rounding order's value beside the runner's (a quantized input; decisions take the worse)."""
+    v = m.get(f"{key}_bare")
+    if v is None:
+        return ""
+    return f" (other rounding {_fmt(v, 'pct' if key == 'agreement' else 'e')})"
 
 
 def _ws_latency(metrics: dict[str, Any], threads: Any) -> float | None:
@@ -237,7 +245,7 @@ def pruning_rows(curve: dict[str, Any] | None) -> list[str]:
              f"at 95%); speed-up is `unpruned ms` / `int8 ms`: the unpruned int8 model timed in the same rounds as "
              f"the level's, side by side (the machine's load moves both alike); "
              f"distillation: {curve.get('distill')}.", "",
-             "| level | removed | params | FLOPs | int8 ms | unpruned ms | speed-up | int8 accuracy | drop | budget | epochs |",
+             "| level | removed | params | FLOPs | int8 ms | unpruned ms | speed-up | int8 accuracy | pruning cost (int8 vs int8) | budget | epochs |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     chosen = (curve.get("chosen") or {}).get("level")
     for p in [curve["base"], *curve.get("points", [])]:
@@ -275,7 +283,9 @@ LEGEND = {
     "accuracy": "top-1 accuracy on the held-out evaluation images (never the calibration ones)",
     "drop": "the Keras model's accuracy (or task metric) minus the variant's, in percentage points (pp): the unit "
             "of the budget",
-    "agreement (95% CI)": "how often the variant's top-1 class equals the Keras model's, with its 95% Wilson interval",
+    "agreement (95% CI)": "how often the variant's top-1 class equals the Keras model's, with its 95% Wilson interval, "
+                          "through the runner's input path; for a quantized input the other rounding order (zero-point "
+                          "added before rounding, as a bare interpreter fed by hand) in brackets; decisions take the worse",
     "KL": "KL(Keras ‖ variant): mean Kullback–Leibler divergence of the variant's class probabilities from the "
           "Keras model's, in nats; 0 is identical, lower is closer",
     "max err": "the largest absolute difference between any output value of the variant and the Keras model's "

@@ -22,10 +22,32 @@ def load_tflite(path: str | os.PathLike, threads: int | None = None) -> Engine:
     return load_engine(path, EngineOptions(threads=threads, trial=False))
 
 
-def run_one(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """One sample: float inputs (each with batch dim 1) → dequantized float outputs."""
+RUNNER, BARE = "runner", "bare"   # the input paths a variant is measured through (see quantize_bare)
+
+
+def quantize_bare(x: np.ndarray, dtype: np.dtype | str, scale: float, zero_point: int) -> np.ndarray:
+    """The other rounding order: the zero-point added before rounding, as a bare interpreter fed by hand
+    (``round(x / scale + zero_point)``) does. The runner (:func:`quantize`) rounds first; with an odd zero-point
+    and a half-integer ``x / scale`` the two land one step apart. An equivalent input path: a fidelity gain that
+    does not hold through both is not a gain."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" or scale == 0.0:
+        return quantize(x, dtype, scale, zero_point)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / np.float32(scale) + np.float32(zero_point)), info.min, info.max).astype(dtype)
+
+
+def integer_inputs(model: Engine) -> bool:
+    """Whether any input is quantized (so the rounding order matters)."""
+    return any(np.dtype(s.dtype).kind != "f" and s.scale != 0.0 for s in model.inputs)
+
+
+def run_one(model: Engine, xs: Sequence[np.ndarray], path: str = RUNNER) -> list[np.ndarray]:
+    """One sample: float inputs (each with batch dim 1) → dequantized float outputs (``path``: the runner's
+    rounding order, or the bare one)."""
+    q = quantize_bare if path == BARE else quantize
     for i, (spec, x) in enumerate(zip(model.inputs, xs)):
-        model.set_input(i, quantize(x, spec.dtype, spec.scale, spec.zero_point))
+        model.set_input(i, q(x, spec.dtype, spec.scale, spec.zero_point))
     model.invoke()
     return [dequantize(model.output(i), s.scale, s.zero_point) for i, s in enumerate(model.outputs)]
 
@@ -35,12 +57,12 @@ def _set_first(model: Engine, xs: Sequence[np.ndarray]) -> None:
         model.set_input(i, quantize(x[:1], spec.dtype, spec.scale, spec.zero_point))
 
 
-def predict(model: Engine, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def predict(model: Engine, xs: Sequence[np.ndarray], path: str = RUNNER) -> list[np.ndarray]:
     """Run every sample of the input arrays one at a time; returns stacked float outputs."""
     n = len(xs[0])
     outs: list[list[np.ndarray]] = [[] for _ in model.outputs]
     for i in range(n):
-        for j, y in enumerate(run_one(model, [x[i:i + 1] for x in xs])):
+        for j, y in enumerate(run_one(model, [x[i:i + 1] for x in xs], path)):
             outs[j].append(y[0])
     return [np.stack(o) for o in outs]
 
@@ -101,6 +123,20 @@ def compare(variant_out: list[np.ndarray], keras_out: list[np.ndarray], labels: 
     return res
 
 
+BARE_KEYS = ("agreement", "agreement_ci", "accuracy", "accuracy_ci", "accuracy_drop_ci", "kl")
+
+
+def compare_bare(model: Engine, xs: Sequence[np.ndarray], keras_out: list[np.ndarray], labels: np.ndarray | None,
+                 classification: bool) -> dict[str, Any]:
+    """A single-input, single-output variant with a quantized input measured through the other rounding order
+    (:func:`quantize_bare`) as ``<key>_bare`` metrics; {} when the order cannot matter. The decisions
+    (:func:`keras_edge.host.convert.choose.loss_of`, :func:`.fidelity.fidelity_loss`) take the worse path."""
+    if len(xs) != 1 or len(keras_out) != 1 or not integer_inputs(model):
+        return {}
+    m = compare(predict(model, xs, BARE), keras_out, labels, classification)
+    return {f"{k}_bare": m[k] for k in BARE_KEYS if m.get(k) is not None}
+
+
 def _abs_err(variant: np.ndarray, keras: np.ndarray) -> tuple[float, float]:
     top, total = 0.0, 0.0
     for v, k in zip(variant, keras):
@@ -137,6 +173,8 @@ def summary(v: B.Variant) -> str:
         parts.append(f"acc {m['accuracy']:.4f}")
     if m.get("agreement") is not None:
         parts.append(f"agree {m['agreement']:.4f}")
+        if m.get("agreement_bare") is not None:
+            parts.append(f"agree {m['agreement_bare']:.4f} by the other rounding order")
     if m.get("map50_95") is not None:
         parts.append(f"mAP@0.5 {m['map50']:.4f}, mAP@0.5:0.95 {m['map50_95']:.4f}")
     if m.get("miou") is not None:

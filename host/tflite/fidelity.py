@@ -155,8 +155,8 @@ def fidelity_loss(metrics: dict) -> float:
         snr = metrics.get("snr_db")
         nsr = 10 ** (-snr / 10) if snr is not None else 1.0
         return (1.0 - float(metrics["task_fidelity"])) + 1e-3 * min(nsr, 1.0)
-    if metrics.get("kl") is not None:
-        return float(metrics["kl"])
+    if metrics.get("kl") is not None:   # the worse of the two input paths (evaluate.compare_bare): a gain must hold in both
+        return max(float(metrics["kl"]), float(metrics.get("kl_bare") or 0.0))
     snr = metrics.get("snr_db")
     return 10 ** (-snr / 10) if snr is not None else math.inf
 

@@ -336,6 +336,8 @@ CASES = [
     Case("convert-search-time-0", lambda e: convert(e, None, "--search-time", "0"), "--search-time 0.0 is not positive",
          out="bundle"),
     Case("convert-qat-epochs-0", lambda e: convert(e, None, "--qat", "--qat-epochs", "0"), "--qat-epochs", out="bundle"),
+    Case("convert-qat-time-0", lambda e: convert(e, None, "--qat-time", "0"), "--qat-time 0.0 is not positive",
+         out="bundle"),
     Case("convert-search-time-nan", lambda e: convert(e, None, "--search-time", "nan"), "--search-time nan is not positive",
          out="bundle"),
     Case("convert-input-shape-words", lambda e: convert(e, None, "--input-shape", "big"), "'big' is not a list of whole numbers",

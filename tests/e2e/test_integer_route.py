@@ -69,7 +69,7 @@ def vit_bundle(digits, digits_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("vit") / "bundle"
     return model, convert(ConvertConfig(model=model, out=out, calib=digits_demo.train, eval=digits_demo.eval,
                                         variants=("fp32", "int8"), calib_samples=64, eval_samples=120, ptq=False,
-                                        selective=False, max_accuracy_drop=0.05))
+                                        selective=False, qat=False, max_accuracy_drop=0.05))
 
 
 def test_vit_block_converts_integer_only_through_the_layernorm_rewrite(vit_bundle, digits):

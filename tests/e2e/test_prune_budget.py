@@ -38,6 +38,10 @@ def test_search_measures_a_curve_and_keeps_the_fastest_point_within_budget(searc
     for p in points:   # every point is measured, not assumed
         assert 0 < p["params"] < result["base"]["params"] and p["int8_ms"] > 0 and p["speedup"] > 0
         assert p["within"] == (p["drop"] <= 0.02 + 1e-9)
+        # the budget is pruning's own cost, int8 against the unpruned int8; quantization's loss is reported beside it
+        assert p["drop"] == pytest.approx(result["base"]["int8_accuracy"] - p["int8_accuracy"], abs=3e-6)
+        assert p["quant_loss"] == pytest.approx(result["base"]["accuracy"] - result["base"]["int8_accuracy"], abs=3e-6)
+        assert p["float_drop"] == pytest.approx(result["base"]["accuracy"] - p["accuracy"], abs=3e-6)
         assert 1 <= p["epochs"] <= 3
         # the speed-up is the ratio of the two times shown beside it (the unpruned model timed in the same rounds)
         assert p["speedup"] == pytest.approx(p["base_ms"] / p["int8_ms"], rel=1e-3)

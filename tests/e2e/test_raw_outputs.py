@@ -44,7 +44,7 @@ def stroke_bundle(digits_demo, tmp_path_factory):
     lines: list[str] = []
     res = convert(ConvertConfig(model=model, out=out, calib=digits_demo.train, eval=digits_demo.eval,
                                 variants=("fp32", "int8"), calib_samples=48, eval_samples=60, selective=False,
-                                ptq=False, max_accuracy_drop=0.05), log=lines.append)
+                                ptq=False, qat=False, max_accuracy_drop=0.05), log=lines.append)
     return model, res, lines
 
 

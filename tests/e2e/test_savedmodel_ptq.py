@@ -24,7 +24,7 @@ def test_int8_ptq_on_a_savedmodel_says_why_its_steps_do_not_apply(digits_demo, t
     np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(loaded.model(x)), atol=1e-6)
     res = convert(ConvertConfig(model=tmp_path / "exported", out=tmp_path / "b", calib=digits_demo.train,
                                 eval=digits_demo.eval, variants=("fp32", "int8"), calib_samples=48, eval_samples=80,
-                                max_accuracy_drop=0.02, selective=False))
+                                max_accuracy_drop=0.02, selective=False, qat=False))
     m = B.read_manifest(res.bundle)
     assert m.source["kind"] == "savedmodel" and m.variant("int8").status is B.VariantStatus.OK
     steps = res.report.ptq["steps"]

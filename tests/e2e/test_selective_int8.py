@@ -41,7 +41,7 @@ def wide_bundle(digits_demo, tmp_path_factory):
     model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
     return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
                                  variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100,
-                                 eval_samples=200, ptq=False))
+                                 eval_samples=200, ptq=False, qat=False))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def wide_ptq_bundle(digits_demo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wide-ptq")
     model = _wide_range_model(digits_demo.model, tmp / "wide.keras")
     return convert(ConvertConfig(model=model, out=tmp / "bundle", calib=digits_demo.train, eval=digits_demo.eval,
-                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100, qat=True,
+                                 variants=("fp32", "int8"), max_accuracy_drop=0.02, calib_samples=100, qat_always=True,
                                  qat_epochs=1))
 
 
@@ -133,17 +133,27 @@ def test_when_nothing_fits_it_says_so_with_the_layer_ranking(digits_demo, tmp_pa
 
 
 def test_qat_is_recorded_and_never_kept_when_it_is_not_better(wide_ptq_bundle):
-    """QAT (opt-in) fine-tunes on the calibration images with the float model as teacher; its variant is
-    kept only when it is closer to Keras than the best integer variant, and the report says which."""
+    """QAT (--qat: even within budget) fine-tunes on the calibration images with the float model as teacher, a
+    fifth held out to pick the best epoch; its variant is kept only when it is closer to Keras than the best integer
+    variant through both input rounding orders, and the report says which."""
+    from keras_edge.host.tflite.fidelity import fidelity_loss
+
     qat = next(s for s in wide_ptq_bundle.report.ptq["steps"] if s["step"] == "QAT")
-    assert qat["applied"] and qat["epochs"] == 1 and qat["fake_quantized_tensors"] > 3 and qat["labels"]
+    assert qat["epochs"] == 1 and qat["fake_quantized_tensors"] > 3 and len(qat["held_out_by_epoch"]) == 2
+    assert qat["held_out"] == 20 and qat["samples"] == 80 and qat["time_limit"] == 90.0   # 100 calibration images
     m = B.read_manifest(wide_ptq_bundle.bundle)
     names = [v.name for v in m.variants]
+    if not qat["applied"]:   # the held-out images said the epoch did not help: nothing converted
+        assert "held-out" in qat["why"] and qat["held_out_by_epoch"][1] >= qat["held_out_by_epoch"][0]
+        assert "int8-qat" not in names
+        return
+    assert qat["labels"] and qat["held_out_by_epoch"][1] < qat["held_out_by_epoch"][0]
+    best = m.variant("int8-ptq") if "int8-ptq" in names else m.variant("int8")
     if "int8-qat" in names:
-        assert m.variant("int8-qat").metrics["kl"] < m.variant("int8-ptq").metrics["kl"]
+        assert fidelity_loss(m.variant("int8-qat").metrics) < fidelity_loss(best.metrics)
         assert B.check_variant(wide_ptq_bundle.bundle, m.variant("int8-qat"))
     else:
-        assert "not kept" in qat["why"] and qat["kl"] >= m.variant("int8-ptq").metrics["kl"]
+        assert "not kept" in qat["why"] and fidelity_loss(qat) >= fidelity_loss(best.metrics)
 
 
 def test_a_variant_over_the_budget_is_not_ok_in_report_md(wide_bundle):
@@ -195,3 +205,18 @@ def test_the_time_limit_bounds_the_whole_search(digits_demo, tmp_path):
     assert not calls and not res.trials and res.model is None
     assert res.stopped.startswith("the time limit of 0s (calibrating took") and res.ranked_on == 0
     assert lines[0] == "  int8-selective: calibrating on 40 samples"
+
+
+def test_qat_stops_at_its_time_limit_and_changes_nothing_then(digits_demo):
+    """QAT runs by default, so its time limit is a promise: a limit spent before the first epoch applies nothing."""
+    import keras
+
+    from keras_edge.calibration.dataset import load_labeled
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
+    from keras_edge.host.convert.qat import qat_finetune
+
+    model = keras.models.load_model(digits_demo.model)
+    calib = load_labeled(digits_demo.train, PreprocessSpec.from_preset("raw", 32, 32, 1), limit=40)
+    res = qat_finetune(model, calib.x, None, epochs=40, time_limit=1e-6)
+    assert not res.applied and res.model is model
+    assert res.detail["epochs"] == 0 and "ran out before the first epoch" in res.detail["why"]

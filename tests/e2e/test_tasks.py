@@ -54,7 +54,7 @@ def det_bundle(shapes, tmp_path_factory):
     code = main(["convert", str(s["detector"]), "-o", str(out), "--calib", str(s["train"].images),
                  "--eval", str(s["eval"].images), "--variants", "fp32,int8", "--resize", "letterbox",
                  "--task", "detection", "--head", "yolo", "--objectness", "--annotations", str(s["eval"].labels),
-                 "--labels", str(s["train"].names), "--max-accuracy-drop", "0.05", "--search-time", "30",
+                 "--labels", str(s["train"].names), "--max-accuracy-drop", "0.05", "--search-time", "30", "--no-qat",
                  "--calib-samples", "100", "--import", "tests.synthetic"])
     assert code == 0
     return out
@@ -66,7 +66,7 @@ def seg_bundle(shapes, tmp_path_factory):
     s = shapes
     code = main(["convert", str(s["segmenter"]), "-o", str(out), "--calib", str(s["train"].images),
                  "--eval", str(s["eval"].images), "--variants", "fp32,int8", "--resize", "letterbox",
-                 "--task", "segmentation", "--annotations", str(s["eval"].masks), "--no-ptq", "--search-time", "20",
+                 "--task", "segmentation", "--annotations", str(s["eval"].masks), "--no-ptq", "--no-qat", "--search-time", "20",
                  "--calib-samples", "100"])
     assert code == 0
     return out

@@ -78,7 +78,7 @@ def test_fer_emotion_cnn_converts_and_a_search_without_time_says_so(fer_crops, t
     calib, evald = fer_crops
     out = tmp_path / "fer"
     rc, stdout, err = _cli(capsys, "convert", h5, "-o", out, "--calib", calib, "--eval", evald, "--preprocess", "tf",
-                           "--variants", "fp32,int8", "--search-time", "0.01", "--no-ptq")
+                           "--variants", "fp32,int8", "--search-time", "0.01", "--no-ptq", "--no-qat")
     assert rc == 0, err
     m = B.read_manifest(out)
     assert m.variant("fp32").metrics["agreement"] == 1.0
