@@ -13,6 +13,7 @@ command line) never needs it, and a missing Ansible is one clear error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
@@ -27,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from keras_edge.device.contract import bundle
 from keras_edge.device.contract import ConfigError, EdgeError, positive_int
@@ -161,10 +162,30 @@ def check_ansible_version(program: str, name: str) -> str:
     return program
 
 
-def _env(workdir: Path | None = None) -> dict[str, str]:
+# ssh's ControlPath is a unix socket: its whole path must fit sun_path (108 bytes), and Ansible names it by a
+# 40-character hash (%C) inside the directory
+SOCKET_DIR_MAX = 108 - 1 - 41 - 8
+
+
+@contextlib.contextmanager
+def _control_dir(workdir: Path) -> Iterator[Path]:
+    """Where this run's ssh masters live: the run's own folder, or (when its path is too long for a socket,
+    as under a deep TMPDIR) a private folder in /tmp, removed afterwards."""
+    if len(os.fsencode(workdir / "cp")) <= SOCKET_DIR_MAX:
+        yield workdir / "cp"
+        return
+    base = "/tmp" if os.access("/tmp", os.W_OK | os.X_OK) else None
+    short = Path(tempfile.mkdtemp(prefix="ke-cp-", dir=base))   # mode 700
+    try:
+        yield short
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _env(control_dir: Path | None = None) -> dict[str, str]:
     # ssh connections are shared within one run only: a master kept from an earlier run could reach
     # whatever answered on that address then, not the board the inventory names now
-    cp = {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(workdir / "cp")} if workdir else {}
+    cp = {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)} if control_dir else {}
     return {**os.environ, **cp, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_PIPELINING": "1",
             "ANSIBLE_PYTHON_INTERPRETER": "auto_silent", "ANSIBLE_DEPRECATION_WARNINGS": "0",
             "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
@@ -249,8 +270,8 @@ def run_playbook(playbook: str, fleet: Inventory, extra: dict[str, Any], workdir
     if fleet.limit:
         argv += ["--limit", fleet.limit]
     log = (workdir / "ansible.log").open("w", encoding="utf-8")
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(workdir),
-                          stdin=subprocess.DEVNULL) as proc:
+    with _control_dir(workdir) as cp, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                       text=True, env=_env(cp), stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
