@@ -32,3 +32,18 @@ def settle_batchnorm(model, x: np.ndarray) -> None:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0
     model(x, training=True)
+
+
+def tiny_classifier(path, size: int = 16, classes: int = 3):
+    """An untrained Rescaling → Conv2D → pooling → softmax classifier on size×size RGB, saved to ``path``
+    (for tests where only what hostile data or a failure does matters). Returns the model."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(classes, activation="softmax")(x))
+    model.save(path)
+    return model

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 from fuzzing import Counts, run_cases
 
 from keras_edge.cli import main
+from tests.support import tiny_classifier
 
 SEED = 22
 SIZE = 16
@@ -37,15 +37,8 @@ BUDGET_S = float(os.environ.get("KERAS_EDGE_FUZZ_SECONDS", "15"))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, write_images) -> SimpleNamespace:
     """A tiny untrained classifier converted to fp32 and int8 (only what hostile data does matters here)."""
-    import keras
-
     root = tmp_path_factory.mktemp("fuzz")
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255)(inp)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x)).save(root / "tiny.keras")
+    tiny_classifier(root / "tiny.keras", SIZE)
     calib = write_images(root / "calib", {"a": 4, "b": 4, "c": 4}, size=SIZE)
     bundle = root / "bundle"
     assert main(["convert", str(root / "tiny.keras"), "-o", str(bundle), "--calib", str(calib), "--variants",

@@ -25,6 +25,7 @@ import pytest
 
 from keras_edge.cli import main
 from keras_edge.device.contract import bundle as B
+from tests.support import tiny_classifier
 from keras_edge.device.run.draw import DRAWN
 
 SIZE = 16
@@ -53,16 +54,8 @@ def dead_pid() -> int:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, write_images) -> SimpleNamespace:
     """A tiny Keras classifier (3 classes, 16x16 RGB), calibration images and its fp32 bundle."""
-    import keras
-
     root = tmp_path_factory.mktemp("hostile")
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255)(inp)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
-    model.save(root / "tiny.keras")
+    model = tiny_classifier(root / "tiny.keras", SIZE)
     calib = write_images(root / "calib", {"a": 4, "b": 4, "c": 4}, size=SIZE)
     bundle = root / "bundle"
     assert main(["convert", str(root / "tiny.keras"), "-o", str(bundle), "--calib", str(calib), "--variants", "fp32",

@@ -181,15 +181,21 @@ def test_a_board_whose_replies_are_templates_runs_nothing_here(lab, tmp_path, ca
 
 # --- item 10: locks -------------------------------------------------------------------------------------------------
 
+def dead_deploys_lock(board, when: str):
+    """The lock a killed deploy leaves on the board's toy bundle (taken now, by a pid that no longer runs):
+    (its folder, its owner line)."""
+    lock = board.bundle_dir("toy") / ".lock"
+    lock.mkdir()
+    owner = f"keras-edge deploy by someone@{socket.gethostname()} pid {dead_pid()} {when} (abcdef)"
+    (lock / "owner").write_text(owner + "\n")
+    (lock / "since").write_text(f"{int(time.time())}\n")
+    return lock, owner
+
 def test_rollback_takes_over_a_killed_deploys_lock_at_once(lab, tmp_path, capsys):
     board = lab.start("board1")
     v1, v2 = make_bundle(tmp_path, "v1"), make_bundle(tmp_path, "v2")
     assert deploy(capsys, lab, v1, "board1")[0] == 0 and deploy(capsys, lab, v2, "board1")[0] == 0
-    lock = board.bundle_dir("toy") / ".lock"
-    lock.mkdir()
-    owner = f"keras-edge deploy by someone@{socket.gethostname()} pid {dead_pid()} at 2025-01-01T00:00:00Z (abcdef)"
-    (lock / "owner").write_text(owner + "\n")
-    (lock / "since").write_text(f"{int(time.time())}\n")
+    lock, owner = dead_deploys_lock(board, "at 2025-01-01T00:00:00Z")
     rc, out, err = run(capsys, "rollback", "toy", "board1", "-F", lab.config)
     assert rc == 0, err
     assert f"taking over the lock of a deploy that no longer runs ({owner})" in err
@@ -201,10 +207,7 @@ def test_a_fleet_rollback_takes_over_a_killed_deploys_lock_too(lab, tmp_path, ca
     board = lab.start("board01")
     v1, v2 = make_bundle(tmp_path, "v1"), make_bundle(tmp_path, "v2")
     assert deploy(capsys, lab, v1, "board01")[0] == 0 and deploy(capsys, lab, v2, "board01")[0] == 0
-    lock = board.bundle_dir("toy") / ".lock"
-    lock.mkdir()
-    (lock / "owner").write_text(f"keras-edge deploy by someone@{socket.gethostname()} pid {dead_pid()} at x (abcdef)\n")
-    (lock / "since").write_text(f"{int(time.time())}\n")
+    lock, _ = dead_deploys_lock(board, "at x")
     rc, out, err = run(capsys, "rollback", "toy", "-i", inventory(lab, ["board01"]), "-F", lab.config)
     assert rc == 0, out + err      # before: waited 120 s, then failed (the lock is not an hour old)
     assert board.link("toy") == B.content_hash(v1) and not lock.exists()
