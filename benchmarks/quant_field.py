@@ -117,16 +117,21 @@ def bare_outputs(path: Path, x: np.ndarray, zero_point_first: bool) -> np.ndarra
     return np.concatenate(out)
 
 
-def measure(bundle: Path, keras_model: Any, evald: Path) -> dict[str, Any]:
-    """Per variant: convert's (runner) numbers and the bare interpreter's in both rounding orders."""
+def measure(bundle: Path, keras_model: Any, evald: Path, preset: str) -> dict[str, Any]:
+    """Per variant: convert's (runner) numbers and the bare interpreter's in both rounding orders. The reference is
+    the user's Keras model on the preset's own preprocessing (the bundle's may have moved the mean half a pixel step
+    into the first layer: host/convert/pixelgrid.py)."""
     from keras_edge.device.contract import bundle as B
+    from keras_edge.device.inputs.preprocess import PreprocessSpec
     from keras_edge.host.report.contract import read_report
     from keras_edge.host.tflite.fidelity import output_fidelity, wilson
 
     manifest = B.read_manifest(bundle)
     report = read_report(bundle).to_dict()
-    x = eval_inputs(evald, manifest.preprocess)
-    kout = keras_model.predict(x, verbose=0)
+    spec = manifest.preprocess
+    x = eval_inputs(evald, spec)
+    x_keras = eval_inputs(evald, PreprocessSpec.from_preset(preset, spec.height, spec.width, spec.channels))
+    kout = keras_model.predict(x_keras, verbose=0)
     kpred = kout.argmax(1)
     by = {v["name"]: v for v in report["variants"]}
     plain_ms = by["int8"]["metrics"].get("latency_ms")
@@ -136,7 +141,10 @@ def measure(bundle: Path, keras_model: Any, evald: Path) -> dict[str, Any]:
             rows[name] = {"status": v["status"], "reason": v["reason"]}
             continue
         m = v["metrics"]
-        row = {"integer_only": name in INTEGER_ONLY, "bytes": v["bytes"], "latency_ms": m.get("latency_ms"),
+        mv = manifest.variant(name)
+        row = {"integer_only": name in INTEGER_ONLY, "bytes": v["bytes"],
+               "input_dtype": mv.inputs[0].dtype if mv.inputs else None,
+               "output_dtype": mv.outputs[0].dtype if mv.outputs else None, "latency_ms": m.get("latency_ms"),
                "latency_vs_tf_int8": round(m["latency_ms"] / plain_ms, 3) if m.get("latency_ms") and plain_ms else None,
                "runner": {"agreement": m.get("agreement"), "agreement_ci": m.get("agreement_ci"), "kl": m.get("kl")},
                "convert_other_rounding": {"agreement": m.get("agreement_bare"), "kl": m.get("kl_bare")}}
@@ -150,11 +158,12 @@ def measure(bundle: Path, keras_model: Any, evald: Path) -> dict[str, Any]:
             row["qat"] = m.get("qat")
         rows[name] = row
     return {"rows": rows, "eval_images": int(len(x)), "default": report["default"], "ptq": report.get("ptq"),
-            "floors": floors(keras_model, x, kout, bundle / manifest.variant("int8").file),
+            "input_mean": {"bundle": list(spec.mean), "preset": preset},
+            "floors": floors(keras_model, x, x_keras, kout, bundle / manifest.variant("int8").file),
             "selective": {k: (report.get("selective") or {}).get(k) for k in ("seconds", "time_limit", "stopped", "fits")}}
 
 
-def floors(keras_model: Any, x: np.ndarray, kout: np.ndarray, int8_file: Path) -> dict[str, Any]:
+def floors(keras_model: Any, x: np.ndarray, x_keras: np.ndarray, kout: np.ndarray, int8_file: Path) -> dict[str, Any]:
     """What the integer I/O alone costs, in float (no other quantization): the Keras model fed inputs on the int8 file's
     input grid (each rounding order), and its probabilities rounded to the uint8 output grid (what any uint8 softmax
     output holds). A variant with integer inputs and a uint8 softmax output cannot get below these."""
@@ -172,7 +181,7 @@ def floors(keras_model: Any, x: np.ndarray, kout: np.ndarray, int8_file: Path) -
         for label, q in (("input_grid_round_then_zero_point", np.rint(x / np.float32(s_in)) + zp_in),
                          ("input_grid_zero_point_then_round", np.rint(x / np.float32(s_in) + zp_in))):
             xq = ((np.clip(q, info.min, info.max) - zp_in) * np.float32(s_in)).astype(np.float32)
-            y = keras_model.predict(xq, verbose=0)
+            y = keras_model.predict(xq - (x - x_keras), verbose=0)   # the bundle's mean shift undone
             out[label] = {"agreement": round(float(np.mean(y.argmax(1) == kpred)), 6),
                           "kl": float(kl_per_sample(kout, y).mean())}
     if s_out:
@@ -225,7 +234,7 @@ def run_one(name: str, model_path: Path, calib: Path, evald: Path, preset: str, 
                 log=lambda s: say(f"  {s}"))
         convert_s = round(time.perf_counter() - t0, 1)
         (out / "convert_s.txt").write_text(str(convert_s))
-    res = measure(out, keras.models.load_model(model_path, compile=False), evald)
+    res = measure(out, keras.models.load_model(model_path, compile=False), evald, preset)
     res.update(convert_s=convert_s, command=f"keras-edge convert {model_path.name} -o b --calib calib/ --eval eval/ "
                                             f"--preprocess {preset}", **extra)
     res["target"] = target(res["rows"])

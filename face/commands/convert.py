@@ -103,6 +103,13 @@ class _Progress:
               help="Time limit of the quantization-aware fine-tuning (label-free, the float model as teacher).")
 @click.option("--qat-epochs", type=int, default=40, show_default=True,
               help="Most fine-tuning epochs of int8-qat (a ceiling: --qat-time usually ends it first).")
+@click.option("--int8-softmax", "float_softmax", flag_value=False, default=True,
+              help="Keep a classifier's final softmax in int8 with a uint8 output (a fully integer file, for "
+                   "accelerators that need one). By default int8 variants compute it in float over int8 logits, so "
+                   "probabilities are not cut to 1/256 steps.")
+@click.option("--keep-input-grid", "pixel_grid", flag_value=False, default=True,
+              help="Keep a 'tf'-style mean of 127.5 as it is. By default it moves to 127 and the first layer absorbs "
+                   "the half step, so integer inputs hold every pixel exactly (only where that is exact in float).")
 @task_options
 @click.option("--annotations", type=click.Path(path_type=Path), metavar="PATH",
               help="Ground truth of the evaluation images: YOLO labels folder, COCO .json, or masks folder "

@@ -39,6 +39,7 @@ from .classes import check_folder_order, read_labels
 from ..tflite.fidelity import constant_outputs
 from .improve import improve_int8
 from .integer import integer_route
+from .pixelgrid import pixel_grid
 from . import tasks as T
 from .tasks import check_options as check_task_options
 from keras_edge.device.outputs import TaskOptions
@@ -88,6 +89,8 @@ class ConvertConfig:
     # what the outputs mean, how they are postprocessed and scored (host/convert/tasks.py)
     task_options: TaskOptions = field(default_factory=TaskOptions)
     annotations: Path | None = None  # YOLO labels folder, COCO .json or masks folder for the evaluation images
+    pixel_grid: bool = True          # move a half-pixel mean into the first layer (host/convert/pixelgrid.py)
+    float_softmax: bool = True       # int8 classifiers: float softmax over int8 logits (host/tflite/softmax_head.py)
     board: str | None = None         # a board kind (device/profile/boards.json): predict each variant's latency there
     verbose: bool = False
 
@@ -165,7 +168,7 @@ class _Job:
     @property
     def inputs(self) -> ConvertInputs:
         names = tuple(str(t.name) for t in self.model.inputs) if len(self.model.inputs) > 1 else ()
-        return ConvertInputs(self.data.calib.inputs, self.cfg.io, names=names)
+        return ConvertInputs(self.data.calib.inputs, self.cfg.io, names=names, float_softmax=self.cfg.float_softmax)
 
     def io_order(self, path: Path, tfl) -> tuple[tuple[int, ...], tuple[int, ...], list[np.ndarray]]:
         """(input_order, output_order, the evaluation outputs in Keras order) of a converted file: the
@@ -299,6 +302,11 @@ def _fixed_model(loaded: LoadedModel, shapes: tuple[tuple[int, ...], ...], spec:
     return model, spec
 
 
+def _integer_inputs(cfg: ConvertConfig) -> bool:
+    """Whether any variant will take quantized inputs (an integer input grid): the calibrated ones with integer I/O."""
+    return cfg.io is not IoType.FLOAT32 and any(VARIANTS[v].calibrated for v in cfg.variants)
+
+
 def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> ConvertResult:
     """Convert, validate, and write the bundle atomically to ``cfg.out``."""
     B.check_replaceable(cfg.out)  # before the slow part, not after it
@@ -328,6 +336,12 @@ def convert(cfg: ConvertConfig, log: Log = lambda s: None, progress=None) -> Con
         names = read_labels(cfg.labels) if classification else None   # folders map to outputs by these names
         data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed, progress,
                                 labels=names)
+        if _integer_inputs(cfg) and cfg.pixel_grid:   # the half-pixel input grid of 'tf'-style means
+            shifted = pixel_grid(model, spec, data.calib.x, log, log if cfg.verbose else (lambda s: None))
+            if shifted is not None:
+                model, spec = shifted
+                data = calibration_sets(cfg.calib, spec, cfg.eval, cfg.calib_samples, cfg.eval_samples, cfg.seed,
+                                        labels=names)
     if classes:
         data = data.labels_fit(classes)
     truths = T.load_truths(post_spec, data.eval.sources if data.spec is not None else (), cfg.annotations)

@@ -7,7 +7,7 @@ The CLI's ``--variants`` choices are this registry's keys. A failing variant rai
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Callable, Sequence
 
@@ -38,6 +38,10 @@ class ConvertInputs:
     # the model's input names, for several inputs: the converted model orders its inputs by name, not as
     # Keras does, so representative samples are given by name (a dict), never by position
     names: tuple[str, ...] = ()
+    # int8 classifiers ending in a softmax: convert the logits and append a float SOFTMAX as the output
+    # (host/tflite/softmax_head.py), so probabilities are not cut to the uint8 output's 1/256 steps
+    float_softmax: bool = False
+    float_output: bool = False    # the converter's output type is float32 whatever ``io`` says (set internally)
 
 
 class VariantFailed(Exception):
@@ -75,7 +79,7 @@ def configure_int8(c, tf, inputs):
     c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     io = {IoType.UINT8: tf.uint8, IoType.INT8: tf.int8, IoType.FLOAT32: tf.float32}[inputs.io]
     c.inference_input_type = io
-    c.inference_output_type = io
+    c.inference_output_type = tf.float32 if inputs.float_output else io
 
 
 def _int8_mixed(c, tf, inputs):
@@ -115,6 +119,17 @@ def convert(model, name: str, inputs: ConvertInputs, verbose: bool = False) -> t
     tf = import_tf(verbose)
     recipe = VARIANTS[name]
     warnings: list[str] = []
+    if recipe.integer_only and inputs.float_softmax and inputs.io is not IoType.FLOAT32 and not inputs.denylist:
+        from .softmax_head import append_softmax, logits_model
+
+        head = logits_model(model)
+        if head is not None:
+            data = _convert_once(tf, head, recipe, replace(inputs, float_output=True), verbose, flex=False)
+            left = float_ops(data)
+            if left:
+                raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(left)} "
+                                    "(the converter left them in float)")
+            return append_softmax(data), warnings
     try:
         data = _convert_once(tf, model, recipe, inputs, verbose, flex=False)
     except VariantFailed as e:
@@ -173,16 +188,22 @@ def named_ops(text: str) -> list[str]:
 
 
 def float_ops(tflite: bytes) -> list[str]:
-    """Builtin ops of a TFLite model that compute in float (QUANTIZE/DEQUANTIZE at its edges aside)."""
+    """Builtin ops of a TFLite model that compute in float (QUANTIZE/DEQUANTIZE at its edges and the float softmax
+    head over an integer body aside)."""
     from ai_edge_litert import schema_py_generated as fb
+
+    from .softmax_head import has_float_head
 
     model = fb.Model.GetRootAs(tflite, 0)
     names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
     floats = {fb.TensorType.FLOAT32, fb.TensorType.FLOAT16, fb.TensorType.FLOAT64}
     found = set()
+    head = has_float_head(tflite)   # the float softmax appended as the output (softmax_head.py) is by design
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
         for o in range(graph.OperatorsLength()):
+            if head and s == 0 and o == graph.OperatorsLength() - 1:
+                continue
             op = graph.Operators(o)
             code = model.OperatorCodes(op.OpcodeIndex())
             name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
