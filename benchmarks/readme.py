@@ -554,9 +554,20 @@ def quant_field_section(d: dict[str, Any]) -> str:
              "Converted with no option beyond `--calib/--eval/--preprocess` (so int8 → int8-ptq → int8-qat within its "
              "time limit → int8-selective). Agreement with Keras and KL(Keras‖variant) through the runner's input path "
              "(round, then add the zero-point: what `convert` and `run` compute) and through a bare LiteRT interpreter "
-             "fed by hand in both rounding orders; latency is `convert`'s side-by-side p50 over the TF converter's int8."]
+             "fed by hand in both rounding orders, always against the user's Keras model on the preset's own "
+             "preprocessing. The peer is TensorFlow's converter called directly on the same model; latency is each "
+             "file's p50 over the peer's, timed here in interleaved rounds (2 threads; 10th–90th percentile of the "
+             "per-round ratios in brackets). int8 variants end in a float softmax over int8 logits and, for 'tf' "
+             "preprocessing, take pixels exactly (the half-step mean moved into the first layer), so both rounding "
+             "orders give the same answers."]
     for name, m in d.get("models", {}).items():
         rows = []
+        peer = m.get("tf_converter_int8")
+        if peer:
+            rows.append(["TF converter int8 (peer, integer-only)", _pct_ci(peer["runner"]),
+                         f"{peer['bare_round_then_zero_point']['agreement']:.2%}",
+                         f"{peer['bare_zero_point_then_round']['agreement']:.2%}", f"{peer['runner']['kl']:.2e}",
+                         f"{peer['bare_zero_point_then_round']['kl']:.2e}", "1.00x"])
         for vname, r in m["rows"].items():
             if "runner" not in r:
                 rows.append([vname, r.get("status"), "–", "–", "–", "–", "–"])
@@ -567,7 +578,9 @@ def quant_field_section(d: dict[str, Any]) -> str:
                          f"{r['bare_zero_point_then_round']['agreement']:.2%}",
                          f"{a['kl']:.2e}" if a.get("kl") is not None else "–",
                          f"{r['bare_zero_point_then_round']['kl']:.2e}" if r['bare_zero_point_then_round'].get("kl") is not None else "–",
-                         f"{r['latency_vs_tf_int8']:.2f}x" if r.get("latency_vs_tf_int8") else "–"])
+                         (f"{r['latency_vs_tf_int8']:.2f}x" + (" ({:.2f}–{:.2f})".format(*r["latency_vs_tf_int8_p10_p90"])
+                                                                 if r.get("latency_vs_tf_int8_p10_p90") else ""))
+                         if r.get("latency_vs_tf_int8") else "–"])
         t = m.get("target", {})
         qat = next((s for s in (m.get("ptq") or {}).get("steps", []) if s.get("step") == "QAT"), None)
         qat_line = (f"QAT: {qat.get('seconds')} s wall ({qat.get('epochs')} epoch(s), stopped: {qat.get('stopped')}); "

@@ -32,27 +32,30 @@ def logits_model(model: Any) -> Any | None:
     layer = getattr(history, "operation", None)
     if layer is None:
         return None
+    try:   # the node that made this model's output: a layer shared with another graph has several
+        node = layer._inbound_nodes[history.node_index]   # noqa: SLF001 - Keras keeps no public node list
+        ins = list(node.input_tensors)
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if len(ins) != 1:
+        return None
+    x = ins[0]
     try:
-        x = layer.input
-    except (AttributeError, ValueError):
-        return None
-    if isinstance(x, (list, tuple)):
-        return None
-    if isinstance(layer, keras.layers.Softmax):
-        if layer.axis not in (-1, 1):
+        if isinstance(layer, keras.layers.Softmax):
+            return keras.Model(model.inputs, x, name=f"{model.name}_logits") if layer.axis in (-1, 1) else None
+        activation = getattr(layer, "activation", None)
+        if getattr(activation, "__name__", "") != "softmax":
             return None
-        return keras.Model(model.inputs, x, name=f"{model.name}_logits")
-    activation = getattr(layer, "activation", None)
-    if getattr(activation, "__name__", "") != "softmax":
+        if isinstance(layer, keras.layers.Activation):
+            return keras.Model(model.inputs, x, name=f"{model.name}_logits")
+        if isinstance(layer, keras.layers.Dense):
+            config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_logits"}
+            linear = type(layer).from_config(config)
+            y = linear(x)
+            linear.set_weights(layer.get_weights())
+            return keras.Model(model.inputs, y, name=f"{model.name}_logits")
+    except ValueError:   # a graph Keras cannot cut here: the variant keeps its int8 softmax
         return None
-    if isinstance(layer, keras.layers.Activation):
-        return keras.Model(model.inputs, x, name=f"{model.name}_logits")
-    if isinstance(layer, keras.layers.Dense):
-        config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_logits"}
-        linear = type(layer).from_config(config)
-        y = linear(x)
-        linear.set_weights(layer.get_weights())
-        return keras.Model(model.inputs, y, name=f"{model.name}_logits")
     return None
 
 

@@ -39,7 +39,11 @@ def test_convert_board_records_predictions_and_the_basis_of_the_default(pi4_bund
         assert pred["basis"] == table.board("pi4").basis
     by = {v.name: v.metrics["board"] for v in m.variants}
     # int8 runs on XNNPACK's qs8 kernels, int16x8 on builtin int16 ones: the table prices them apart
-    assert set(by["int8"]["by_family"]) <= {"xnnpack-qs8", "builtin-int8"}
+    # (and its float softmax head, DEQUANTIZE + SOFTMAX over 10 logits, priced as f32 ops: on this 0.6 ms model
+    # their fixed per-op cost is a few percent, far below the int8 body)
+    fams = by["int8"]["by_family"]
+    assert set(fams) <= {"xnnpack-qs8", "builtin-int8", "xnnpack-f32"} and "xnnpack-qs8" in fams
+    assert fams.get("xnnpack-f32", 0) < fams["xnnpack-qs8"] / 5
     assert "builtin-int16" in by["int16x8"]["by_family"]
     report = json.loads((pi4_bundle / B.REPORT_JSON).read_text())
     assert report["target"]["basis"] == "board-predicted" and report["target"]["board"] == "pi4"
