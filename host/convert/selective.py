@@ -250,6 +250,11 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
         return SelectiveResult(None, (), None, False, (), (), f"the time limit of {time_limit:g}s before it started: one "
                                f"candidate takes at least one int8 conversion (~{candidate_s:.0f}s here)", 0.0)
     tf = import_tf(verbose)
+    from ..tflite.softmax_head import append_softmax, logits_model
+
+    head = logits_model(model) if inputs.float_softmax else None   # candidates end as int8 does: a float softmax
+    finish: Callable[[bytes], bytes] = append_softmax if head is not None else (lambda b: b)
+    model = head if head is not None else model
     deadline = None if time_limit is None else t0 + time_limit
     n = len(inputs.calib[0])
     log(f"  int8-selective: calibrating on {n} samples")
@@ -290,7 +295,7 @@ def selective_int8(model, inputs: ConvertInputs, evaluate: Measure, budget: floa
         t1 = time.perf_counter()
         try:
             with captured_output(not verbose):
-                blob = _candidate(dbg, tf, deny)
+                blob = finish(_candidate(dbg, tf, deny))
         except Exception as err:  # noqa: BLE001 - converter failures for one denylist are not fatal
             log(f"  int8-selective: keeping {k} layer(s) in float failed to convert ({str(err).splitlines()[0][:120]})")
             continue
