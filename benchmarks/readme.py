@@ -573,7 +573,9 @@ def quant_field_section(d: dict[str, Any]) -> str:
                 rows.append([vname, r.get("status"), "–", "–", "–", "–", "–"])
                 continue
             a = r["runner"]
-            rows.append([vname + (" (integer-only)" if r["integer_only"] else ""),
+            kind = ("" if not r["integer_only"] else " (integer-only; float softmax over int8 logits)"
+                    if r.get("output_dtype") == "float32" else " (integer-only)")
+            rows.append([vname + kind,
                          _pct_ci(a), f"{r['bare_round_then_zero_point']['agreement']:.2%}",
                          f"{r['bare_zero_point_then_round']['agreement']:.2%}",
                          f"{a['kl']:.2e}" if a.get("kl") is not None else "–",
