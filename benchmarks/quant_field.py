@@ -159,7 +159,7 @@ def measure(bundle: Path, keras_model: Any, evald: Path, preset: str, calib: Pat
         if name == "int8-qat":
             row["qat"] = m.get("qat")
         rows[name] = row
-    peer_path, peer = tf_peer(keras_model, calib, evald, preset, spec, kout, work)
+    peer_path, peer = tf_peer(keras_model, calib, x_keras, preset, spec, kout, work)
     files = {n: bundle / manifest.variant(n).file for n, r in rows.items() if "runner" in r}
     latency = side_by_side(files, peer_path)
     for n in files:
@@ -201,7 +201,7 @@ def floors(keras_model: Any, x: np.ndarray, x_keras: np.ndarray, kout: np.ndarra
     return out
 
 
-def tf_peer(model: Any, calib: Path, evald: Path, preset: str, spec: Any, kout: np.ndarray, work: Path) -> tuple[Path, dict]:
+def tf_peer(model: Any, calib: Path, x: np.ndarray, preset: str, spec: Any, kout: np.ndarray, work: Path) -> tuple[Path, dict]:
     """TensorFlow's converter called directly on the user's model (full integer, uint8 I/O, the preset's own
     preprocessing, the same calibration images): the peer every target is a ratio to. Measured like the variants."""
     from keras_edge.device.inputs.preprocess import PreprocessSpec
@@ -213,8 +213,7 @@ def tf_peer(model: Any, calib: Path, evald: Path, preset: str, spec: Any, kout: 
     work.mkdir(parents=True, exist_ok=True)
     path = work / "tf-int8.tflite"
     path.write_bytes(convert(model, "int8", ConvertInputs([xc], IoType.UINT8))[0])   # no keras-edge step
-    x = eval_inputs(evald, pspec)
-    kpred = kout.argmax(1)
+    kpred = kout.argmax(1)   # x: the evaluation images on the preset's own preprocessing
     row: dict[str, Any] = {"integer_only": True, "bytes": path.stat().st_size}
     for label, zp_first in (("runner", False), ("bare_round_then_zero_point", False), ("bare_zero_point_then_round", True)):
         y = bare_outputs(path, x, zp_first)

@@ -105,7 +105,7 @@ class Cutter:
         code_index = len(model.operatorCodes) - 1
         probes = [self._probe(model, code_index, t) for t in (fb.TensorType.FLOAT32, fb.TensorType.INT32)]
         wake = self._probe(model, code_index, fb.TensorType.FLOAT32, WAKE_SHAPE)
-        return Combined(_pack(model), graphs, *probes, wake)
+        return Combined(pack(model), graphs, *probes, wake)
 
     def _probe(self, model: Any, opcode: int, dtype: int, shape: tuple[int, ...] = (1,)) -> int:
         fb = self.fb
@@ -137,7 +137,8 @@ def _calls_subgraph(op: Any) -> bool:
     return False
 
 
-def _pack(model: Any) -> bytes:
+def pack(model: Any) -> bytes:
+    """A flatbuffer object model (``ModelT``) serialised as a ``.tflite`` file."""
     import flatbuffers
 
     builder = flatbuffers.Builder(1024)

@@ -54,10 +54,10 @@ def _spans_pixels(x: np.ndarray, spec: PreprocessSpec) -> bool:
     return bool(abs(float(x.min()) - lo) < step / 4 and abs(float(x.max()) - hi) < step / 4)
 
 
-def _consumers(model: Any) -> list[Any]:
-    inp = model.inputs[0]
+def _readers(model: Any, tensor: Any) -> list[Any]:
+    """The model's layers that take ``tensor`` as an input."""
     return [layer for layer in model.layers
-            if any(any(t is inp for t in node.input_tensors) for node in getattr(layer, "_inbound_nodes", []))]
+            if any(any(t is tensor for t in node.input_tensors) for node in getattr(layer, "_inbound_nodes", []))]
 
 
 def _response(layer: Any, delta: float) -> np.ndarray | None:
@@ -90,9 +90,7 @@ def _absorb(model: Any, layer: Any, c: np.ndarray) -> bool:
         return True
     if getattr(layer, "activation", None) not in (None, keras.activations.linear):
         return False
-    out = layer.output
-    readers = [m for m in model.layers
-               if any(any(t is out for t in node.input_tensors) for node in getattr(m, "_inbound_nodes", []))]
+    readers = _readers(model, layer.output)
     if len(readers) != 1 or not isinstance(readers[0], keras.layers.BatchNormalization) or readers[0].axis not in (-1, 3):
         return False
     bn = readers[0]
@@ -115,7 +113,7 @@ def pixel_grid(model: Any, spec: PreprocessSpec | None, calib_x: np.ndarray, log
     try:
         clone = keras.models.clone_model(model)
         clone.set_weights(model.get_weights())
-        consumers = _consumers(clone)
+        consumers = _readers(clone, clone.inputs[0])
     except Exception as e:  # noqa: BLE001 - subclassed models cannot be cloned: they keep their input
         verbose(f"note: the input keeps its half-pixel grid: the model cannot be cloned ({type(e).__name__})")
         return None

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-FILE_IDENTIFIER = b"TFL3"
-
 
 def logits_model(model: Any) -> Any | None:
     """The Keras model without its final softmax (same inputs, the logits as output), or None when it does not end
@@ -61,10 +59,9 @@ def logits_model(model: Any) -> Any | None:
 
 def append_softmax(tflite: bytes) -> bytes:
     """``tflite`` (one float32 output: dequantized logits) with a float SOFTMAX appended as its output."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as fb
-    from ai_edge_litert.tools import flatbuffer_utils as utils
+    from keras_edge.device.profile.cut import pack, schema
 
+    fb, utils = schema()
     model = utils.read_model_from_bytearray(bytearray(tflite))
     graph = model.subgraphs[0]
     if len(graph.outputs) != 1:
@@ -94,9 +91,7 @@ def append_softmax(tflite: bytes) -> bytes:
         for t in sig.outputs or []:
             if t.tensorIndex == logits:
                 t.tensorIndex = out
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-    return bytes(builder.Output())
+    return pack(model)
 
 
 def has_float_head(tflite: bytes) -> bool:

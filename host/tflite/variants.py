@@ -126,10 +126,7 @@ def convert(model, name: str, inputs: ConvertInputs, verbose: bool = False) -> t
         head = logits_model(model)
         if head is not None:
             data = _convert_once(tf, head, recipe, replace(inputs, float_output=True), verbose, flex=False)
-            left = float_ops(data)
-            if left:
-                raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(left)} "
-                                    "(the converter left them in float)")
+            _no_float_left(data)
             return append_softmax(data), warnings
     try:
         data = _convert_once(tf, model, recipe, inputs, verbose, flex=False)
@@ -140,16 +137,23 @@ def convert(model, name: str, inputs: ConvertInputs, verbose: bool = False) -> t
     else:
         # With TFLITE_BUILTINS_INT8 the converter still keeps ops that have no int8 kernel in float
         # (DEQUANTIZE → op → QUANTIZE) without a word: a "full integer" model must not.
-        left = float_ops(data) if recipe.integer_only and not inputs.denylist else []
-        if left:
-            raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(left)} "
-                                "(the converter left them in float)")
+        if recipe.integer_only and not inputs.denylist:
+            _no_float_left(data)
         return data, warnings
     # Only float variants can fall back to Flex ops, and the board runtime cannot run them.
     data = _convert_once(tf, model, recipe, inputs, verbose, flex=True)
     warnings.append(f"needs SELECT_TF_OPS (Flex){' for ' + ', '.join(flex_ops) if flex_ops else ''}: the board's LiteRT "
                     "runtime has no Flex ops, so this variant will not run there; replace those ops with TFLite builtins")
     return data, warnings
+
+
+def _no_float_left(data: bytes) -> None:
+    """A "full integer" file must not keep ops in float, as the converter does without a word for ops that have
+    no int8 kernel (DEQUANTIZE → op → QUANTIZE)."""
+    left = float_ops(data)
+    if left:
+        raise VariantFailed(f"ops that cannot be fully integer-quantized: {', '.join(left)} "
+                            "(the converter left them in float)")
 
 
 def _convert_once(tf, model, recipe: Recipe, inputs: ConvertInputs, verbose: bool, flex: bool) -> bytes:
