@@ -168,6 +168,9 @@ def one(name: str, work: Path) -> dict[str, Any]:
                                     preprocess=PreprocessOptions(preset=preset), ptq=False, selective=False,
                                     max_accuracy_drop=0.99))
         manifest, bundle = res.manifest, work / "bundle"
+        # the bundle's own preprocessing (convert may move the mean half a pixel step and fold it into the first
+        # layer); Keras keeps the preset's
+        xb = load_records(scan_folder(evald).records, manifest.preprocess).x
     except Exception as e:  # noqa: BLE001 - a refusal or failure is this row's result
         manifest, bundle = None, None
         row["convert_error"] = f"{type(e).__name__}: {getattr(e, 'what', None) or str(e).splitlines()[0][:300]}"
@@ -179,12 +182,14 @@ def one(name: str, work: Path) -> dict[str, Any]:
             entry["status"] = str(v.status)
             if v.status.value == "ok":
                 eng = E.load_tflite(bundle / v.file)
-                entry["keras_edge"] = _metrics(E.predict(eng, [xe])[0], ref, mode)
+                entry["keras_edge"] = _metrics(E.predict(eng, [xb])[0], ref, mode)
                 with open_bundle(str(bundle), variant=mode) as r:   # the board's runner, image files in
                     tops = [r.run(str(p)).top for p in sorted(evald.glob("*.png"))[:8]]
                 entry["run"] = "ok" if all(t for t in tops) or all(t is None for t in tops) else "no result"
                 chk = next((c for c in ver.checks if c.variant == mode), None) if ver else None
                 entry["verify"] = str(chk.verdict) if chk else "not checked"
+                if chk is not None and str(chk.verdict) != "pass":
+                    entry["verify_message"] = chk.message
                 entry["bytes"] = v.bytes
             else:
                 entry["reason"] = v.reason

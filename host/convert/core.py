@@ -241,16 +241,10 @@ class _Job:
         if self.keras_acc is not None and cmp["accuracy"] is not None:
             metrics["accuracy_drop"] = round(self.keras_acc - cmp["accuracy"], 6)
         metrics["verdict"] = verdict_of(metrics, self.keras_acc, self.cfg.max_accuracy_drop).to_dict()
-        floor = tolerances.floor(mode)
         if len(outs) > 1:   # each output on its own: its name and error in the metrics, its own verify bound
             for entry, out_name in zip(metrics.get("per_output", []), self.output_names):
                 entry["name"] = out_name
-        per_output = tuple(float(max(2 * e["max_abs_err"], floor)) for e in ref.get("per_output", [])) if len(outs) > 1 else ()
-        tol = B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
-                          min_agreement=max(0.0, (ref["agreement"] or 1.0) - 1 / REFERENCE_SAMPLES)
-                          if self.classification else 1.0,
-                          gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + tolerances.gpu_slack(mode)),
-                          output_max_abs=per_output)
+        tol = reference_tolerance(ref, mode, self.classification, len(outs) > 1)
         return B.Variant(name=name, mode=mode, status=B.VariantStatus.OK if not warnings else B.VariantStatus.VALIDATION_FAILED,
                          file=path.name, sha256=B.sha256_file(path), bytes=path.stat().st_size, reason=reason,
                          inputs=tfl.inputs, outputs=tfl.outputs, tolerance=tol, metrics=metrics,
@@ -615,6 +609,19 @@ def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
         y = model.predict(x, batch_size=batch_size(model), verbose=0)
     ys = y if isinstance(y, (list, tuple)) else [y]
     return [np.asarray(v, np.float32) for v in ys]
+
+
+def reference_tolerance(ref: dict[str, Any], mode: str, classification: bool, multi_output: bool) -> B.Tolerance:
+    """What ``verify`` accepts on the board: twice the error measured here on the reference samples (at least the
+    mode's floor), and the agreement measured here less one sample. An agreement of 0 stays 0 (it is not "unknown")."""
+    floor = tolerances.floor(mode)
+    per_output = tuple(float(max(2 * e["max_abs_err"], floor)) for e in ref.get("per_output", [])) if multi_output else ()
+    agreement = ref.get("agreement")
+    return B.Tolerance(max_abs=float(max(2 * ref["max_abs_err"], floor)),
+                       min_agreement=max(0.0, (1.0 if agreement is None else agreement) - 1 / REFERENCE_SAMPLES)
+                       if classification else 1.0,
+                       gpu_max_abs=float(max(2 * ref["max_abs_err"], floor) + tolerances.gpu_slack(mode)),
+                       output_max_abs=per_output)
 
 
 def _reference_first(data: DataSplit, keras_out: list[np.ndarray]) -> tuple[DataSplit, list[np.ndarray]]:
