@@ -248,26 +248,43 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
     graph = op_counts((job.tmp / int8.file).read_bytes())
     candidates: list[tuple[B.Variant, Any, int]] = []
     model = job.model
-    for label, fn, fname in (("equalization", ptq.equalize, "int8-ptq-eq"),
-                             ("range setting", ptq.clip_ranges, "int8-ptq-clip"),
-                             ("bias correction", ptq.bias_correct, "int8-ptq-bc")):
-        t0 = time.perf_counter()
-        log(f"  int8-ptq: {label} on {len(x)} calibration images …")   # a large model takes minutes here
-        with captured_output(not job.cfg.verbose):
-            step = fn(model, x)
-        entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
-        if step.applied:
-            v = job.convert(fname, "int8", step.model)
-            added = _added_ops(graph, op_counts((job.tmp / v.file).read_bytes())) if v.file else ""
-            if v.status is B.VariantStatus.OK and not added:
-                model = step.model
-                entry.update({"bytes": v.bytes, **_picked(v.metrics)})
-                candidates.append((v, model, len(steps)))
-            else:   # a step that adds ops runs other (often unaccelerated) kernels: int8-ptq keeps int8's graph
-                entry.update(applied=False, why=f"adds ops to the int8 graph ({added}): not used" if added else v.reason,
-                             **(_picked(v.metrics) if v.status is B.VariantStatus.OK else {}))
-                if v.file:
-                    (job.tmp / v.file).unlink(missing_ok=True)
+    balanced = lambda m, x: ptq.equalize(m, x, balance=True)          # noqa: E731
+    activations_first = lambda m, x: ptq.equalize(m, x, balance=False)  # noqa: E731
+    for label, fns, fname in (("equalization", (balanced, activations_first), "int8-ptq-eq"),
+                              ("range setting", (ptq.clip_ranges,), "int8-ptq-clip"),
+                              ("bias correction", (ptq.bias_correct,), "int8-ptq-bc")):
+        tried = []   # a step with alternatives (equalization: balanced, or activations first) keeps the closer one
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            what = label + ((" (balanced)", " (activations first)")[k] if len(fns) > 1 else "")
+            log(f"  int8-ptq: {what} on {len(x)} calibration images …")   # a large model takes minutes here
+            with captured_output(not job.cfg.verbose):
+                step = fn(model, x)
+            entry = {"step": label, "applied": step.applied, "seconds": round(time.perf_counter() - t0, 2), **step.detail}
+            v = None
+            if step.applied:
+                v = job.convert(f"{fname}{'-' + str(k) if k else ''}", "int8", step.model)
+                added = _added_ops(graph, op_counts((job.tmp / v.file).read_bytes())) if v.file else ""
+                if v.status is B.VariantStatus.OK and not added:
+                    entry.update({"bytes": v.bytes, **_picked(v.metrics)})
+                else:   # a step that adds ops runs other (often unaccelerated) kernels: int8-ptq keeps int8's graph
+                    entry.update(applied=False, why=f"adds ops to the int8 graph ({added}): not used" if added else v.reason,
+                                 **(_picked(v.metrics) if v.status is B.VariantStatus.OK else {}))
+                    if v.file:
+                        (job.tmp / v.file).unlink(missing_ok=True)
+                    v = None
+            tried.append((entry, v, step.model))
+        ok = [t for t in tried if t[1] is not None]
+        entry, v, stepped = min(ok, key=lambda t: fidelity_loss(t[1].metrics)) if ok else tried[0]
+        for _, other, _ in ok:
+            if other is not v:
+                (job.tmp / other.file).unlink(missing_ok=True)
+        if len(tried) > 1:
+            entry["alternatives"] = [{k: t[0].get(k) for k in ("balance", "applied", "kl", "kl_bare", "agreement", "why")
+                                      if k in t[0]} for t in tried]
+        if v is not None:
+            model = stepped
+            candidates.append((v, model, len(steps)))
         log(f"  int8-ptq: {label}: " + (_step_line(entry) if entry["applied"] else f"not applied ({entry.get('why', '')})"))
         steps.append(entry)
     info = {"steps": steps, "kept": None}

@@ -163,6 +163,66 @@ def pairs(model) -> list[Pair]:
     return found
 
 
+@dataclass(frozen=True)
+class Group:
+    """Tensors joined by channel-preserving layers (Add, pooling, ReLU, padding) whose channels can be scaled as one:
+    every producer's output channel c divided by s_c, every consumer's input channel c multiplied by s_c."""
+    producers: tuple[Any, ...]
+    consumers: tuple[Any, ...]
+    tensors: tuple[Any, ...]
+
+
+def _single_use(layer) -> bool:
+    return len(getattr(layer, "_inbound_nodes", [])) == 1
+
+
+def stream_groups(model) -> list[Group]:
+    """The residual streams: groups that hold an Add (a chain without one is a :func:`pairs` pair). A group is kept
+    only when every tensor in it is made by a scalable producer or a channel-preserving layer, and read only by
+    scalable consumers or channel-preserving layers; anything else (a model output, Concatenate, Multiply, a
+    nonlinearity other than ReLU, a shared layer) leaves the group as it is."""
+    from keras import layers as L
+
+    g = _graph(model)
+
+    def through(layer) -> bool:   # scaling channel c by 1/s before the layer scales its output's channel c by 1/s
+        return isinstance(layer, L.Add) or (_passes(layer) and _act(layer) in ("linear", "relu"))
+
+    seen: set[int] = set()
+    found = []
+    for start, layer in g.producer.items():
+        if not isinstance(layer, L.Add) or start in seen:
+            continue
+        stack, tensors, producers, consumers, ok = [start], {}, {}, {}, True
+        while stack and ok:
+            tid = stack.pop()
+            if tid in tensors:
+                continue
+            tensors[tid] = g.tensors[tid]
+            p = g.producer.get(tid)
+            if tid in g.outputs or p is None or not _single_use(p):
+                ok = False
+            elif through(p):
+                stack.extend(id(t) for t in p._inbound_nodes[0].input_tensors)  # noqa: SLF001
+            elif _kind(p) in ("conv", "depthwise", "bn") and _act(p) in ("linear", "relu") and getattr(p, "center", True):
+                producers[id(p)] = p
+            else:
+                ok = False
+            for c in g.consumers.get(tid, []):
+                if not _single_use(c):
+                    ok = False
+                elif through(c):
+                    stack.extend(id(t) for t in c._inbound_nodes[0].output_tensors)  # noqa: SLF001
+                elif _kind(c) in ("conv", "depthwise", "separable", "dense"):
+                    consumers[id(c)] = c
+                else:
+                    ok = False
+        seen.update(tensors)
+        if ok and producers and consumers:
+            found.append(Group(tuple(producers.values()), tuple(consumers.values()), tuple(tensors.values())))
+    return found
+
+
 ACT_BUDGET = 256 << 20   # bytes of activations one probe batch may hold: calibration statistics stream in batches
 
 
@@ -265,22 +325,28 @@ def _separable_intermediate_max(model, layers: list[Any], x: np.ndarray) -> list
     return out
 
 
-def equalize(model, x: np.ndarray) -> StepResult:
-    """Cross-layer equalization of every exact pair, on a copy of ``model``; verified in float on ``x``."""
+def equalize(model, x: np.ndarray, balance: bool = True) -> StepResult:
+    """Cross-layer equalization of every exact pair and residual stream, on a copy of ``model``; verified in float.
+
+    ``balance``: pairs share the range between activations and the consumer's weights (Nagel et al.'s
+    s = sqrt(a / r)); without it every activation channel is brought to its tensor's widest range, and the weights
+    take the scaling (activations cost fer's emotion CNN ten times more answers than weights do). Residual streams
+    (:func:`stream_groups`) are always brought to their widest channel: one scale serves every tensor in the stream."""
     from keras import layers as L
 
     if not functional(model):
         return _not_adjustable(model)
     eq = clone(model)
     found = pairs(eq)
+    streams = stream_groups(eq)
     seps = [layer for layer in eq.layers if isinstance(layer, L.SeparableConv2D)]
-    if not found and not seps:
+    if not found and not seps and not streams:
         return StepResult(model, False, {"why": "no conv/depthwise pairs to equalize"})
     ranges = _channel_max(eq, [p.tensor for p in found], x) if found else []
     sep_ranges = _separable_intermediate_max(eq, seps, x) if seps else []
     spread_before, spread_after, names = [], [], []
     for p, a in zip(found, ranges):
-        r2s = [r for r in (_in_range(c) for c in p.consumers) if r is not None]
+        r2s = [r for r in (_in_range(c) for c in p.consumers) if r is not None] if balance else []
         s = _scales(a, np.max(r2s, axis=0) if r2s else None, p.relu6)
         _scale_out(p.producer, s)
         for c in p.consumers:
@@ -291,13 +357,23 @@ def equalize(model, x: np.ndarray) -> StepResult:
     for layer, a in zip(seps, sep_ranges):
         dw, pw, *rest = layer.get_weights()
         r2 = np.abs(pw).reshape(-1, pw.shape[-1]).max(axis=1) if pw.ndim == 2 else np.abs(pw)[0, 0].max(axis=1)
-        s = _scales(a, r2, False)
+        s = _scales(a, r2 if balance else None, False)
         layer.set_weights([dw / s.reshape(1, 1, dw.shape[2], dw.shape[3]), pw * s.reshape(1, 1, -1, 1), *rest])
         spread_before.append(_spread(a))
         spread_after.append(_spread(a / s))
         names.append(f"{layer.name} (depthwise→pointwise)")
+    for grp in streams:   # measured after the pairs: a pair's producer may feed the stream
+        a = np.max(np.stack(_channel_max(eq, list(grp.tensors), x)), axis=0)
+        s = _scales(a, None, False)
+        for p in grp.producers:
+            _scale_out(p, s)
+        for c in grp.consumers:
+            _scale_in(c, s)
+        spread_before.append(_spread(a))
+        spread_after.append(_spread(a / s))
+        names.append(f"stream {'+'.join(p.name for p in grp.producers)}→{'+'.join(c.name for c in grp.consumers)}")
     diff = _float_change(model, eq, x)
-    detail = {"pairs": len(names), "equalized": names[:40],
+    detail = {"pairs": len(names), "streams": len(streams), "balance": balance, "equalized": names[:40],
               "range_spread_before": round(float(np.median(spread_before)), 3),
               "range_spread_after": round(float(np.median(spread_after)), 3), "float_max_abs_change": diff}
     if diff > 1e-3:

@@ -129,3 +129,76 @@ def test_bias_correction_streams_its_statistics(trained, monkeypatch):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 2 * peaks[0], peaks   # six times the images, not six times the memory
+
+
+@pytest.fixture(scope="module")
+def residual():
+    """A residual stream as in mini-Xception (fer's emotion CNN): two BN branches → Add (no ReLU) → MaxPool → conv."""
+    import keras
+    from keras import layers
+
+    from keras_edge.demo import digits_images
+    from keras_edge.host.tfenv import captured_output, import_tf
+
+    import_tf()
+    imgs, labels = digits_images(SIZE)
+    x = imgs[..., None].astype(np.float32)
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((SIZE, SIZE, 1))
+    h = layers.Rescaling(1 / 255)(inp)
+    h = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(h)))
+    a = layers.BatchNormalization(momentum=0.9)(layers.Conv2D(16, 3, padding="same", use_bias=False)(h))
+    b = layers.BatchNormalization(momentum=0.9)(layers.Conv2D(16, 1, use_bias=False)(h))
+    m = layers.MaxPooling2D()(layers.Add()([a, b]))
+    h = layers.Conv2D(32, 3, padding="same", activation="relu")(m)
+    out = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    with captured_output():
+        model.fit(x[:1200], labels[:1200], epochs=6, batch_size=32, verbose=0)
+    assert float(np.mean(model.predict(x[1200:], verbose=0).argmax(1) == labels[1200:])) > 0.85
+    return model, x[:150], x[1200:]
+
+
+def test_residual_stream_is_one_group_and_equalization_repairs_it(residual, tmp_path):
+    import keras
+    from keras import layers
+
+    from keras_edge.host.convert import ptq
+
+    model, cal, x = residual
+    groups = ptq.stream_groups(model)
+    assert len(groups) == 1
+    g = groups[0]
+    assert sorted(ptq._kind(p) for p in g.producers) == ["bn", "bn"] and [ptq._kind(c) for c in g.consumers] == ["conv"]
+    assert len(g.tensors) == 4   # both branches, the sum, the pooled sum
+    skewed = keras.models.clone_model(model)
+    skewed.set_weights(model.get_weights())
+    s = np.geomspace(1 / 30, 30, 16).astype(np.float32)[np.random.default_rng(0).permutation(16)]
+    for p in ptq.stream_groups(skewed)[0].producers:   # one channel scale through the whole stream: exact in float
+        ptq._scale_out(p, 1 / s)
+    consumer = next(layer for layer in skewed.layers if isinstance(layer, layers.Conv2D) and layer.filters == 32)
+    ptq._scale_in(consumer, 1 / s)
+    assert np.abs(skewed.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 1e-4
+    for balance in (True, False):
+        eq = ptq.equalize(skewed, cal, balance=balance)
+        assert eq.applied and eq.detail["streams"] == 1 and eq.detail["float_max_abs_change"] < 1e-3
+        assert any(n.startswith("stream ") for n in eq.detail["equalized"])
+    plain, fixed = _int8_agreement(skewed, cal, x, tmp_path), _int8_agreement(eq.model, cal, x, tmp_path)
+    assert fixed > plain and fixed >= 0.95, (plain, fixed)
+
+
+def test_a_stream_that_reaches_the_output_or_a_concatenate_is_left_alone():
+    import keras
+    from keras import layers
+
+    from keras_edge.host.convert import ptq
+
+    inp = keras.Input((8, 8, 3))
+    a = layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same")(inp))
+    b = layers.BatchNormalization()(layers.Conv2D(4, 1)(inp))
+    s = layers.Add()([a, b])
+    assert ptq.stream_groups(keras.Model(inp, s)) == []                      # a model output: its scale is the user's
+    c = layers.Concatenate()([s, a])
+    assert ptq.stream_groups(keras.Model(inp, layers.Conv2D(2, 1)(c))) == []  # a Concatenate mixes channels' scales
+    assert len(ptq.stream_groups(keras.Model(inp, layers.Conv2D(2, 1)(s)))) == 1
