@@ -162,7 +162,7 @@ def one(name: str, work: Path) -> dict[str, Any]:
     model.save(path)
     ref = model.predict(xe, verbose=0)
     row: dict[str, Any] = {"model": name, "params": int(model.count_params()), "input": f"{size}x{size}x3",
-                           "preset": preset, "variants": {}}
+                           "preset": preset, "commit": _commit(), "variants": {}}
     try:
         res = convert(ConvertConfig(model=path, out=work / "bundle", calib=calib, eval=evald, variants=VARIANTS,
                                     preprocess=PreprocessOptions(preset=preset), ptq=False, selective=False,
@@ -207,6 +207,16 @@ def one(name: str, work: Path) -> dict[str, Any]:
         row["variants"][mode] = entry
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
+
+
+def _commit() -> str | None:
+    """The clone's commit this row ran at (rows merged from several runs say which code made them)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT.parent, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:

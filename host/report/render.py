@@ -74,7 +74,12 @@ def _step_note(st: dict[str, Any]) -> str:
     if not st.get("applied"):
         return ""
     if "pairs" in st:
-        return f"{st['pairs']} pair(s); activation range spread {st['range_spread_before']}→{st['range_spread_after']}"
+        how = {True: "balanced with the weights; ", False: "activations first; "}.get(st.get("balance"), "")
+        streams = f", {st['streams']} residual stream(s)" if st.get("streams") else ""
+        return (f"{how}{st['pairs']} pair(s){streams}; activation range spread "
+                f"{st['range_spread_before']}→{st['range_spread_after']}")
+    if "shift" in st:
+        return f"logits of {st['layer']} shifted by up to {st['max_shift']:.3g}"
     if "capped" in st:
         return f"{st['capped']} ReLU(s) capped at the {st['percentile']} percentile (range ÷{st['median_range_shrink']})"
     if "max_shift" in st:
