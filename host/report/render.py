@@ -78,8 +78,6 @@ def _step_note(st: dict[str, Any]) -> str:
         streams = f", {st['streams']} residual stream(s)" if st.get("streams") else ""
         return (f"{how}{st['pairs']} pair(s){streams}; activation range spread "
                 f"{st['range_spread_before']}→{st['range_spread_after']}")
-    if "shift" in st:
-        return f"logits of {st['layer']} shifted by up to {st['max_shift']:.3g}"
     if "capped" in st:
         return f"{st['capped']} ReLU(s) capped at the {st['percentile']} percentile (range ÷{st['median_range_shrink']})"
     if "max_shift" in st:
