@@ -6,6 +6,9 @@
   consumer's matching input weights up by ``s`` leaves the float function unchanged. Pairs are a
   producer (Conv2D, DepthwiseConv2D, BatchNormalization) → [ReLU/ReLU6, pooling] → consumers (Conv2D,
   DepthwiseConv2D, SeparableConv2D, Dense), and the depthwise → pointwise pair inside SeparableConv2D.
+  Residual streams (branch producers → Add → pooling → consumers, as in Xception-style blocks) take one
+  channel scale for every tensor in them. Scales are tried two ways, balanced with the consumer's weights
+  (Nagel's sqrt) and activations first (every channel to the widest), and convert keeps the closer file.
   BN is not folded in Keras: scaling its gamma and beta is the same as scaling the folded weights.
   Ranges are measured on the calibration images. ReLU6 only commutes with scaling where it does not
   clip, so a channel that reaches 6 keeps its scale.

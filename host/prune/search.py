@@ -10,9 +10,10 @@
 3. The levels rise until two in a row miss the budget (or the target speed-up is met); the chosen
    point is the fastest one within the budget. When none is faster, the answer is an honest no.
 
-The budget is pruning's own cost in the precision that ships: the pruned int8 model's accuracy against the
-unpruned int8 model's (both converted by the same recipe, on the same validation data), so that int8's own
-loss against float never counts as pruning's. Quantization's loss (unpruned Keras − unpruned int8) and the
+The budget is pruning's own cost in the precision that ships: the pruned model's best integer file against the
+unpruned model's (each the closer to its Keras model of plain int8 and int8-ptq, chosen on the calibration images,
+a classifier's softmax in float, as ``convert`` ships them; measured on the same validation data), so that
+int8's own loss against float never counts as pruning's. Quantization's loss (unpruned Keras − unpruned int8) and the
 float pruning cost (unpruned Keras − pruned Keras) are reported beside it.
 """
 
@@ -95,6 +96,7 @@ class Point:
     base_ms: float | None = None
     float_drop: float | None = None     # unpruned Keras accuracy − this Keras accuracy (pruning's cost in float)
     quant_loss: float | None = None     # unpruned Keras − unpruned int8: quantization's own loss, never pruning's
+    recipe: str = "int8"                # the integer file measured: plain int8 or int8-ptq, whichever was closer
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -198,14 +200,40 @@ class _Int8:
     def __init__(self, calib: np.ndarray, threads: int | None, board: str | None = None):
         self.calib, self.threads, self.board = calib, threads, board
         self._blobs: dict[int, bytes] = {}
+        self.recipes: list[str] = []   # which recipe each convert() kept, in order
 
     def convert(self, model: Any) -> bytes:
+        """The best integer-only file for ``model``, as ``convert`` would ship it: plain int8 or int8-ptq
+        (equalization, then bias correction), whichever is closer to the Keras model on the calibration images
+        (KL, label-free: the validation data only ever measures), a classifier's softmax in float."""
+        from ..convert import ptq
+        from ..tflite.fidelity import kl_per_sample
         from ..tflite.variants import ConvertInputs, IoType, convert
         from ..tfenv import captured_output
 
+        inputs = ConvertInputs([self.calib], IoType.INT8, float_softmax=True)
         with captured_output():
-            blob, _ = convert(model, "int8", ConvertInputs([self.calib], IoType.INT8))
-        return blob
+            blobs = {"int8": convert(model, "int8", inputs)[0]}
+            adjusted = model
+            if ptq.functional(model):
+                for step in (ptq.equalize, ptq.bias_correct):
+                    res = step(adjusted, self.calib)
+                    adjusted = res.model if res.applied else adjusted
+                if adjusted is not model:
+                    blobs["int8-ptq"] = convert(adjusted, "int8", inputs)[0]
+        if len(blobs) == 1:
+            self.recipes.append("int8")
+            return blobs["int8"]
+        ref = model.predict(self.calib, verbose=0)
+        kl = {k: float(np.mean(kl_per_sample(ref, self.outputs(b)))) for k, b in blobs.items()}
+        best = min(kl, key=kl.get)
+        self.recipes.append(best)
+        return blobs[best]
+
+    def outputs(self, blob: bytes) -> np.ndarray:
+        from ..tflite.evaluate import predict
+
+        return predict(self.engine(blob), [self.calib])[0]
 
     def engine(self, blob: bytes) -> Any:
         import os
@@ -261,8 +289,8 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
     base_ms = q.times({"base": base_engine}, x_val[:1])["base"]
     quant_loss = base_acc - base_int8
     base = Point(0.0, 0.0, g.count_params(model), g.count_flops(model), base_ms, 1.0, base_acc, base_int8,
-                 0.0, True, base_ms=base_ms, float_drop=0.0, quant_loss=quant_loss)
-    log(f"unpruned: accuracy {base_acc:.2%} (Keras), {base_int8:.2%} (int8: quantization's own loss "
+                 0.0, True, base_ms=base_ms, float_drop=0.0, quant_loss=quant_loss, recipe=q.recipes[-1])
+    log(f"unpruned: accuracy {base_acc:.2%} (Keras), {base_int8:.2%} ({q.recipes[-1]}: quantization's own loss "
         f"{quant_loss * 100:+.2f} pp) on {len(y_val)} validation images (±{half * 100:.1f} pp at 95%); "
         f"pruning budget {pp(cfg.max_accuracy_drop)} against the unpruned int8 model")
     sens = scan(model, x_val, y_val, cfg, log, base_acc) if cfg.sensitivity else ()
@@ -303,7 +331,7 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
         p = Point(level, 1.0 - plan.channels_after / plan.channels_before, g.count_params(pruned), g.count_flops(pruned),
                   t["pruned"], t["base"] / t["pruned"], acc, int8_acc, drop, drop <= cfg.max_accuracy_drop + 1e-12,
                   epochs, time.perf_counter() - t0, use, base_ms=t["base"], float_drop=base_acc - acc,
-                  quant_loss=quant_loss)
+                  quant_loss=quant_loss, recipe=q.recipes[-1])
         points.append(p)
         models[level], maps[level] = pruned, (per_layer if isinstance(per_layer, dict) else {})
         log(f"level {level:.0%}: {p.achieved:.0%} of channels removed, params {p.params:,}, int8 {p.int8_ms:.3f} ms "
