@@ -7,8 +7,9 @@
   producer (Conv2D, DepthwiseConv2D, BatchNormalization) → [ReLU/ReLU6, pooling] → consumers (Conv2D,
   DepthwiseConv2D, SeparableConv2D, Dense), and the depthwise → pointwise pair inside SeparableConv2D.
   Residual streams (branch producers → Add → pooling → consumers, as in Xception-style blocks) take one
-  channel scale for every tensor in them. Scales are tried two ways, balanced with the consumer's weights
-  (Nagel's sqrt) and activations first (every channel to the widest), and convert keeps the closer file.
+  channel scale for every tensor in them. Two settings are tried, balanced with the consumer's weights
+  (Nagel's sqrt, pairs only) and activations first (every channel to the widest, streams too), and convert
+  keeps the closer file.
   BN is not folded in Keras: scaling its gamma and beta is the same as scaling the folded weights.
   Ranges are measured on the calibration images. ReLU6 only commutes with scaling where it does not
   clip, so a channel that reaches 6 keeps its scale.
@@ -328,20 +329,22 @@ def _separable_intermediate_max(model, layers: list[Any], x: np.ndarray) -> list
     return out
 
 
-def equalize(model, x: np.ndarray, balance: bool = True) -> StepResult:
+def equalize(model, x: np.ndarray, balance: bool = True, streams: bool | None = None) -> StepResult:
     """Cross-layer equalization of every exact pair and residual stream, on a copy of ``model``; verified in float.
 
     ``balance``: pairs share the range between activations and the consumer's weights (Nagel et al.'s
     s = sqrt(a / r)); without it every activation channel is brought to its tensor's widest range, and the weights
-    take the scaling (activations cost fer's emotion CNN ten times more answers than weights do). Residual streams
-    (:func:`stream_groups`) are always brought to their widest channel: one scale serves every tensor in the stream."""
+    take the scaling (activations cost fer's emotion CNN ten times more answers than weights do). ``streams``
+    (default: when not balancing) also equalizes the residual streams (:func:`stream_groups`), each brought to its
+    widest channel: one scale serves every tensor in the stream. Balanced without streams is the step as it was
+    before streams existed, so the convert flow, which tries both and keeps the closer, never does worse."""
     from keras import layers as L
 
     if not functional(model):
         return _not_adjustable(model)
     eq = clone(model)
     found = pairs(eq)
-    streams = stream_groups(eq)
+    streams = stream_groups(eq) if (not balance if streams is None else streams) else []
     seps = [layer for layer in eq.layers if isinstance(layer, L.SeparableConv2D)]
     if not found and not seps and not streams:
         return StepResult(model, False, {"why": "no conv/depthwise pairs to equalize"})

@@ -180,10 +180,10 @@ def test_residual_stream_is_one_group_and_equalization_repairs_it(residual, tmp_
     consumer = next(layer for layer in skewed.layers if isinstance(layer, layers.Conv2D) and layer.filters == 32)
     ptq._scale_in(consumer, 1 / s)
     assert np.abs(skewed.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 1e-4
-    for balance in (True, False):
-        eq = ptq.equalize(skewed, cal, balance=balance)
-        assert eq.applied and eq.detail["streams"] == 1 and eq.detail["float_max_abs_change"] < 1e-3
-        assert any(n.startswith("stream ") for n in eq.detail["equalized"])
+    assert ptq.equalize(skewed, cal, balance=True).detail["streams"] == 0   # the step as it was: pairs only
+    eq = ptq.equalize(skewed, cal, balance=False)
+    assert eq.applied and eq.detail["streams"] == 1 and eq.detail["float_max_abs_change"] < 1e-3
+    assert any(n.startswith("stream ") for n in eq.detail["equalized"])
     plain, fixed = _int8_agreement(skewed, cal, x, tmp_path), _int8_agreement(eq.model, cal, x, tmp_path)
     assert fixed > plain and fixed >= 0.95, (plain, fixed)
 
