@@ -140,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         script_module("field", RESULTS / "field.json", "--qat", timeout=5400)
     if "coverage" in fams:
         log("coverage matrix: benchmarks/coverage.py (keras.applications and Keras 3 blocks, beside TF's converter)")
+        # KERAS_EDGE_COVERAGE_RESUME=1 keeps the rows an earlier run wrote and runs only the rest (the whole
+        # matrix takes about 5 hours on 2 cores; KERAS_EDGE_COVERAGE_MIN bounds one run)
+        resume = (["--keep", str(RESULTS / "coverage.json")] if os.environ.get("KERAS_EDGE_COVERAGE_RESUME") == "1"
+                  and (RESULTS / "coverage.json").is_file() else [])
         script_module("coverage", RESULTS / "coverage.json", "--budget-min", os.environ.get("KERAS_EDGE_COVERAGE_MIN", "60"),
-                      timeout=3 * 3600)
+                      *resume, timeout=3 * 3600)
     if "board" in fams:
         log("board: per-op profiles against the whole model, predictions against published figures (benchmarks/board.py)")
         script_module("board", RESULTS / "board.json", timeout=5400)
