@@ -409,6 +409,12 @@ def coverage_section(c: dict[str, Any]) -> str:
                          status, fmt(ke), fmt(peer) if peer else e.get("peer_error", "–")[:80],
                          f"{e.get('run', '–')} / {e.get('verify', '–')}"])
     ran = sum(1 for r in c["rows"] if not r.get("not_run"))
+    commits = sorted({r.get("commit") or "earlier" for r in c["rows"] if "variants" in r})
+    rest = (f"; the rest were not reached within the time budget (smallest first)" if ran < len(c["rows"]) else "")
+    made = (f" Rows were run one by one (`--one`, or resumed with `--keep`) at these commits: {', '.join(commits)} "
+            "(each row's `commit` in coverage.json; 'earlier': before rows recorded it)." if len(commits) > 1 else "")
+    failures = sum(1 for r in c["rows"] for e in r.get("variants", {}).values()
+                   if e.get("verify") not in (None, "pass") or e.get("status") not in (None, "ok"))
     return ("## Coverage matrix (`coverage.py`): keras.applications and Keras 3 blocks, beside TF's converter\n\n"
             f"Every `keras.applications` image architecture (weights=None, 10 classes, 64x64 or its minimum) and four "
             "Keras 3 blocks (attention with LayerNormalization and GELU; a ConvNeXt block; depthwise-separable with "
@@ -417,7 +423,7 @@ def coverage_section(c: dict[str, Any]) -> str:
             "the board's runner on the evaluation crops → verify, next to `tf.lite.TFLiteConverter` called directly "
             "(the peer) on the same model and inputs: max abs error against Keras for float, top-1 agreement and KL "
             f"for int8. {ran} of {len(c['rows'])} rows ran" + (f" in {c['seconds'] / 60:.0f} min" if c.get('seconds') else "")
-            + "; the rest were not reached within the time budget (smallest first).\n\n"
+            + rest + f"; {failures} variant(s) failed to convert or verify." + made + "\n\n"
             + table(["model", "size, input, preprocessing", "variant", "keras-edge status", "keras-edge fidelity",
                      "peer (TF converter) fidelity", "run / verify"], rows))
 
