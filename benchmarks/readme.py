@@ -251,8 +251,10 @@ def serve_section(sv: dict[str, Any]) -> str:
 def prune_budget_section(pb: dict[str, Any]) -> str:
     """The budgeted pruning search per model: the measured curve and the chosen point."""
     parts = [f"## Pruning to an accuracy budget (`bench_prune_budget.py`, `--only prune-budget`)\n\n"
-             f"Budget {pb['budget']:.0%} of pruning cost: the pruned int8 model's accuracy against the unpruned int8 "
-             f"model's (quantization's own loss, unpruned Keras − unpruned int8, is shown beside it and never counts) on "
+             f"Budget {pb['budget']:.0%} of pruning cost: the pruned model's best integer file against the unpruned "
+             f"model's (each the closer to its Keras model of plain int8 and int8-ptq on the calibration images, softmax "
+             f"in float, as convert ships them; the recipe column says which; quantization's own loss, unpruned Keras − "
+             f"unpruned int8, is shown beside it and never counts) on "
              f"{pb['eval_images']} held-out digits images; speed-up is the unpruned int8 p50 over the pruned int8 p50, timed side by side in LiteRT."]
     for name, m in pb["models"].items():
         rows = [[f"{p['level']:.0%}" + (" (chosen)" if m.get("chosen") and p["level"] == m["chosen"]["level"] and p["level"] else ""),
@@ -260,12 +262,12 @@ def prune_budget_section(pb: dict[str, Any]) -> str:
                  f"{p['int8_accuracy']:.2%}", f"{p['drop'] * 100:+.2f} pp",
                  f"{p['float_drop'] * 100:+.2f} pp" if p.get("float_drop") is not None else "—",
                  f"{p['quant_loss'] * 100:+.2f} pp" if p.get("quant_loss") is not None else "—",
-                 "ok" if p["within"] else "over", p["epochs"]]
+                 "ok" if p["within"] else "over", p["epochs"], p.get("recipe", "int8")]
                 for p in [m["base"], *m["points"]]]
         parts.append(f"### {name}\n\nTrained {m['train_seconds']:.0f} s; search {m['seconds']:.0f} s; distillation: "
                      f"{m['distill']}.\n\n"
                      + table(["level", "removed", "params", "FLOPs", "int8 ms", "speed-up", "int8 accuracy",
-                              "pruning cost (int8 vs int8)", "float cost", "int8's own loss", "budget", "epochs"], rows) + f"\n\n**{m['verdict']}**")
+                              "pruning cost (int8 vs int8)", "float cost", "int8's own loss", "budget", "epochs", "recipe"], rows) + f"\n\n**{m['verdict']}**")
     return "\n\n".join(parts)
 
 
