@@ -305,7 +305,7 @@ def steps_anyway(path: Path, calib: Path, evald: Path, plain_ms, log) -> dict:
     """The post-training steps applied even though int8 met the budget: do they cost anything?"""
     import keras
 
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     cal, ev = _load_split(calib, evald)
     model = keras.models.load_model(path)
@@ -362,7 +362,7 @@ def latency_only(work: Path, calib: Path, log) -> dict:
     meaningless): does equalization + bias correction change int8 latency on a real architecture?"""
     import keras
 
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 1), weights=None, classes=10)

@@ -603,7 +603,7 @@ def _check_label_count(labels: Path | None, classes: int) -> None:
 
 def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
     from ..tfenv import captured_output
-    from .batching import batch_size
+    from ..tflite.batching import batch_size
 
     with captured_output():   # batches bounded by activation memory: 64 digits, a few 224×224 segmentations
         y = model.predict(x, batch_size=batch_size(model), verbose=0)

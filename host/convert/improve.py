@@ -188,7 +188,7 @@ def qat_isolated(job, base: Any, x, labels, log: Log):
 
     from keras_edge.device.engine.launcher import run_child
 
-    from .ptq import clone
+    from ..tflite.ptq import clone
     from .qat import QatResult, qat_finetune
 
     with tempfile.TemporaryDirectory(prefix="keras-edge-qat-") as tmp:
@@ -237,7 +237,7 @@ def _signal_name(sig: int) -> str:
 def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, Any], Any]:
     """int8-ptq: cross-layer equalization, range setting, then bias correction on the Keras model (each verified in float),
     converted integer-only; kept when its fidelity beats plain int8. Returns (variant, steps, its Keras model)."""
-    from . import ptq
+    from ..tflite import ptq
     from ..tflite.fidelity import fidelity_loss
     from ..tfenv import captured_output
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .ptq import BATCH, _graph, _kind, clone, functional
+from ..tflite.ptq import BATCH, _graph, _kind, clone, functional
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _with_fake_quant(model, ranges: dict[str, tuple[float, float]], inner: dict[
     """The functional graph again, calling the same layers (shared weights) with fake quantizers added."""
     import keras
 
-    from .ptq import _nodes
+    from ..tflite.ptq import _nodes
 
     FakeQuant, SeparableFakeQuant = _layers()
     tensors: dict[int, Any] = {}

@@ -206,7 +206,7 @@ class _Int8:
         """The best integer-only file for ``model``, as ``convert`` would ship it: plain int8 or int8-ptq
         (equalization, then bias correction), whichever is closer to the Keras model on the calibration images
         (KL, label-free: the validation data only ever measures), a classifier's softmax in float."""
-        from ..convert import ptq
+        from ..tflite import ptq
         from ..tflite.fidelity import kl_per_sample
         from ..tflite.variants import ConvertInputs, IoType, convert
         from ..tfenv import captured_output

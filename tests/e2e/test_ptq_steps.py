@@ -56,7 +56,7 @@ def _int8_agreement(model, cal, x, tmp_path) -> float:
 
 
 def test_pairs_go_through_bn_relu6_and_into_separable_convs(trained):
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     model = trained[0]
     kinds = {(ptq._kind(p.producer), tuple(ptq._kind(c) for c in p.consumers), p.relu6) for p in ptq.pairs(model)}
@@ -68,7 +68,7 @@ def test_pairs_go_through_bn_relu6_and_into_separable_convs(trained):
 def test_equalization_keeps_float_answers_and_repairs_an_imbalanced_separable_conv(trained, tmp_path):
     from keras import layers
 
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     model, cal, x = trained
     import keras
@@ -87,7 +87,7 @@ def test_equalization_keeps_float_answers_and_repairs_an_imbalanced_separable_co
 
 
 def test_bias_correction_and_range_setting_are_verified_in_float(trained):
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     model, cal, x = trained
     bc = ptq.bias_correct(model, cal)
@@ -111,7 +111,7 @@ def test_bias_correction_streams_its_statistics(trained, monkeypatch):
     does not grow with the number of calibration images."""
     import tracemalloc
 
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     model, cal, _ = trained
     x = np.concatenate([cal] * 2)[:240]
@@ -164,7 +164,7 @@ def test_residual_stream_is_one_group_and_equalization_repairs_it(residual, tmp_
     import keras
     from keras import layers
 
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     model, cal, x = residual
     groups = ptq.stream_groups(model)
@@ -192,7 +192,7 @@ def test_a_stream_that_reaches_the_output_or_a_concatenate_is_left_alone():
     import keras
     from keras import layers
 
-    from keras_edge.host.convert import ptq
+    from keras_edge.host.tflite import ptq
 
     inp = keras.Input((8, 8, 3))
     a = layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same")(inp))

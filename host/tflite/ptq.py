@@ -423,7 +423,7 @@ def clip_ranges(model, x: np.ndarray, percentile: float = CLIP_PERCENTILE) -> St
     """Cap every ReLU layer at the ``percentile`` of its calibration outputs; verified in float on ``x``."""
     from keras import layers as L
 
-    from ..tflite.fidelity import kl_per_sample
+    from .fidelity import kl_per_sample
 
     if not functional(model):
         return _not_adjustable(model)
@@ -521,7 +521,7 @@ def bias_correct(model, x: np.ndarray) -> StepResult:
     The statistics stream: one batch of every layer's input at a time (batches sized to ACT_BUDGET), each
     layer's shift accumulated as a per-channel sum, so memory does not grow with the calibration set.
     """
-    from ..tflite.fidelity import kl_per_sample
+    from .fidelity import kl_per_sample
 
     if not functional(model):
         return _not_adjustable(model)
