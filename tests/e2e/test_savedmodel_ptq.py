@@ -11,7 +11,8 @@ def test_int8_ptq_on_a_savedmodel_says_why_its_steps_do_not_apply(digits_demo, t
     import keras
     import numpy as np
 
-    from keras_edge.host.convert import ConvertConfig, convert, ptq
+    from keras_edge.host.convert import ConvertConfig, convert
+    from keras_edge.host.tflite import ptq
     from keras_edge.host.model_io import load_model
 
     from test_selective_int8 import _wide_range_model
