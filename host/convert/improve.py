@@ -8,6 +8,8 @@ integer variant before it.
 
 from __future__ import annotations
 
+from functools import partial
+
 import time
 from pathlib import Path
 from dataclasses import replace
@@ -248,15 +250,15 @@ def _ptq(job, int8: B.Variant, log: Log) -> tuple[B.Variant | None, dict[str, An
     graph = op_counts((job.tmp / int8.file).read_bytes())
     candidates: list[tuple[B.Variant, Any, int]] = []
     model = job.model
-    balanced = lambda m, x: ptq.equalize(m, x, balance=True)          # noqa: E731
-    activations_first = lambda m, x: ptq.equalize(m, x, balance=False)  # noqa: E731
-    for label, fns, fname in (("equalization", (balanced, activations_first), "int8-ptq-eq"),
-                              ("range setting", (ptq.clip_ranges,), "int8-ptq-clip"),
-                              ("bias correction", (ptq.bias_correct,), "int8-ptq-bc")):
+    equalizations = (("balanced", partial(ptq.equalize, balance=True)),
+                     ("activations first", partial(ptq.equalize, balance=False)))
+    for label, fns, fname in (("equalization", equalizations, "int8-ptq-eq"),
+                              ("range setting", (("", ptq.clip_ranges),), "int8-ptq-clip"),
+                              ("bias correction", (("", ptq.bias_correct),), "int8-ptq-bc")):
         tried = []   # a step with alternatives (equalization: balanced, or activations first) keeps the closer one
-        for k, fn in enumerate(fns):
+        for k, (setting, fn) in enumerate(fns):
             t0 = time.perf_counter()
-            what = label + ((" (balanced)", " (activations first)")[k] if len(fns) > 1 else "")
+            what = f"{label} ({setting})" if setting else label
             log(f"  int8-ptq: {what} on {len(x)} calibration images …")   # a large model takes minutes here
             with captured_output(not job.cfg.verbose):
                 step = fn(model, x)
