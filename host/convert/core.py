@@ -212,7 +212,7 @@ class _Job:
                  extra: dict | None = None) -> B.Variant:
         """Write the variant, run it on the evaluation set in the board's engine, record metrics and tolerances."""
         path = self.tmp / f"{name}.tflite"
-        path.write_bytes(blob)
+        write_new(path, blob)
         reason = "; ".join(warnings)
         timing = {"convert_s": round(convert_s, 2)}
         try:
@@ -609,6 +609,15 @@ def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
         y = model.predict(x, batch_size=batch_size(model), verbose=0)
     ys = y if isinstance(y, (list, tuple)) else [y]
     return [np.asarray(v, np.float32) for v in ys]
+
+
+def write_new(path: Path, blob: bytes) -> None:
+    """Write ``blob`` as a new file renamed over ``path``. LiteRT maps a model file shared (MAP_SHARED), so
+    rewriting one in place (int8 made again after a rewrite, under the same name) would change the bytes under
+    an interpreter that still holds the earlier file."""
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(blob)
+    os.replace(part, path)
 
 
 def reference_tolerance(ref: dict[str, Any], mode: str, classification: bool, multi_output: bool) -> B.Tolerance:
