@@ -571,7 +571,8 @@ def _searched_variants(job: _Job, x: np.ndarray, y: np.ndarray, log: Log) -> tup
         res = search(job.model, x[tr], y[tr], x[val], y[val], cfg)
     curve = res.to_dict()
     for p in (res.base, *res.points):
-        log(f"  pruning level {p.level:.0%}: {p.achieved:.0%} removed, {p.speedup:.2f}x int8, pruning cost "
+        twice = f" (the lower of {p.speedups[0]:.2f}x and {p.speedups[1]:.2f}x)" if len(p.speedups) > 1 else ""
+        log(f"  pruning level {p.level:.0%}: {p.achieved:.0%} removed, {p.speedup:.2f}x int8{twice}, pruning cost "
             f"{p.drop * 100:+.2f} pp int8 against int8 ({'within' if p.within else 'over'} budget)")
     log(f"pruning: {res.verdict}")
     if res.model is None:
