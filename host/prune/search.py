@@ -74,6 +74,9 @@ class SearchConfig:
         object.__setattr__(self, "criterion", Criterion(self.criterion))
 
 
+TIMING_S = 1.5   # each side-by-side timing lasts at least this long (12 rounds of a small model take ~50 ms)
+
+
 @dataclass(frozen=True)
 class Point:
     """One measured pruning level (level 0 is the unpruned model)."""
@@ -266,7 +269,7 @@ class _Int8:
             from keras_edge.device.profile.boards import predicted_ms
 
             return {k: predicted_ms(self._blobs[id(v)], self.board) for k, v in engines.items()}
-        return {k: v[0] for k, v in side_by_side(engines, [x]).items()}
+        return {k: v[0] for k, v in side_by_side(engines, [x], min_seconds=TIMING_S).items()}
 
 
 def confirm_speedups(points: list[Point], q: Any, base_engine: Any, engines: dict[float, Any], x: np.ndarray,

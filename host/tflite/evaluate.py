@@ -71,14 +71,19 @@ TIMING_INVOKES = 3 + 12 * 5   # what side_by_side runs by default per model and 
 
 
 def side_by_side(models: dict[str, Engine], xs: Sequence[np.ndarray], rounds: int = 12, per_round: int = 5,
-                 warmup: int = 3) -> dict[str, tuple[float, float]]:
-    """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round."""
+                 warmup: int = 3, min_seconds: float = 0.0) -> dict[str, tuple[float, float]]:
+    """Median and p90 (ms) of ``invoke`` for several models, interleaved round by round: ``rounds`` at least, and
+    more until ``min_seconds`` have passed (a sub-millisecond model's 12 rounds last a few tens of milliseconds,
+    short enough for one burst of other work on the machine to cover the whole measurement)."""
     for m in models.values():
         _set_first(m, xs)
         for _ in range(warmup):
             m.invoke()
     times: dict[str, list[int]] = {name: [] for name in models}
-    for _ in range(rounds):
+    t_end = time.perf_counter() + min_seconds
+    done = 0
+    while done < rounds or time.perf_counter() < t_end:
+        done += 1
         for name, m in models.items():
             invoke = m.invoke
             for _ in range(per_round):
