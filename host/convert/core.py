@@ -485,6 +485,9 @@ def _previous_report(out: Path, log: Log) -> Report | None:
         return None
 
 
+TIMING_S = 1.0   # each group's side-by-side timing lasts at least this long (a small model's 12 rounds take ~50 ms)
+
+
 def _with_latencies(tmp: Path, variants: list[B.Variant], xs: list[np.ndarray], cfg: ConvertConfig, log: Log) -> list[B.Variant]:
     """Time every validated variant side by side, interleaved round by round, so that load on the
     machine hits all of them alike (timing each right after its conversion made the default a coin toss)."""
@@ -502,7 +505,7 @@ def _with_latencies(tmp: Path, variants: list[B.Variant], xs: list[np.ndarray], 
             if v.name in measured:
                 by_order.setdefault(v.input_order, {})[v.name] = models[v.name]
         for order, group in by_order.items():
-            stats[threads].update(E.side_by_side(group, [xs[k] for k in order] if order else xs))
+            stats[threads].update(E.side_by_side(group, [xs[k] for k in order] if order else xs, min_seconds=TIMING_S))
     out = []
     for v in variants:
         if v.name in measured:
