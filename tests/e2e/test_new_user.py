@@ -114,7 +114,10 @@ def test_subclassed_model_converts_with_import(subclassed, digits_demo, tmp_path
                "--import", str(subclassed / "tinynet.py"), "--preprocess", "raw"])
     assert rc == 0, capsys.readouterr().err
     m = B.read_manifest(out)
-    assert {v.name for v in m.variants if v.status is B.VariantStatus.OK} == {"fp32", "int8"}
+    ok = {v.name for v in m.variants if v.status is B.VariantStatus.OK}
+    # the untrained model's scores are nearly equal, so int8 can flip its top-1 and miss the budget; then the int8
+    # steps may add their variants (int8-selective kept it within budget in one CI run). Both asked ones convert.
+    assert {"fp32", "int8"} <= ok and ok <= {"fp32", "int8", "int8-ptq", "int8-qat", "int8-selective"}
     capsys.readouterr()
     rc = main(["run", str(out), str(next(Path(digits_demo.eval).rglob("*.png"))), "--json"])
     assert rc == 0 and json.loads(capsys.readouterr().out.splitlines()[0])["top_k"]
