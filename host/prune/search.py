@@ -207,12 +207,14 @@ class _Int8:
         self.calib, self.threads, self.board = calib, threads, board
         self._blobs: dict[int, bytes] = {}
         self.recipes: list[str] = []   # which recipe each convert() kept, in order
+        self._kept: tuple[bytes, Any] | None = None
 
     def convert(self, model: Any) -> bytes:
         """The best integer-only file for ``model``, as ``convert`` would ship it: plain int8 or int8-ptq
         (equalization, then bias correction), whichever is closer to the Keras model on the calibration images
         (KL, label-free: the validation data only ever measures), a classifier's softmax in float."""
         from ..tflite import ptq
+        from ..tflite.evaluate import predict
         from ..tflite.fidelity import kl_per_sample
         from ..tflite.variants import ConvertInputs, IoType, convert
         from ..tfenv import captured_output
@@ -231,15 +233,12 @@ class _Int8:
             self.recipes.append("int8")
             return blobs["int8"]
         ref = model.predict(self.calib, verbose=0)
-        kl = {k: float(np.mean(kl_per_sample(ref, self.outputs(b)))) for k, b in blobs.items()}
+        engines = {k: self.engine(b) for k, b in blobs.items()}
+        kl = {k: float(np.mean(kl_per_sample(ref, predict(engines[k], [self.calib])[0]))) for k in blobs}
         best = min(kl, key=kl.get)
         self.recipes.append(best)
+        self._kept = (blobs[best], engines[best])   # engine(blob) of the kept file: loaded once, not again
         return blobs[best]
-
-    def outputs(self, blob: bytes) -> np.ndarray:
-        from ..tflite.evaluate import predict
-
-        return predict(self.engine(blob), [self.calib])[0]
 
     def engine(self, blob: bytes) -> Any:
         import os
@@ -247,6 +246,8 @@ class _Int8:
 
         from ..tflite.evaluate import load_tflite
 
+        if self._kept is not None and self._kept[0] is blob:
+            return self._kept[1]
         fd, path = tempfile.mkstemp(suffix=".tflite")
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
