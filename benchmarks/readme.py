@@ -412,7 +412,7 @@ def coverage_section(c: dict[str, Any]) -> str:
                          f"{e.get('run', '–')} / {e.get('verify', '–')}"])
     ran = sum(1 for r in c["rows"] if not r.get("not_run"))
     commits = sorted({r.get("commit") or "earlier" for r in c["rows"] if "variants" in r})
-    rest = (f"; the rest were not reached within the time budget (smallest first)" if ran < len(c["rows"]) else "")
+    rest = ("; the rest were not reached within the time budget (smallest first)" if ran < len(c["rows"]) else "")
     made = (f" Rows were run one by one (`--one`, or resumed with `--keep`) at these commits: {', '.join(commits)} "
             "(each row's `commit` in coverage.json; 'earlier': before rows recorded it)." if len(commits) > 1 else "")
     failures = sum(1 for r in c["rows"] for e in r.get("variants", {}).values()

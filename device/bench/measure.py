@@ -24,6 +24,7 @@ from ..engine import gpu
 from ..engine.core import Accelerator
 from ..contract.checks import positive_int
 from ..contract.errors import ConfigError, EdgeError
+from ..contract.files import replace_file
 from ..engine.launcher import run_child
 from ..engine.sysinfo import environment
 
@@ -157,7 +158,4 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> Path:
     """Write JSON next to its final name, then rename: an interrupted write leaves nothing half-done."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return replace_file(p, json.dumps(data, indent=2) + "\n")

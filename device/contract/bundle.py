@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from .errors import BundleError, DataError
 from .fields import check_manifest
-from .files import read_json, read_text
+from .files import read_json, read_text, replace_file
 from .limits import limits, too_many
 from .preprocess import PreprocessSpec
 from .tasks import PostprocessSpec, Task
@@ -394,11 +394,7 @@ def parse_labels(path: str | os.PathLike, error: type[BundleError] | type[DataEr
 
 def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Path:
     """Write ``manifest.json`` into a directory that is being built (not an atomic bundle swap)."""
-    path = Path(directory) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return replace_file(Path(directory) / MANIFEST, json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
 
 
 def content_hash(bundle_dir: str | os.PathLike) -> str:

@@ -8,6 +8,7 @@
   :attr:`~.limits.Limits.max_folder_depth`.
 - :func:`read_json` and :func:`check_arrays` bound what JSON and ``.npy``/``.npz`` files may cost
   before they are parsed or loaded (see :mod:`.limits`).
+- :func:`replace_file` writes the other way: a new file beside the target, renamed over it.
 
 This is the contract room's: the bundle reader, the inputs, the runner and calibration all use it.
 """
@@ -205,3 +206,17 @@ def walk(root: str | os.PathLike) -> Iterator[Path]:
             raise DataError(*too_many(f"{root} nests folders (at {subfolders[0]})", depth + 1,
                                       "max_folder_depth", "levels deep"))
         stack.extend((p, depth + 1) for p in reversed(subfolders))
+
+
+def replace_file(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` (text as UTF-8) to a new file beside ``path`` and rename it over ``path``: an interrupted write
+    leaves the old file whole, and a reader that holds the old one (LiteRT maps a model file shared, MAP_SHARED)
+    keeps its bytes instead of seeing them rewritten under it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data, encoding="utf-8")
+    else:
+        tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..contract.errors import ConfigError, DataError
+from ..contract.files import replace_file
 from .graph import Family, OpClass, OpInfo
 
 DATA = Path(__file__).resolve().parent / "boards.json"
@@ -163,10 +164,7 @@ def save_user_board(board: Board, path: str | os.PathLike | None = None) -> Path
     data = _read(target) if target.is_file() else {"format": FORMAT, "boards": {}}
     data.setdefault("boards", {})[board.kind] = board.to_dict()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return replace_file(target, json.dumps(data, indent=1) + "\n")
 
 
 def _read(path: Path) -> dict[str, Any]:

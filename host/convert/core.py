@@ -23,6 +23,7 @@ from keras_edge.device.contract import bundle as B
 from keras_edge.device.contract import tolerances
 from keras_edge.device.contract import in_range, positive_float, positive_int
 from keras_edge.device.contract import ConfigError, DataError, EdgeError
+from keras_edge.device.contract.files import replace_file
 from keras_edge.host.errors import ConversionError
 from keras_edge.device.inputs import PreprocessSpec
 
@@ -212,7 +213,7 @@ class _Job:
                  extra: dict | None = None) -> B.Variant:
         """Write the variant, run it on the evaluation set in the board's engine, record metrics and tolerances."""
         path = self.tmp / f"{name}.tflite"
-        write_new(path, blob)
+        replace_file(path, blob)   # int8 made again after a rewrite reuses its name: never rewritten in place
         reason = "; ".join(warnings)
         timing = {"convert_s": round(convert_s, 2)}
         try:
@@ -613,15 +614,6 @@ def _keras_predict(model, x: np.ndarray) -> list[np.ndarray]:
         y = model.predict(x, batch_size=batch_size(model), verbose=0)
     ys = y if isinstance(y, (list, tuple)) else [y]
     return [np.asarray(v, np.float32) for v in ys]
-
-
-def write_new(path: Path, blob: bytes) -> None:
-    """Write ``blob`` as a new file renamed over ``path``. LiteRT maps a model file shared (MAP_SHARED), so
-    rewriting one in place (int8 made again after a rewrite, under the same name) would change the bytes under
-    an interpreter that still holds the earlier file."""
-    part = path.with_name(path.name + ".part")
-    part.write_bytes(blob)
-    os.replace(part, path)
 
 
 def reference_tolerance(ref: dict[str, Any], mode: str, classification: bool, multi_output: bool) -> B.Tolerance:

@@ -8,9 +8,8 @@ integer variant before it.
 
 from __future__ import annotations
 
-from functools import partial
-
 import time
+from functools import partial
 from pathlib import Path
 from dataclasses import replace
 from typing import Any, Callable

@@ -206,13 +206,11 @@ class _Int8:
     def __init__(self, calib: np.ndarray, threads: int | None, board: str | None = None):
         self.calib, self.threads, self.board = calib, threads, board
         self._blobs: dict[int, bytes] = {}
-        self.recipes: list[str] = []   # which recipe each convert() kept, in order
-        self._kept: tuple[bytes, Any] | None = None
 
-    def convert(self, model: Any) -> bytes:
-        """The best integer-only file for ``model``, as ``convert`` would ship it: plain int8 or int8-ptq
-        (equalization, then bias correction), whichever is closer to the Keras model on the calibration images
-        (KL, label-free: the validation data only ever measures), a classifier's softmax in float."""
+    def convert(self, model: Any) -> tuple[Any, str]:
+        """The best integer-only file for ``model``, as ``convert`` would ship it, loaded, and its recipe: plain int8
+        or int8-ptq (equalization, then bias correction), whichever is closer to the Keras model on the calibration
+        images (KL, label-free: the validation data only ever measures), a classifier's softmax in float."""
         from ..tflite import ptq
         from ..tflite.evaluate import predict
         from ..tflite.fidelity import kl_per_sample
@@ -229,25 +227,20 @@ class _Int8:
                     adjusted = res.model if res.applied else adjusted
                 if adjusted is not model:
                     blobs["int8-ptq"] = convert(adjusted, "int8", inputs)[0]
-        if len(blobs) == 1:
-            self.recipes.append("int8")
-            return blobs["int8"]
+        engines = {k: self._load(b) for k, b in blobs.items()}
+        if len(engines) == 1:
+            return engines["int8"], "int8"
         ref = model.predict(self.calib, verbose=0)
-        engines = {k: self.engine(b) for k, b in blobs.items()}
-        kl = {k: float(np.mean(kl_per_sample(ref, predict(engines[k], [self.calib])[0]))) for k in blobs}
+        kl = {k: float(np.mean(kl_per_sample(ref, predict(e, [self.calib])[0]))) for k, e in engines.items()}
         best = min(kl, key=kl.get)
-        self.recipes.append(best)
-        self._kept = (blobs[best], engines[best])   # engine(blob) of the kept file: loaded once, not again
-        return blobs[best]
+        return engines[best], best
 
-    def engine(self, blob: bytes) -> Any:
+    def _load(self, blob: bytes) -> Any:
         import os
         import tempfile
 
         from ..tflite.evaluate import load_tflite
 
-        if self._kept is not None and self._kept[0] is blob:
-            return self._kept[1]
         fd, path = tempfile.mkstemp(suffix=".tflite")
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -312,15 +305,14 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
     if cfg.board:
         log(f"speed: int8 latency predicted for board {cfg.board} (its per-op cost table), not timed here")
     base_acc = g.accuracy(model, x_val, y_val)
-    base_blob = q.convert(model)
-    base_engine = q.engine(base_blob)
+    base_engine, base_recipe = q.convert(model)
     base_int8 = q.accuracy(base_engine, x_val, y_val)
     half = wilson_half_width(base_int8, len(y_val))   # the budget compares int8 accuracies
     base_ms = q.times({"base": base_engine}, x_val[:1])["base"]
     quant_loss = base_acc - base_int8
     base = Point(0.0, 0.0, g.count_params(model), g.count_flops(model), base_ms, 1.0, base_acc, base_int8,
-                 0.0, True, base_ms=base_ms, float_drop=0.0, quant_loss=quant_loss, recipe=q.recipes[-1])
-    log(f"unpruned: accuracy {base_acc:.2%} (Keras), {base_int8:.2%} ({q.recipes[-1]}: quantization's own loss "
+                 0.0, True, base_ms=base_ms, float_drop=0.0, quant_loss=quant_loss, recipe=base_recipe)
+    log(f"unpruned: accuracy {base_acc:.2%} (Keras), {base_int8:.2%} ({base_recipe}: quantization's own loss "
         f"{quant_loss * 100:+.2f} pp) on {len(y_val)} validation images (±{half * 100:.1f} pp at 95%); "
         f"pruning budget {pp(cfg.max_accuracy_drop)} against the unpruned int8 model")
     sens = scan(model, x_val, y_val, cfg, log, base_acc) if cfg.sensitivity else ()
@@ -344,16 +336,15 @@ def search(model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: n
                        recovered=recovered, verbose=cfg.verbose)
             pruned = g.clone(pruned)
             acc = g.accuracy(pruned, x_val, y_val)
-            blob = q.convert(pruned)   # judged in the precision that ships: int8 accuracy first, float breaks a tie
-            engine = q.engine(blob)
+            engine, recipe = q.convert(pruned)   # judged in the precision that ships: int8 accuracy first, float breaks a tie
             int8_acc = q.accuracy(engine, x_val, y_val)
             seen[use] = int8_acc
             if best is None or (int8_acc, acc) > best[0]:
-                best = ((int8_acc, acc), use, pruned, plan, len(hist.history.get("loss", [])), blob, engine, q.recipes[-1])
+                best = ((int8_acc, acc), use, pruned, plan, len(hist.history.get("loss", [])), engine, recipe)
             if len(tries) > 1:
                 log(f"  level {level:.0%}: fine-tuned {'with' if use else 'without'} distillation → {acc:.2%} "
                     f"(int8 {int8_acc:.2%})")
-        (int8_acc, acc), use, pruned, plan, epochs, blob, engine, recipe = best
+        (int8_acc, acc), use, pruned, plan, epochs, engine, recipe = best
         if distill is None:
             distill = use
             distill_note = (f"{'on' if use else 'off'} (measured at {level:.0%}: int8 {seen[True]:.2%} with the unpruned "

@@ -16,7 +16,7 @@ from typing import Any
 
 from keras_edge.device.contract.bundle import REPORT_JSON, Variant, jsonable
 from keras_edge.device.contract import BundleError
-from keras_edge.device.contract.files import read_json
+from keras_edge.device.contract.files import read_json, replace_file
 
 REPORT_FORMAT = "keras-edge-report/1"
 
@@ -278,8 +278,4 @@ def read_report(bundle_dir: str | os.PathLike) -> Report | None:
 
 def write_report_json(bundle_dir: str | os.PathLike, report: Report) -> Path:
     """Replace ``report.json`` atomically (a temporary file beside it, then rename)."""
-    path = Path(bundle_dir) / REPORT_JSON
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return replace_file(Path(bundle_dir) / REPORT_JSON, json.dumps(report.to_dict(), indent=2) + "\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_edge.device.contract import REPORT_MD
+from keras_edge.device.contract.files import replace_file
 
 from .contract import Report, write_report_json
 
@@ -374,15 +375,10 @@ def write_report(directory: str | Path, report: Report) -> None:
     d = Path(directory)
     write_report_json(d, report)
     data = report.to_dict()
-    _atomic_text(d / REPORT_MD, markdown(data))
+    replace_file(d / REPORT_MD, markdown(data))
     from .plot import plot
 
     tmp = d / ".report.png.tmp"
     plot(data, tmp)
     tmp.replace(d / "report.png")
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -1,8 +1,9 @@
-"""Variant files are written new and renamed over the old name: an interpreter maps its model file shared."""
+"""Files are written new and renamed over the old name (convert's variants, manifests, reports): an interpreter
+maps its model file shared."""
 
 import mmap
 
-from keras_edge.host.convert.core import write_new
+from keras_edge.device.contract.files import replace_file
 
 
 def _mapped(path):
@@ -12,20 +13,20 @@ def _mapped(path):
 
 def test_a_rewrite_leaves_a_live_mapping_alone(tmp_path):
     path = tmp_path / "int8.tflite"
-    write_new(path, b"A" * 4096)
+    replace_file(path, b"A" * 4096)
     f, live = _mapped(path)   # as LiteRT holds a model loaded from a path
     try:
-        write_new(path, b"B" * 4096)   # the same variant made again
+        replace_file(path, b"B" * 4096)   # the same variant made again
         assert live[:4] == b"AAAA"
         assert path.read_bytes() == b"B" * 4096
-        assert not list(tmp_path.glob("*.part"))
+        assert [p.name for p in tmp_path.iterdir()] == ["int8.tflite"]   # no temporary file left beside it
     finally:
         live.close()
         f.close()
 
 
 def test_an_in_place_rewrite_would_not(tmp_path):
-    # the hazard the rename avoids: the same bytes, written in place, show through the mapping
+    # the hazard the rename avoids: bytes written in place show through the mapping
     path = tmp_path / "int8.tflite"
     path.write_bytes(b"A" * 4096)
     f, live = _mapped(path)
